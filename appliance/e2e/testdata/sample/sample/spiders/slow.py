@@ -1,0 +1,16 @@
+import scrapy
+
+
+class SlowSpider(scrapy.Spider):
+    """Runs for a long time (one data: page per DOWNLOAD_DELAY), so that it can be cancelled."""
+
+    name = "slow"
+    custom_settings = {"DOWNLOAD_DELAY": 0.2, "CONCURRENT_REQUESTS": 1}
+
+    def start_requests(self):
+        pages = int(getattr(self, "pages", "100000"))
+        for n in range(pages):
+            yield scrapy.Request(f"data:,page{n}", dont_filter=True, cb_kwargs={"n": n})
+
+    def parse(self, response, n):
+        yield {"page": n}

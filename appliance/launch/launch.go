@@ -1,0 +1,83 @@
+// Package launch defines how a crawl process is started, found again and
+// stopped, independently of what starts it (a child process, or a transient
+// systemd unit). The dispatcher is its only user.
+package launch
+
+import (
+	"context"
+	"errors"
+	"syscall"
+	"time"
+)
+
+// Command is one crawl, fully resolved: what to run, where, with what.
+// The scrapy package builds it; launchers run it unchanged, so both launchers
+// give a crawl the same command line, environment and working directory.
+type Command struct {
+	Job     string   // the job id: launchers derive names (unit, log prefix) from it
+	Project string   // for labels and logs only
+	Spider  string   // for labels and logs only
+	Path    string   // executable, absolute (the configured python)
+	Args    []string // argv[1:]
+	Env     []string // full environment, KEY=VALUE
+	Dir     string   // working directory
+	Stdout  string   // file the crawl's stdout is appended to ("" discards)
+	Stderr  string   // file the crawl's stderr is appended to ("" discards)
+	Limits  Limits
+}
+
+// Limits are per-crawl resource limits; zero means unlimited. The exec
+// launcher only honours MaxRuntime; the systemd launcher sets all on the unit.
+type Limits struct {
+	MemoryMax  int64         // bytes
+	CPUQuota   int           // percent of one CPU
+	TasksMax   int           // processes and threads
+	MaxRuntime time.Duration // the crawl is stopped after this long
+}
+
+// Handle identifies a started crawl. It is stored (as Handle.String) before
+// the job counts as running, so that a restarted daemon can find the crawl
+// again with Launcher.Recover.
+type Handle struct {
+	ID  string // launcher-specific: a unit name, or "pid:starttime"
+	PID int    // the crawl's main process, 0 if not known yet
+}
+
+// Exit is how a crawl ended.
+type Exit struct {
+	Code   *int           // exit status; nil if killed by a signal or unknown
+	Signal syscall.Signal // the signal that killed it, 0 if none
+	Known  bool           // false when the launcher could not learn the status
+}
+
+// ErrGone is returned by Recover and Signal when the crawl no longer exists.
+var ErrGone = errors.New("crawl process is gone")
+
+// Launcher starts and controls crawls. Implementations must be safe for
+// concurrent use.
+type Launcher interface {
+	// Name is "exec" or "systemd", shown in daemonstatus and logs.
+	Name() string
+	// Start starts the crawl and returns once the process exists. The
+	// returned Watch ends when the crawl does.
+	Start(ctx context.Context, cmd Command) (Handle, Watch, error)
+	// Recover finds a crawl started by an earlier daemon from its stored
+	// handle. It returns ErrGone, with the exit if still known, when the
+	// crawl ended while the daemon was away.
+	Recover(ctx context.Context, h Handle) (Watch, Exit, error)
+	// Signal sends sig to the crawl's main process. KILL may take down the
+	// whole crawl (a unit's cgroup). ErrGone if it already ended.
+	Signal(ctx context.Context, h Handle, sig syscall.Signal) error
+	// Running lists the handles of crawls this launcher still knows about,
+	// so that crawls no job record points at (a crash between start and
+	// record) can be reported.
+	Running(ctx context.Context) ([]Handle, error)
+}
+
+// Watch reports the end of one crawl, exactly once.
+type Watch interface {
+	// Done is closed when the crawl has ended.
+	Done() <-chan struct{}
+	// Exit is valid after Done is closed.
+	Exit() Exit
+}
