@@ -42,16 +42,13 @@ type Spec struct {
 	Project  string
 	Spider   string
 	Version  string // empty: the latest version at launch time
-	Settings []Setting
-	Args     []Arg
+	Settings []Pair // `-s NAME=VALUE`, in order: Scrapy applies them in order
+	Args     []Pair // spider arguments `-a name=value`, in the order the client sent them
 	Priority float64
 }
 
-// Setting is one `-s NAME=VALUE`; order is kept because Scrapy applies them in order.
-type Setting struct{ Name, Value string }
-
-// Arg is one spider argument `-a name=value`, in the order the client sent them.
-type Arg struct{ Name, Value string }
+// Pair is one setting or spider argument.
+type Pair struct{ Name, Value string }
 
 // Job is a Spec plus what happened to it.
 type Job struct {

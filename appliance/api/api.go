@@ -1,0 +1,145 @@
+// Package api serves Scrapyd's HTTP API with fiber: the eleven JSON
+// endpoints exactly as existing clients expect them (parameter sources, the
+// ordered envelope, HTTP 200 application errors, CORS, OPTIONS, HEAD),
+// Basic auth on every path, and the hooks other packages use to add their
+// routes (the web pages, the crawl web service).
+package api
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"log/slog"
+	"strings"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/scrapyd-debian/scrapyd/appliance/config"
+	"github.com/scrapyd-debian/scrapyd/appliance/service"
+)
+
+// Options are what the API needs.
+type Options struct {
+	Config  func() *config.Config
+	Service *service.Service
+	Log     *slog.Logger
+	// BodyLimit bounds request bodies (upload_limit, read at start).
+	BodyLimit int
+	// Routes add more routes after the JSON API and before the 404 fallback.
+	Routes []func(r fiber.Router)
+	// Status adds fields to daemonstatus.json after Scrapyd's three.
+	Status func() []Field
+}
+
+// Field is one extra key of a JSON answer.
+type Field struct {
+	Key   string
+	Value any // a string, number, bool, nil or []string
+}
+
+// New builds the fiber app.
+func New(o Options) *fiber.App {
+	app := fiber.New(fiber.Config{
+		// Handlers keep strings past the request; fiber's zero-allocation
+		// strings would change under them.
+		Immutable:             true,
+		CaseSensitive:         true,
+		StrictRouting:         true,
+		DisableStartupMessage: true,
+		BodyLimit:             o.BodyLimit,
+		ErrorHandler:          errorHandler(o),
+		// Upload limits are enforced by BodyLimit; large eggs stream to disk.
+		StreamRequestBody: false,
+	})
+	app.Use(authenticate(o.Config))
+	a := &handlers{o: o}
+	for _, e := range a.endpoints() {
+		e := e
+		app.All("/"+e.name, func(c *fiber.Ctx) error { return a.serve(c, e) })
+	}
+	for _, r := range o.Routes {
+		r(app)
+	}
+	app.Use(notFound)
+	return app
+}
+
+// notFound is Twisted's 404 page, which is what clients have always seen.
+func notFound(c *fiber.Ctx) error {
+	c.Status(fiber.StatusNotFound)
+	c.Set(fiber.HeaderContentType, "text/html; charset=utf-8")
+	return c.SendString(`<html>
+  <head><title>404 - No Such Resource</title></head>
+  <body>
+    <h1>No Such Resource</h1>
+    <p>Sorry. No luck finding that resource.</p>
+  </body>
+</html>
+`)
+}
+
+// authenticate guards every path, OPTIONS included, when both username and
+// password are set (Scrapyd's rule). Both are compared in constant time, as
+// digests, so that neither their content nor their length leaks.
+func authenticate(cfg func() *config.Config) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		conf := cfg()
+		if !conf.AuthEnabled() {
+			return c.Next()
+		}
+		user, pass, ok := basicAuth(c.Get(fiber.HeaderAuthorization))
+		if ok && equal(user, conf.Username)&equal(pass, conf.Password) == 1 {
+			return c.Next()
+		}
+		c.Set(fiber.HeaderWWWAuthenticate, `basic realm="Scrapyd"`)
+		c.Set(fiber.HeaderContentType, "text/html")
+		return c.Status(fiber.StatusUnauthorized).SendString("Unauthorized")
+	}
+}
+
+func equal(a, b string) int {
+	ha, hb := sha256.Sum256([]byte(a)), sha256.Sum256([]byte(b))
+	return subtle.ConstantTimeCompare(ha[:], hb[:])
+}
+
+func basicAuth(h string) (user, pass string, ok bool) {
+	const prefix = "basic "
+	if len(h) < len(prefix) || !strings.EqualFold(h[:len(prefix)], prefix) {
+		return "", "", false
+	}
+	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(h[len(prefix):]))
+	if err != nil {
+		return "", "", false
+	}
+	user, pass, ok = strings.Cut(string(raw), ":")
+	return user, pass, ok
+}
+
+// errorHandler turns every error into Scrapyd's envelope: HTTP 200 and
+// {"status": "error", "message": ...}. With debug on, the message goes out
+// as plain text, as Scrapyd's debug mode sends its traceback.
+func errorHandler(o Options) fiber.ErrorHandler {
+	return func(c *fiber.Ctx, err error) error {
+		var fe *fiber.Error
+		if errors.As(err, &fe) {
+			if fe.Code == fiber.StatusRequestEntityTooLarge {
+				err = &service.Error{Message: "the request body is larger than upload_limit"}
+			} else if fe.Code == fiber.StatusNotFound {
+				return notFound(c)
+			}
+		}
+		msg := err.Error()
+		var se *service.Error
+		if !errors.As(err, &se) {
+			// Not one of ours: Scrapyd shows "<ExceptionClass>: <text>".
+			o.Log.Error("request failed", "path", c.Path(), "err", err)
+			msg = "Error: " + msg
+		}
+		if o.Config().Debug {
+			c.Set(fiber.HeaderContentType, "text/plain")
+			return c.Status(fiber.StatusOK).SendString(msg + "\n")
+		}
+		return writeJSON(c, o.Config(), allowFor(c), obj{{"status", "error"}, {"message", msg}})
+	}
+}

@@ -1,0 +1,385 @@
+package api
+
+import (
+	"strconv"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/scrapyd-debian/scrapyd/appliance/config"
+	"github.com/scrapyd-debian/scrapyd/appliance/job"
+	"github.com/scrapyd-debian/scrapyd/appliance/service"
+)
+
+type endpoint struct {
+	name   string
+	method string // GET or POST
+	fn     func(c *fiber.Ctx, p *params) (obj, error)
+}
+
+type handlers struct{ o Options }
+
+func (a *handlers) endpoints() []endpoint {
+	return []endpoint{
+		{"daemonstatus.json", fiber.MethodGet, a.daemonStatus},
+		{"addversion.json", fiber.MethodPost, a.addVersion},
+		{"schedule.json", fiber.MethodPost, a.schedule},
+		{"cancel.json", fiber.MethodPost, a.cancel},
+		{"status.json", fiber.MethodGet, a.status},
+		{"listprojects.json", fiber.MethodGet, a.listProjects},
+		{"listversions.json", fiber.MethodGet, a.listVersions},
+		{"listspiders.json", fiber.MethodGet, a.listSpiders},
+		{"listjobs.json", fiber.MethodGet, a.listJobs},
+		{"delversion.json", fiber.MethodPost, a.delVersion},
+		{"delproject.json", fiber.MethodPost, a.delProject},
+	}
+}
+
+// allow is each method group's Allow header; Twisted's order.
+var allow = map[string]string{
+	fiber.MethodGet:  "OPTIONS, HEAD, GET",
+	fiber.MethodPost: "OPTIONS, HEAD, POST",
+}
+
+// unsupported is Twisted's UnsupportedMethod text, bytes repr included.
+var unsupported = map[string]string{
+	fiber.MethodGet:  "UnsupportedMethod: Expected one of [b'HEAD', b'OPTIONS', b'GET']",
+	fiber.MethodPost: "UnsupportedMethod: Expected one of [b'HEAD', b'OPTIONS', b'POST']",
+}
+
+func allowFor(c *fiber.Ctx) string {
+	if a, ok := c.Locals("allow").(string); ok {
+		return a
+	}
+	return allow[fiber.MethodGet]
+}
+
+func (a *handlers) serve(c *fiber.Ctx, e endpoint) error {
+	c.Locals("allow", allow[e.method])
+	m := c.Method()
+	switch {
+	case m == fiber.MethodOptions:
+		c.Set(fiber.HeaderAllow, allow[e.method])
+		setCORS(c, allow[e.method])
+		return c.SendStatus(fiber.StatusNoContent)
+	case m == e.method || m == fiber.MethodHead && e.method == fiber.MethodGet:
+	default:
+		return &service.Error{Message: unsupported[e.method]}
+	}
+	p, err := readParams(c)
+	if err != nil {
+		return err
+	}
+	body, err := e.fn(c, p)
+	if err != nil {
+		return err
+	}
+	return writeJSON(c, a.o.Config(), allow[e.method], append(body, kv{"status", "ok"}))
+}
+
+func setCORS(c *fiber.Ctx, methods string) {
+	c.Set(fiber.HeaderAccessControlAllowOrigin, "*")
+	c.Set(fiber.HeaderAccessControlAllowMethods, methods)
+	c.Set(fiber.HeaderAccessControlAllowHeaders, "X-Requested-With")
+}
+
+// writeJSON sends body plus node_name, with Scrapyd's headers and trailing
+// newline.
+func writeJSON(c *fiber.Ctx, cfg *config.Config, methods string, body obj) error {
+	b := encode(make([]byte, 0, 256), append(body, kv{"node_name", cfg.NodeName}))
+	b = append(b, '\n')
+	c.Set(fiber.HeaderContentType, "application/json")
+	setCORS(c, methods)
+	return c.Status(fiber.StatusOK).Send(b)
+}
+
+func (a *handlers) daemonStatus(c *fiber.Ctx, p *params) (obj, error) {
+	pending, running, finished := a.o.Service.DaemonStatus()
+	out := obj{{"pending", pending}, {"running", running}, {"finished", finished}}
+	if a.o.Status != nil {
+		for _, f := range a.o.Status() {
+			out = append(out, kv{f.Key, f.Value})
+		}
+	}
+	return out, nil
+}
+
+func (a *handlers) addVersion(c *fiber.Ctx, p *params) (obj, error) {
+	project, err := p.required("project")
+	if err != nil {
+		return nil, err
+	}
+	version, err := p.required("version")
+	if err != nil {
+		return nil, err
+	}
+	data, ok, err := p.file("egg")
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, service.Required("egg")
+	}
+	n, err := a.o.Service.AddVersion(c.UserContext(), project, version, data)
+	if err != nil {
+		return nil, err
+	}
+	return obj{{"project", project}, {"version", version}, {"spiders", n}}, nil
+}
+
+// reserved are schedule.json's own parameters; every other one is a spider
+// argument.
+var reserved = map[string]bool{"project": true, "spider": true, "setting": true, "jobid": true, "priority": true, "_version": true, "_job": true}
+
+func (a *handlers) schedule(c *fiber.Ctx, p *params) (obj, error) {
+	var r service.ScheduleRequest
+	var err error
+	if r.Project, err = p.required("project"); err != nil {
+		return nil, err
+	}
+	if r.Spider, err = p.required("spider"); err != nil {
+		return nil, err
+	}
+	for _, f := range []struct {
+		name string
+		dst  *string
+	}{{"_version", &r.Version}, {"jobid", &r.JobID}, {"priority", &r.Priority}} {
+		if *f.dst, err = p.optional(f.name); err != nil {
+			return nil, err
+		}
+	}
+	if r.Settings, err = p.all("setting"); err != nil {
+		return nil, err
+	}
+	for _, k := range p.keys {
+		if reserved[k] {
+			continue
+		}
+		v, _, err := p.get(k)
+		if err != nil {
+			return nil, err
+		}
+		if err := checkUTF8("argument name", k); err != nil {
+			return nil, err
+		}
+		r.Args = append(r.Args, job.Pair{Name: k, Value: v})
+	}
+	id, err := a.o.Service.Schedule(c.UserContext(), r)
+	if err != nil {
+		return nil, err
+	}
+	return obj{{"jobid", id}}, nil
+}
+
+func (a *handlers) cancel(c *fiber.Ctx, p *params) (obj, error) {
+	project, err := p.required("project")
+	if err != nil {
+		return nil, err
+	}
+	id, err := p.required("job")
+	if err != nil {
+		return nil, err
+	}
+	sig, err := p.optional("signal")
+	if err != nil {
+		return nil, err
+	}
+	prev, err := a.o.Service.Cancel(c.UserContext(), project, id, sig)
+	if err != nil {
+		return nil, err
+	}
+	return obj{{"prevstate", stateOrNil(prev)}}, nil
+}
+
+func stateOrNil(s job.State) any {
+	if s == "" {
+		return nil
+	}
+	return string(s)
+}
+
+func (a *handlers) status(c *fiber.Ctx, p *params) (obj, error) {
+	id, err := p.required("job")
+	if err != nil {
+		return nil, err
+	}
+	project, err := p.optional("project")
+	if err != nil {
+		return nil, err
+	}
+	j, err := a.o.Service.Status(c.UserContext(), id, project)
+	if err != nil {
+		return nil, err
+	}
+	if j == nil {
+		return obj{{"currstate", nil}}, nil
+	}
+	out := obj{{"currstate", string(j.State)}}
+	if j.State == job.Finished {
+		out = append(out, kv{"outcome", string(j.Outcome)}, kv{"exit_code", j.ExitCode})
+	}
+	return out, nil
+}
+
+func (a *handlers) listProjects(c *fiber.Ctx, p *params) (obj, error) {
+	projects, err := a.o.Service.Projects()
+	if err != nil {
+		return nil, err
+	}
+	return obj{{"projects", nonNil(projects)}}, nil
+}
+
+func (a *handlers) listVersions(c *fiber.Ctx, p *params) (obj, error) {
+	project, err := p.required("project")
+	if err != nil {
+		return nil, err
+	}
+	vs, err := a.o.Service.Versions(project)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, len(vs))
+	for i, v := range vs {
+		names[i] = v.Name
+	}
+	return obj{{"versions", names}}, nil
+}
+
+func (a *handlers) listSpiders(c *fiber.Ctx, p *params) (obj, error) {
+	project, err := p.required("project")
+	if err != nil {
+		return nil, err
+	}
+	version, err := p.optional("_version")
+	if err != nil {
+		return nil, err
+	}
+	names, err := a.o.Service.Spiders(c.UserContext(), project, version)
+	if err != nil {
+		return nil, err
+	}
+	return obj{{"spiders", nonNil(names)}}, nil
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func (a *handlers) listJobs(c *fiber.Ctx, p *params) (obj, error) {
+	var q service.JobsQuery
+	var err error
+	if q.Project, err = p.optional("project"); err != nil {
+		return nil, err
+	}
+	state, err := p.optional("state")
+	if err != nil {
+		return nil, err
+	}
+	switch job.State(state) {
+	case "", job.Pending, job.Running, job.Finished:
+		q.State = job.State(state)
+	default:
+		return nil, service.Invalid("state", strconv.Quote(state)+" is not pending, running or finished")
+	}
+	for _, f := range []struct {
+		name string
+		dst  *int
+	}{{"limit", &q.Limit}, {"offset", &q.Offset}} {
+		raw, err := p.optional(f.name)
+		if err != nil || raw == "" {
+			continue
+		}
+		n, err := strconv.Atoi(raw)
+		if err != nil || n < 0 {
+			return nil, service.Invalid(f.name, strconv.Quote(raw)+" is not a non-negative whole number")
+		}
+		*f.dst = n
+	}
+	l, err := a.o.Service.Jobs(c.UserContext(), q)
+	if err != nil {
+		return nil, err
+	}
+	return obj{{"pending", pendingEntries(l.Pending)}, {"running", runningEntries(l.Running)}, {"finished", finishedEntries(l.Finished)}}, nil
+}
+
+func pendingEntries(es []service.Entry) []obj {
+	out := make([]obj, len(es))
+	for i, e := range es {
+		var version any
+		if e.Version != "" {
+			version = e.Version
+		}
+		out[i] = obj{{"id", e.ID}, {"project", e.Project}, {"spider", e.Spider}, {"version", version},
+			{"settings", pairs(e.Settings)}, {"args", pairs(e.Args)}}
+	}
+	return out
+}
+
+func runningEntries(es []service.Entry) []obj {
+	out := make([]obj, len(es))
+	for i, e := range es {
+		var pid any
+		if e.PID != 0 {
+			pid = e.PID
+		}
+		out[i] = obj{{"id", e.ID}, {"project", e.Project}, {"spider", e.Spider}, {"pid", pid},
+			{"start_time", pyTime(e.Started)}, {"log_url", urlOrNil(e.LogURL)}, {"items_url", urlOrNil(e.ItemsURL)}}
+	}
+	return out
+}
+
+func finishedEntries(es []service.Entry) []obj {
+	out := make([]obj, len(es))
+	for i, e := range es {
+		out[i] = obj{{"id", e.ID}, {"project", e.Project}, {"spider", e.Spider},
+			{"start_time", pyTime(e.Started)}, {"end_time", pyTime(e.Ended)},
+			{"log_url", urlOrNil(e.LogURL)}, {"items_url", urlOrNil(e.ItemsURL)},
+			{"outcome", string(e.Outcome)}, {"exit_code", e.ExitCode}}
+	}
+	return out
+}
+
+// pairs renders settings or arguments as a JSON object; a repeated name
+// keeps its last value, as Python's dict() does.
+func pairs(ps []job.Pair) obj {
+	out := obj{}
+	index := map[string]int{}
+	for _, p := range ps {
+		if i, ok := index[p.Name]; ok {
+			out[i].v = p.Value
+			continue
+		}
+		index[p.Name] = len(out)
+		out = append(out, kv{p.Name, p.Value})
+	}
+	return out
+}
+
+func urlOrNil(u string) any {
+	if u == "" {
+		return nil
+	}
+	return u
+}
+
+func (a *handlers) delVersion(c *fiber.Ctx, p *params) (obj, error) {
+	project, err := p.required("project")
+	if err != nil {
+		return nil, err
+	}
+	version, err := p.required("version")
+	if err != nil {
+		return nil, err
+	}
+	return obj{}, a.o.Service.DeleteVersion(project, version)
+}
+
+func (a *handlers) delProject(c *fiber.Ctx, p *params) (obj, error) {
+	project, err := p.required("project")
+	if err != nil {
+		return nil, err
+	}
+	return obj{}, a.o.Service.DeleteProject(project)
+}

@@ -1,0 +1,269 @@
+// Package config reads Scrapyd's configuration (built-in defaults, then
+// /etc/scrapyd/scrapyd.conf, /etc/scrapyd/conf.d/* in name order, ./scrapyd.conf,
+// ~/.scrapyd.conf, extra files, then SCRAPYD_* environment variables) into an
+// immutable, validated Config snapshot. Readers keep one snapshot per
+// operation; a reload builds a new one and swaps it in whole.
+package config
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Config is one validated snapshot. Never modify a Config after Load returns it.
+type Config struct {
+	Root string // the prefix every built-in path is under ("/" when installed)
+
+	BindAddress    string
+	HTTPPort       int
+	UnixSocketPath string
+	Username       string
+	Password       string
+	TLSCert        string
+	TLSKey         string
+
+	PollInterval  time.Duration
+	MaxProc       int
+	MaxProcPerCPU int
+
+	EggsDir        string
+	DbsDir         string
+	LogsDir        string
+	ItemsDir       string
+	JobsDir        string
+	RuntimeDir     string
+	LogFile        string
+	JobsToKeep     int
+	FinishedToKeep int
+
+	PrefixHeader string
+	Debug        bool
+	NodeName     string
+	Python       string
+	Launcher     string // auto, exec or systemd
+	CrawlUser    string
+	UploadLimit  int64
+
+	CrawlMemoryMax  int64
+	CrawlCPUQuota   int
+	CrawlTasksMax   int
+	CrawlMaxRuntime time.Duration
+
+	WebserviceEnabled   bool
+	WebserviceResources []string
+	WebserviceLogFile   string
+
+	// Settings is the [settings] section: projects that run from an installed
+	// settings module instead of an egg (Scrapyd's scrapy.cfg-style projects).
+	Settings map[string]string
+
+	// Sources says which file (and line) set each [scrapyd] option.
+	Sources map[string]Source
+	// Files lists the configuration files that were read, in order.
+	Files []string
+	// Warnings are non-fatal remarks (options we ignore), for the log.
+	Warnings []string
+}
+
+// Slots is how many crawls may run at once: max_proc, or CPUs x
+// max_proc_per_cpu when max_proc is 0 (Scrapyd's rule).
+func (c *Config) Slots() int {
+	if c.MaxProc > 0 {
+		return c.MaxProc
+	}
+	return runtime.NumCPU() * c.MaxProcPerCPU
+}
+
+// AuthEnabled reports whether HTTP Basic auth is on: only when both username
+// and password are set, as in Scrapyd.
+func (c *Config) AuthEnabled() bool { return c.Username != "" && c.Password != "" }
+
+// Options says where to look. The zero value reads the installed system's
+// files plus the working directory's and the home directory's.
+type Options struct {
+	Root  string   // prefix for built-in paths and /etc/scrapyd; "" means "/"
+	Extra []string // files given with --config, read after the search order
+	Env   []string // KEY=VALUE; nil means os.Environ()
+	Cwd   string   // "" means the process's working directory
+	Home  string   // "" means $HOME; "-" skips ~/.scrapyd.conf
+}
+
+func (o Options) root() string {
+	if o.Root == "" {
+		return "/"
+	}
+	return o.Root
+}
+
+// ConfDir is <root>/etc/scrapyd.
+func (o Options) ConfDir() string { return filepath.Join(o.root(), "etc", "scrapyd") }
+
+// SearchPaths lists every file and directory of the search order, existing or
+// not, in reading order: the live-reload watcher watches exactly these.
+func (o Options) SearchPaths() (files []string, confD string) {
+	confD = filepath.Join(o.ConfDir(), "conf.d")
+	files = []string{filepath.Join(o.ConfDir(), "scrapyd.conf")}
+	if cwd := o.Cwd; cwd != "" {
+		files = append(files, filepath.Join(cwd, "scrapyd.conf"))
+	} else if wd, err := os.Getwd(); err == nil {
+		files = append(files, filepath.Join(wd, "scrapyd.conf"))
+	}
+	home := o.Home
+	if home == "" {
+		home, _ = os.UserHomeDir()
+	}
+	if home != "" && home != "-" {
+		files = append(files, filepath.Join(home, ".scrapyd.conf"))
+	}
+	return files, confD
+}
+
+// Load reads and validates the whole search order. An error names the file
+// and line at fault; no partial Config is ever returned.
+func Load(o Options) (*Config, error) {
+	root := o.root()
+	entries := builtinEntries(root)
+	files, confD := o.SearchPaths()
+	ordered := []string{files[0]}
+	if names, err := os.ReadDir(confD); err == nil {
+		var fs []string
+		for _, n := range names {
+			// Editors' backups and swap files are not configuration.
+			if n.IsDir() || strings.HasPrefix(n.Name(), ".") || strings.HasSuffix(n.Name(), "~") || strings.HasSuffix(n.Name(), ".swp") || strings.HasSuffix(n.Name(), ".dpkg-dist") || strings.HasSuffix(n.Name(), ".dpkg-old") {
+				continue
+			}
+			fs = append(fs, filepath.Join(confD, n.Name()))
+		}
+		sort.Strings(fs)
+		ordered = append(ordered, fs...)
+	} else if !os.IsNotExist(err) {
+		return nil, fmt.Errorf("%s: %w", confD, err)
+	}
+	ordered = append(ordered, files[1:]...)
+	c := &Config{Root: root, Settings: map[string]string{}, Sources: map[string]Source{}}
+	for _, f := range ordered {
+		data, err := os.ReadFile(f)
+		if os.IsNotExist(err) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", f, err)
+		}
+		es, err := parseINI(f, data)
+		if err != nil {
+			return nil, err
+		}
+		entries = append(entries, es...)
+		c.Files = append(c.Files, f)
+	}
+	for _, f := range o.Extra {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("--config %s: %w", f, err)
+		}
+		es, err := parseINI(f, data)
+		if err != nil {
+			return nil, err
+		}
+		entries = append(entries, es...)
+		c.Files = append(c.Files, f)
+	}
+	env := o.Env
+	if env == nil {
+		env = os.Environ()
+	}
+	entries = append(entries, envEntries(env)...)
+	if err := c.apply(entries); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// envEntries turns SCRAPYD_<OPTION>=value into [scrapyd] options. Scrapyd
+// 1.5 reads five of them; we accept every option, and ignore the variables
+// Scrapyd sets for crawls (SCRAPYD_EGG_VERSION), which name no option.
+func envEntries(env []string) []entry {
+	var out []entry
+	for _, kv := range env {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || !strings.HasPrefix(k, "SCRAPYD_") {
+			continue
+		}
+		key := strings.ToLower(strings.TrimPrefix(k, "SCRAPYD_"))
+		if _, known := options[key]; !known {
+			continue
+		}
+		out = append(out, entry{section: "scrapyd", key: key, value: v, source: Source{File: "(environment " + k + ")"}})
+	}
+	return out
+}
+
+func (c *Config) apply(entries []entry) error {
+	for _, e := range entries {
+		switch e.section {
+		case "scrapyd":
+			opt, ok := options[e.key]
+			if !ok {
+				if !scrapydOnly[e.key] {
+					c.Warnings = append(c.Warnings, fmt.Sprintf("%s: unknown option %q ignored", e.source, e.key))
+				}
+				continue
+			}
+			if err := opt.set(c, e.value); err != nil {
+				return fmt.Errorf("%s: %s: %w", e.source, e.key, err)
+			}
+			c.Sources[e.key] = e.source
+		case "settings":
+			c.Settings[e.key] = e.value
+		}
+	}
+	return c.validate()
+}
+
+func (c *Config) validate() error {
+	fail := func(key, format string, a ...any) error {
+		return fmt.Errorf("%s: %s: %s", c.Sources[key], key, fmt.Sprintf(format, a...))
+	}
+	if strings.Contains(c.Username, ":") {
+		return fail("username", "must not contain ':' (HTTP Basic auth separates user and password with it)")
+	}
+	if (c.Username == "") != (c.Password == "") {
+		key := "username"
+		if c.Password != "" {
+			key = "password"
+		}
+		return fail(key, "username and password must be set together (with only one, authentication would silently stay off)")
+	}
+	if c.BindAddress == "" && c.UnixSocketPath == "" {
+		return fail("bind_address", "empty, and unix_socket_path is empty too: the daemon would listen nowhere")
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return fail("tls_cert", "tls_cert and tls_key must be set together")
+	}
+	for _, d := range []struct{ key, val string }{{"eggs_dir", c.EggsDir}, {"dbs_dir", c.DbsDir}} {
+		if d.val == "" {
+			return fail(d.key, "must not be empty")
+		}
+	}
+	dirs := map[string]string{}
+	for _, d := range []struct{ key, val string }{{"eggs_dir", c.EggsDir}, {"dbs_dir", c.DbsDir}, {"logs_dir", c.LogsDir}, {"items_dir", c.ItemsDir}, {"jobs_dir", c.JobsDir}} {
+		if d.val == "" {
+			continue
+		}
+		// Retention deletes any file in the per-spider directories, so two
+		// options sharing a directory would delete each other's files.
+		if other, dup := dirs[filepath.Clean(d.val)]; dup {
+			return fail(d.key, "is the same directory as %s (%s); each must be its own", other, d.val)
+		}
+		dirs[filepath.Clean(d.val)] = d.key
+	}
+	if c.Slots() < 1 {
+		return fail("max_proc_per_cpu", "max_proc and max_proc_per_cpu are both 0: no crawl could ever run")
+	}
+	return nil
+}

@@ -1,0 +1,233 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// option is one [scrapyd] key: its built-in default and how it is parsed.
+// Defaults containing {root} are under the root prefix, so that `--root .`
+// gives a development tree the installed system's layout.
+type option struct {
+	def string
+	set func(c *Config, v string) error
+}
+
+// options is the whole [scrapyd] section we understand. Scrapyd's defaults are
+// kept where they apply; the paths are the Debian layout the seed documents.
+var options = map[string]option{
+	"bind_address":         {"127.0.0.1", str(func(c *Config) *string { return &c.BindAddress })},
+	"http_port":            {"6800", intRange(0, 65535, func(c *Config) *int { return &c.HTTPPort })},
+	"unix_socket_path":     {"", path(func(c *Config) *string { return &c.UnixSocketPath })},
+	"username":             {"", str(func(c *Config) *string { return &c.Username })},
+	"password":             {"", str(func(c *Config) *string { return &c.Password })},
+	"tls_cert":             {"", path(func(c *Config) *string { return &c.TLSCert })},
+	"tls_key":              {"", path(func(c *Config) *string { return &c.TLSKey })},
+	"poll_interval":        {"5.0", seconds(0.01, func(c *Config) *time.Duration { return &c.PollInterval })},
+	"max_proc":             {"0", intRange(0, 100000, func(c *Config) *int { return &c.MaxProc })},
+	"max_proc_per_cpu":     {"4", intRange(0, 10000, func(c *Config) *int { return &c.MaxProcPerCPU })},
+	"eggs_dir":             {"{root}/var/lib/scrapyd/eggs", path(func(c *Config) *string { return &c.EggsDir })},
+	"dbs_dir":              {"{root}/var/lib/scrapyd/dbs", path(func(c *Config) *string { return &c.DbsDir })},
+	"items_dir":            {"{root}/var/lib/scrapyd/items", path(func(c *Config) *string { return &c.ItemsDir })},
+	"logs_dir":             {"{root}/var/log/scrapyd", path(func(c *Config) *string { return &c.LogsDir })},
+	"jobs_dir":             {"", path(func(c *Config) *string { return &c.JobsDir })},
+	"runtime_dir":          {"", path(func(c *Config) *string { return &c.RuntimeDir })},
+	"log_file":             {"{root}/var/log/scrapyd/scrapyd.log", path(func(c *Config) *string { return &c.LogFile })},
+	"jobs_to_keep":         {"5", intRange(0, math.MaxInt32, func(c *Config) *int { return &c.JobsToKeep })},
+	"finished_to_keep":     {"100", intRange(0, math.MaxInt32, func(c *Config) *int { return &c.FinishedToKeep })},
+	"prefix_header":        {"x-forwarded-prefix", str(func(c *Config) *string { return &c.PrefixHeader })},
+	"debug":                {"off", boolean(func(c *Config) *bool { return &c.Debug })},
+	"node_name":            {"", nodeName},
+	"python":               {"/usr/bin/python3", executable(func(c *Config) *string { return &c.Python })},
+	"launcher":             {"auto", launcherKind},
+	"crawl_user":           {"scrapy", str(func(c *Config) *string { return &c.CrawlUser })},
+	"upload_limit":         {"64M", size(func(c *Config) *int64 { return &c.UploadLimit })},
+	"crawl_memory_max":     {"0", size(func(c *Config) *int64 { return &c.CrawlMemoryMax })},
+	"crawl_cpu_quota":      {"0", percent(func(c *Config) *int { return &c.CrawlCPUQuota })},
+	"crawl_tasks_max":      {"0", intRange(0, math.MaxInt32, func(c *Config) *int { return &c.CrawlTasksMax })},
+	"crawl_max_runtime":    {"0", seconds(0, func(c *Config) *time.Duration { return &c.CrawlMaxRuntime })},
+	"webservice_enabled":   {"on", boolean(func(c *Config) *bool { return &c.WebserviceEnabled })},
+	"webservice_resources": {"crawler, stats, enginestatus", list(func(c *Config) *[]string { return &c.WebserviceResources })},
+	"webservice_logfile":   {"", path(func(c *Config) *string { return &c.WebserviceLogFile })},
+}
+
+// scrapydOnly are Scrapyd options that name Python classes or modules; an
+// existing scrapyd.conf may carry them, and they mean nothing here.
+var scrapydOnly = map[string]bool{
+	"application": true, "runner": true, "webroot": true, "eggstorage": true,
+	"jobstorage": true, "spiderqueue": true, "poller": true,
+}
+
+// Names lists every option we understand, sorted (for `config show`).
+func Names() []string {
+	out := make([]string, 0, len(options))
+	for k := range options {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func builtinEntries(root string) []entry {
+	out := make([]entry, 0, len(options))
+	for _, k := range Names() {
+		v := options[k].def
+		if strings.Contains(v, "{root}") {
+			v = filepath.Join(root, strings.TrimPrefix(strings.ReplaceAll(v, "{root}", ""), "/"))
+		}
+		out = append(out, entry{section: "scrapyd", key: k, value: v, source: Source{File: "(built-in)"}})
+	}
+	return out
+}
+
+func str(field func(*Config) *string) func(*Config, string) error {
+	return func(c *Config, v string) error { *field(c) = v; return nil }
+}
+
+// path keeps the value as given: relative paths are relative to the daemon's
+// working directory, as in Scrapyd. NUL bytes can never name a file.
+func path(field func(*Config) *string) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		if strings.ContainsRune(v, 0) {
+			return errors.New("contains a NUL byte")
+		}
+		*field(c) = v
+		return nil
+	}
+}
+
+func executable(field func(*Config) *string) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		if !filepath.IsAbs(v) {
+			// A PATH lookup would make the interpreter depend on the
+			// environment the daemon happened to start in.
+			return fmt.Errorf("%q is not an absolute path", v)
+		}
+		*field(c) = v
+		return nil
+	}
+}
+
+func intRange(lo, hi int, field func(*Config) *int) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil {
+			return fmt.Errorf("%q is not a whole number", v)
+		}
+		if n < lo || n > hi {
+			return fmt.Errorf("%d is out of range [%d, %d]", n, lo, hi)
+		}
+		*field(c) = n
+		return nil
+	}
+}
+
+func percent(field func(*Config) *int) func(*Config, string) error {
+	inner := intRange(0, 100000, field)
+	return func(c *Config, v string) error { return inner(c, strings.TrimSuffix(strings.TrimSpace(v), "%")) }
+}
+
+// seconds accepts Scrapyd's float seconds ("5.0") or a Go duration ("2h").
+func seconds(min float64, field func(*Config) *time.Duration) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		v = strings.TrimSpace(v)
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			d, derr := time.ParseDuration(v)
+			if derr != nil {
+				return fmt.Errorf("%q is neither seconds nor a duration such as 90s or 2h", v)
+			}
+			f = d.Seconds()
+		}
+		if math.IsNaN(f) || math.IsInf(f, 0) || f < 0 || (f != 0 && f < min) || (min > 0 && f == 0) {
+			return fmt.Errorf("%q is out of range (at least %gs)", v, min)
+		}
+		*field(c) = time.Duration(f * float64(time.Second))
+		return nil
+	}
+}
+
+func boolean(field func(*Config) *bool) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		// The words Python's ConfigParser.getboolean accepts.
+		switch strings.ToLower(strings.TrimSpace(v)) {
+		case "1", "yes", "true", "on":
+			*field(c) = true
+		case "0", "no", "false", "off":
+			*field(c) = false
+		default:
+			return fmt.Errorf("%q is not a boolean (on/off, yes/no, true/false, 1/0)", v)
+		}
+		return nil
+	}
+}
+
+// size accepts bytes or a number with a K, M, G or T suffix (powers of 1024).
+func size(field func(*Config) *int64) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		s := strings.ToUpper(strings.TrimSpace(v))
+		s = strings.TrimSuffix(strings.TrimSuffix(s, "B"), "I")
+		mult := int64(1)
+		if n := len(s); n > 0 {
+			switch s[n-1] {
+			case 'K':
+				mult = 1 << 10
+			case 'M':
+				mult = 1 << 20
+			case 'G':
+				mult = 1 << 30
+			case 'T':
+				mult = 1 << 40
+			}
+			if mult > 1 {
+				s = s[:n-1]
+			}
+		}
+		n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+		if err != nil || n < 0 || n > math.MaxInt64/mult {
+			return fmt.Errorf("%q is not a size such as 512M or 2G", v)
+		}
+		*field(c) = n * mult
+		return nil
+	}
+}
+
+func list(field func(*Config) *[]string) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		var out []string
+		for _, p := range strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' || r == '\n' || r == '\t' }) {
+			out = append(out, p)
+		}
+		*field(c) = out
+		return nil
+	}
+}
+
+func nodeName(c *Config, v string) error {
+	if v == "" {
+		// Scrapyd's default is socket.gethostname().
+		v, _ = os.Hostname()
+	}
+	c.NodeName = v
+	return nil
+}
+
+func launcherKind(c *Config, v string) error {
+	switch v {
+	case "auto", "exec", "systemd":
+		c.Launcher = v
+	case "scrapyd.launcher.Launcher":
+		// An existing Scrapyd configuration names its Python class here.
+		c.Launcher = "auto"
+	default:
+		return fmt.Errorf("%q is not one of auto, exec, systemd", v)
+	}
+	return nil
+}

@@ -1,0 +1,211 @@
+// Package daemon wires the daemon together: configuration, state, the
+// launcher, the dispatcher, the API and its listeners, signals and
+// shutdown. It holds no logic of its own beyond that wiring.
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/scrapyd-debian/scrapyd/appliance/api"
+	"github.com/scrapyd-debian/scrapyd/appliance/config"
+	"github.com/scrapyd-debian/scrapyd/appliance/dispatch"
+	"github.com/scrapyd-debian/scrapyd/appliance/egg"
+	"github.com/scrapyd-debian/scrapyd/appliance/launch"
+	"github.com/scrapyd-debian/scrapyd/appliance/launch/process"
+	"github.com/scrapyd-debian/scrapyd/appliance/scrapy"
+	"github.com/scrapyd-debian/scrapyd/appliance/service"
+	"github.com/scrapyd-debian/scrapyd/appliance/store"
+)
+
+// Options come from the command line.
+type Options struct {
+	Config  config.Options
+	Version string
+}
+
+// Run serves until ctx ends or a SIGTERM/SIGINT arrives. Crawls keep
+// running after it returns; the next start adopts them.
+func Run(ctx context.Context, o Options) error {
+	cfg, err := config.Load(o.Config)
+	if err != nil {
+		return err
+	}
+	log, closeLog, err := openLog(cfg)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+	for _, w := range cfg.Warnings {
+		log.Warn(w)
+	}
+	var current atomic.Pointer[config.Config]
+	current.Store(cfg)
+	conf := current.Load
+
+	for _, dir := range []string{cfg.EggsDir, cfg.DbsDir, cfg.LogsDir, cfg.ItemsDir} {
+		if dir != "" && !isURL(dir) {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return fmt.Errorf("create %s: %w", dir, err)
+			}
+		}
+	}
+	st, err := store.Open(cfg.DbsDir)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	eggs := &egg.Store{Dir: cfg.EggsDir}
+	eggs.CleanStaging()
+
+	launcher, err := newLauncher(cfg)
+	if err != nil {
+		return err
+	}
+	disp := dispatch.New(dispatch.Options{
+		Config: conf, Store: st, Eggs: eggs, Launcher: launcher, Log: log,
+		Env: scrapy.CrawlEnv(os.Environ()),
+	})
+	svc := &service.Service{
+		Config: conf, Store: st, Eggs: eggs, Dispatch: disp,
+		Lister: func(c *config.Config) service.Lister {
+			return scrapy.Lister{Python: c.Python, BaseEnv: scrapy.CrawlEnv(os.Environ()), Dir: dispatch.CrawlDir(c)}
+		},
+	}
+	app := api.New(api.Options{
+		Config: conf, Service: svc, Log: log, BodyLimit: int(cfg.UploadLimit),
+		Status: func() []api.Field {
+			return []api.Field{{Key: "launcher", Value: launcher.Name()}, {Key: "version", Value: o.Version}}
+		},
+	})
+
+	listeners, err := listen(cfg)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	errs := make(chan error, len(listeners)+1)
+	var wg sync.WaitGroup
+	dctx, cancelDispatch := context.WithCancel(context.Background())
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := disp.Run(dctx); err != nil {
+			errs <- err
+		}
+	}()
+	for _, ln := range listeners {
+		log.Info("listening", "address", ln.Addr().String(), "network", ln.Addr().Network())
+		go func(ln net.Listener) {
+			if err := app.Listener(ln); err != nil {
+				errs <- err
+			}
+		}(ln)
+	}
+	log.Info("scrapyd started", "version", o.Version, "launcher", launcher.Name(), "slots", cfg.Slots(),
+		"auth", cfg.AuthEnabled(), "config_files", cfg.Files)
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	var runErr error
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case err := <-errs:
+			runErr = err
+			break loop
+		case <-hup:
+			reload(o.Config, &current, log, disp)
+		}
+	}
+	log.Info("scrapyd stopping; running crawls keep running")
+	app.ShutdownWithTimeout(10 * time.Second)
+	cancelDispatch()
+	wg.Wait()
+	return runErr
+}
+
+// reload re-reads the configuration; a bad one leaves the running one.
+func reload(o config.Options, current *atomic.Pointer[config.Config], log *slog.Logger, disp *dispatch.Dispatcher) {
+	cfg, err := config.Load(o)
+	if err != nil {
+		log.Error("configuration reload failed; keeping the running configuration", "err", err)
+		return
+	}
+	current.Store(cfg)
+	log.Info("configuration reloaded", "files", cfg.Files)
+	disp.Wake()
+}
+
+func newLauncher(cfg *config.Config) (launch.Launcher, error) {
+	switch cfg.Launcher {
+	case "auto", "exec":
+		return process.New(), nil
+	}
+	return nil, fmt.Errorf("launcher %q is not available in this build", cfg.Launcher)
+}
+
+func listen(cfg *config.Config) ([]net.Listener, error) {
+	var out []net.Listener
+	if cfg.BindAddress != "" {
+		ln, err := net.Listen("tcp", net.JoinHostPort(cfg.BindAddress, strconv.Itoa(cfg.HTTPPort)))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ln)
+	}
+	if cfg.UnixSocketPath != "" {
+		os.Remove(cfg.UnixSocketPath)
+		ln, err := net.Listen("unix", cfg.UnixSocketPath)
+		if err != nil {
+			return nil, err
+		}
+		os.Chmod(cfg.UnixSocketPath, 0o660)
+		out = append(out, ln)
+	}
+	return out, nil
+}
+
+// isURL: items_dir may be a feed URL (s3://…), which is no directory to create.
+func isURL(s string) bool { return strings.Contains(s, "://") }
+
+// openLog opens the daemon's own log (scrapyd.log), as the seed documents;
+// it is mirrored to stderr when stderr is a terminal.
+func openLog(cfg *config.Config) (*slog.Logger, func(), error) {
+	var w io.Writer = io.Discard
+	closer := func() {}
+	if cfg.LogFile != "" {
+		if err := os.MkdirAll(filepath.Dir(cfg.LogFile), 0o755); err != nil {
+			return nil, nil, err
+		}
+		f, err := os.OpenFile(cfg.LogFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+		if err != nil {
+			return nil, nil, err
+		}
+		w, closer = f, func() { f.Close() }
+	}
+	if fi, err := os.Stderr.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+		w = io.MultiWriter(w, os.Stderr)
+	}
+	level := slog.LevelInfo
+	if cfg.Debug {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})), closer, nil
+}

@@ -1,0 +1,237 @@
+package egg
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// ErrNotFound: no such project or version.
+var ErrNotFound = errors.New("not found")
+
+// Store keeps eggs under Dir. The version string as uploaded is kept in a
+// hidden side file (.<stem>.version) because the file name only holds the
+// sanitized stem; eggs without one (from Scrapyd) show their stem.
+type Store struct {
+	Dir string
+}
+
+// stagingDir holds uploads until they are checked; it is hidden, so it is
+// never listed as a project, and on the same file system, so that the final
+// rename is atomic.
+const stagingDir = ".staging"
+
+// Version is one stored egg.
+type Version struct {
+	Name     string // as uploaded
+	Path     string // the egg file
+	Uploaded time.Time
+}
+
+// Projects lists the projects that have eggs, sorted.
+func (s *Store) Projects() ([]string, error) {
+	ents, err := os.ReadDir(s.Dir)
+	if os.IsNotExist(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list projects: %w", err)
+	}
+	var out []string
+	for _, e := range ents {
+		if e.IsDir() && !strings.HasPrefix(e.Name(), ".") {
+			out = append(out, e.Name())
+		}
+	}
+	return out, nil
+}
+
+// Versions lists a project's versions, oldest first (see Compare). An
+// unknown project has no versions (Scrapyd answers [] rather than an error).
+func (s *Store) Versions(project string) ([]Version, error) {
+	dir := filepath.Join(s.Dir, project)
+	ents, err := os.ReadDir(dir)
+	if os.IsNotExist(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list versions of %s: %w", project, err)
+	}
+	var out []Version
+	for _, e := range ents {
+		stem, ok := strings.CutSuffix(e.Name(), ".egg")
+		if !ok || e.IsDir() || strings.HasPrefix(stem, ".") {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil {
+			continue // deleted meanwhile
+		}
+		name := stem
+		if raw, err := os.ReadFile(filepath.Join(dir, "."+stem+".version")); err == nil && Sanitize(string(raw)) == stem {
+			name = string(raw)
+		}
+		out = append(out, Version{Name: name, Path: filepath.Join(dir, e.Name()), Uploaded: info.ModTime()})
+	}
+	names := make([]string, len(out))
+	byName := make(map[string]Version, len(out))
+	for i, v := range out {
+		names[i] = v.Name
+		byName[v.Name] = v
+	}
+	Sort(names)
+	for i, n := range names {
+		out[i] = byName[n]
+	}
+	return out, nil
+}
+
+// Find returns a version, matched as uploaded or by its sanitized stem;
+// version "" means the latest.
+func (s *Store) Find(project, version string) (Version, error) {
+	vs, err := s.Versions(project)
+	if err != nil {
+		return Version{}, err
+	}
+	if len(vs) == 0 {
+		return Version{}, ErrNotFound
+	}
+	if version == "" {
+		return vs[len(vs)-1], nil
+	}
+	for _, v := range vs {
+		if v.Name == version {
+			return v, nil
+		}
+	}
+	for _, v := range vs {
+		if filepath.Base(v.Path) == Sanitize(version)+".egg" {
+			return v, nil
+		}
+	}
+	return Version{}, ErrNotFound
+}
+
+// Staged is an upload written to disk but not yet visible as a version.
+type Staged struct {
+	store   *Store
+	project string
+	path    string
+}
+
+// Stage writes data durably to a hidden temporary file. Nothing is visible
+// until Commit; Abort (or a crash) leaves no version behind.
+func (s *Store) Stage(project string, data []byte) (*Staged, error) {
+	dir := filepath.Join(s.Dir, stagingDir)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("stage egg: %w", err)
+	}
+	f, err := os.CreateTemp(dir, Sanitize(project)+"-*.egg")
+	if err != nil {
+		return nil, fmt.Errorf("stage egg: %w", err)
+	}
+	st := &Staged{store: s, project: project, path: f.Name()}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		st.Abort()
+		return nil, fmt.Errorf("stage egg: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		st.Abort()
+		return nil, fmt.Errorf("stage egg: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		st.Abort()
+		return nil, fmt.Errorf("stage egg: %w", err)
+	}
+	return st, nil
+}
+
+// Path is where the staged egg can be read (to run `scrapy list` on it).
+func (st *Staged) Path() string { return st.path }
+
+// Abort removes the staged file.
+func (st *Staged) Abort() { os.Remove(st.path) }
+
+// Commit makes the staged egg the given version, replacing an egg of the
+// same sanitized name: the version side file first, then the egg, each by
+// rename, then the directory is synced.
+func (st *Staged) Commit(version string) error {
+	dir := filepath.Join(st.store.Dir, st.project)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("store egg: %w", err)
+	}
+	stem := Sanitize(version)
+	if err := writeFileAtomic(filepath.Join(dir, "."+stem+".version"), []byte(version)); err != nil {
+		return fmt.Errorf("store egg: %w", err)
+	}
+	if err := os.Rename(st.path, filepath.Join(dir, stem+".egg")); err != nil {
+		return fmt.Errorf("store egg: %w", err)
+	}
+	return syncDir(dir)
+}
+
+// Delete removes one version; the project goes too when it was the last.
+func (s *Store) Delete(project, version string) error {
+	v, err := s.Find(project, version)
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(v.Path); err != nil {
+		return fmt.Errorf("delete version: %w", err)
+	}
+	dir := filepath.Dir(v.Path)
+	os.Remove(filepath.Join(dir, "."+strings.TrimSuffix(filepath.Base(v.Path), ".egg")+".version"))
+	if rest, _ := s.Versions(project); len(rest) == 0 {
+		os.RemoveAll(dir)
+	}
+	return nil
+}
+
+// DeleteProject removes a project and all its versions.
+func (s *Store) DeleteProject(project string) error {
+	dir := filepath.Join(s.Dir, project)
+	if _, err := os.Stat(dir); err != nil {
+		return ErrNotFound
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("delete project: %w", err)
+	}
+	return nil
+}
+
+// CleanStaging removes uploads a crash left half-done.
+func (s *Store) CleanStaging() { os.RemoveAll(filepath.Join(s.Dir, stagingDir)) }
+
+func writeFileAtomic(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

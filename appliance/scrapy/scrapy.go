@@ -1,0 +1,208 @@
+// Package scrapy is the only package that knows Scrapy's command line: how a
+// crawl is started (the same way Scrapyd starts it, so spiders see the same
+// arguments and settings) and how a project's spiders are listed.
+package scrapy
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/scrapyd-debian/scrapyd/appliance/job"
+	"github.com/scrapyd-debian/scrapyd/appliance/launch"
+)
+
+// Project says how to import a project: from an egg, or (Scrapyd's
+// [settings] projects) from an installed settings module.
+type Project struct {
+	Name           string
+	Egg            string // path of the egg; "" for a [settings] project
+	SettingsModule string // from the egg's [scrapy] settings entry point
+}
+
+// Extras are what other parts add to a crawl (the crawl web service's
+// extension): more environment, import paths and settings.
+type Extras struct {
+	Env        []string
+	PythonPath []string
+	Settings   []job.Pair
+}
+
+// Crawl is one crawl to start.
+type Crawl struct {
+	Python  string   // absolute path of the interpreter
+	BaseEnv []string // the environment every crawl starts from
+	Dir     string   // working directory
+	Project Project
+	Spec    job.Spec
+	// Version is the version the user asked for ("" for the latest): Scrapyd
+	// passes -a _version and SCRAPYD_EGG_VERSION only in that case.
+	Version   string
+	LogFile   string // "" disables the log file
+	ItemsFeed string // a feed URI; "" disables the items feed
+	JobDir    string // "" disables JOBDIR
+	Stdout    string
+	Stderr    string
+	Limits    launch.Limits
+	Extras    Extras
+}
+
+// Command builds the launch command, with Scrapyd's argument order: user
+// settings, then LOG_FILE, FEEDS and JOBDIR (so ours win), then _job,
+// _version and the user's spider arguments.
+func Command(c Crawl) launch.Command {
+	args := []string{"-m", "scrapy", "crawl", c.Spec.Spider}
+	for _, s := range c.Spec.Settings {
+		args = append(args, "-s", s.Name+"="+s.Value)
+	}
+	for _, s := range c.Extras.Settings {
+		args = append(args, "-s", s.Name+"="+s.Value)
+	}
+	if c.LogFile != "" {
+		args = append(args, "-s", "LOG_FILE="+c.LogFile)
+	}
+	if c.ItemsFeed != "" {
+		feeds, _ := json.Marshal(map[string]map[string]string{c.ItemsFeed: {"format": "jsonlines"}})
+		args = append(args, "-s", "FEEDS="+string(feeds))
+	}
+	if c.JobDir != "" {
+		args = append(args, "-s", "JOBDIR="+c.JobDir)
+	}
+	args = append(args, "-a", "_job="+c.Spec.ID)
+	if c.Version != "" {
+		args = append(args, "-a", "_version="+c.Version)
+	}
+	for _, a := range c.Spec.Args {
+		args = append(args, "-a", a.Name+"="+a.Value)
+	}
+	env := projectEnv(c.BaseEnv, c.Project, c.Extras.PythonPath)
+	if c.Version != "" {
+		env = append(env, "SCRAPYD_EGG_VERSION="+c.Version)
+	}
+	env = append(env, c.Extras.Env...)
+	return launch.Command{
+		Job: c.Spec.ID, Project: c.Spec.Project, Spider: c.Spec.Spider,
+		Path: c.Python, Args: args, Env: env, Dir: c.Dir,
+		Stdout: c.Stdout, Stderr: c.Stderr, Limits: c.Limits,
+	}
+}
+
+// FileFeed is the items feed URI for a local items file.
+func FileFeed(path string) string {
+	return (&url.URL{Scheme: "file", Path: filepath.ToSlash(path)}).String()
+}
+
+// URLFeed joins project/spider/job.jl onto a remote items_dir URL, keeping
+// its query and fragment (Scrapyd does the same for s3:// and the like).
+func URLFeed(base, project, spider, id string) (string, error) {
+	u, err := url.Parse(base)
+	if err != nil {
+		return "", err
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/") + "/" + project + "/" + spider + "/" + id + ".jl"
+	return u.String(), nil
+}
+
+// projectEnv is the environment that makes Python import the project:
+// the egg first on PYTHONPATH, its settings module, and SCRAPY_PROJECT.
+func projectEnv(base []string, p Project, extraPath []string) []string {
+	env := make([]string, 0, len(base)+5)
+	for _, kv := range base {
+		k, _, _ := strings.Cut(kv, "=")
+		switch k {
+		case "PYTHONPATH", "SCRAPY_SETTINGS_MODULE", "SCRAPY_PROJECT", "SCRAPYD_EGG_VERSION", "PYTHONIOENCODING":
+			continue
+		}
+		env = append(env, kv)
+	}
+	var path []string
+	if p.Egg != "" {
+		path = append(path, p.Egg)
+	}
+	path = append(path, extraPath...)
+	if len(path) > 0 {
+		env = append(env, "PYTHONPATH="+strings.Join(path, ":"))
+	}
+	if p.SettingsModule != "" {
+		env = append(env, "SCRAPY_SETTINGS_MODULE="+p.SettingsModule)
+	}
+	return append(env, "SCRAPY_PROJECT="+p.Name, "PYTHONIOENCODING=UTF-8")
+}
+
+// RunnerError is `scrapy list` failing: the message is what Scrapy printed,
+// as Scrapyd reports it.
+type RunnerError struct{ Output string }
+
+func (e *RunnerError) Error() string { return "RunnerError: " + e.Output }
+
+// Lister runs `scrapy list`.
+type Lister struct {
+	Python  string
+	BaseEnv []string
+	Dir     string
+	// Credential, when set, runs the listing as that user: uploaded code
+	// never runs as root.
+	Credential *syscall.Credential
+	Timeout    time.Duration // 0 means one minute
+}
+
+// List runs `python -m scrapy list -s LOG_STDOUT=0` for a project (Scrapyd
+// added LOG_STDOUT=0 because projects logging to stdout listed nothing).
+func (l Lister) List(ctx context.Context, p Project) ([]string, error) {
+	timeout := l.Timeout
+	if timeout == 0 {
+		timeout = time.Minute
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, l.Python, "-m", "scrapy", "list", "-s", "LOG_STDOUT=0")
+	cmd.Env = projectEnv(l.BaseEnv, p, nil)
+	cmd.Dir = l.Dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: l.Credential, Setpgid: true}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		out := stderr.String()
+		if out == "" {
+			out = stdout.String()
+		}
+		if out == "" || ctx.Err() != nil {
+			out = fmt.Sprintf("%s -m scrapy list: %v", l.Python, err)
+			if ctx.Err() != nil {
+				out += fmt.Sprintf(" (no answer within %s)", timeout)
+			}
+		}
+		return nil, &RunnerError{Output: out}
+	}
+	var names []string
+	for _, line := range strings.Split(stdout.String(), "\n") {
+		if line = strings.TrimSpace(line); line != "" {
+			names = append(names, line)
+		}
+	}
+	return names, nil
+}
+
+// CrawlEnv is the daemon's environment minus what must not reach a crawl:
+// systemd's activation and notification variables (a crawl must never
+// answer for the daemon) and the SCRAPYD_* configuration, which may carry
+// the API password.
+func CrawlEnv(env []string) []string {
+	out := make([]string, 0, len(env))
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(k, "LISTEN_") || strings.HasPrefix(k, "SCRAPYD_") || strings.HasPrefix(k, "WATCHDOG_") ||
+			k == "NOTIFY_SOCKET" || k == "INVOCATION_ID" || k == "JOURNAL_STREAM" {
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
+}

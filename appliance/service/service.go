@@ -1,0 +1,461 @@
+// Package service implements Scrapyd's operations as Go methods: it takes
+// one config snapshot per call, checks every name, and works on the egg
+// store, the job store and the dispatcher. The API layer only decodes
+// requests and encodes results.
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/scrapyd-debian/scrapyd/appliance/config"
+	"github.com/scrapyd-debian/scrapyd/appliance/dispatch"
+	"github.com/scrapyd-debian/scrapyd/appliance/egg"
+	"github.com/scrapyd-debian/scrapyd/appliance/job"
+	"github.com/scrapyd-debian/scrapyd/appliance/scrapy"
+	"github.com/scrapyd-debian/scrapyd/appliance/store"
+)
+
+// Lister lists a project's spiders (scrapy.Lister in production).
+type Lister interface {
+	List(ctx context.Context, p scrapy.Project) ([]string, error)
+}
+
+// Service is safe for concurrent use.
+type Service struct {
+	Config   func() *config.Config
+	Store    *store.Store
+	Eggs     *egg.Store
+	Dispatch *dispatch.Dispatcher
+	Lister   func(cfg *config.Config) Lister
+
+	flights sync.Map // spider-list key → *flight: one `scrapy list` per (project, version) at a time
+}
+
+type flight struct {
+	done  chan struct{}
+	names []string
+	err   error
+}
+
+func checkName(param, value string) error {
+	if err := job.CheckName(value); err != nil {
+		return unsafeName(param, value, err)
+	}
+	return nil
+}
+
+// projectExists: a project has eggs, or is a [settings] project.
+func (s *Service) projectExists(cfg *config.Config, project string) bool {
+	if _, ok := cfg.Settings[project]; ok {
+		return true
+	}
+	info, err := os.Stat(filepath.Join(s.Eggs.Dir, project))
+	return err == nil && info.IsDir()
+}
+
+// DaemonStatus returns the pending, running and finished counts.
+func (s *Service) DaemonStatus() (pending, running, finished int) { return s.Store.Counts() }
+
+// AddVersion checks an uploaded egg, lists its spiders, and only then
+// stores it: an egg that is not a zip, names no settings module, or whose
+// `scrapy list` fails is refused and nothing is stored (Scrapyd stored it
+// anyway, transcript #52-#53).
+func (s *Service) AddVersion(ctx context.Context, project, version string, data []byte) (spiders int, err error) {
+	cfg := s.Config()
+	if err := checkName("project", project); err != nil {
+		return 0, err
+	}
+	if err := checkName("version", version); err != nil {
+		return 0, err
+	}
+	mod, err := egg.SettingsModule(data)
+	if errors.Is(err, egg.ErrNotZip) {
+		return 0, &Error{Message: egg.ErrNotZip.Error()}
+	}
+	if err != nil {
+		return 0, &Error{Message: err.Error()}
+	}
+	staged, err := s.Eggs.Stage(project, data)
+	if err != nil {
+		return 0, err
+	}
+	names, err := s.Lister(cfg).List(ctx, scrapy.Project{Name: project, Egg: staged.Path(), SettingsModule: mod})
+	if err != nil {
+		staged.Abort()
+		return 0, listError(err)
+	}
+	if err := staged.Commit(version); err != nil {
+		staged.Abort()
+		return 0, err
+	}
+	if err := s.Store.SetSpiders(project, version, names); err != nil {
+		return 0, err
+	}
+	return len(names), nil
+}
+
+func listError(err error) error {
+	var re *scrapy.RunnerError
+	if errors.As(err, &re) {
+		return &Error{Message: re.Error()}
+	}
+	return err
+}
+
+// Spiders lists a project version's spiders ("" for the latest), from the
+// cache when it can. Other requests go on while `scrapy list` runs.
+func (s *Service) Spiders(ctx context.Context, project, version string) ([]string, error) {
+	cfg := s.Config()
+	if err := checkName("project", project); err != nil {
+		return nil, err
+	}
+	if mod, ok := cfg.Settings[project]; ok && version == "" {
+		names, err := s.Lister(cfg).List(ctx, scrapy.Project{Name: project, SettingsModule: mod})
+		return names, listError(err)
+	}
+	v, err := s.Eggs.Find(project, version)
+	if errors.Is(err, egg.ErrNotFound) {
+		if version != "" && s.projectExists(cfg, project) {
+			return nil, versionNotFound(version)
+		}
+		return nil, projectNotFound(project)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if names, ok, err := s.Store.Spiders(ctx, project, v.Name); err != nil || ok {
+		return names, err
+	}
+	key := project + "\x00" + v.Name
+	f := &flight{done: make(chan struct{})}
+	if prev, loaded := s.flights.LoadOrStore(key, f); loaded {
+		f = prev.(*flight)
+		select {
+		case <-f.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		return f.names, f.err
+	}
+	defer func() { s.flights.Delete(key); close(f.done) }()
+	data, err := os.ReadFile(v.Path)
+	if err != nil {
+		f.err = err
+		return nil, err
+	}
+	mod, err := egg.SettingsModule(data)
+	if err != nil {
+		f.err = &Error{Message: err.Error()}
+		return nil, f.err
+	}
+	f.names, f.err = s.Lister(cfg).List(context.WithoutCancel(ctx), scrapy.Project{Name: project, Egg: v.Path, SettingsModule: mod})
+	if f.err != nil {
+		f.err = listError(f.err)
+		return nil, f.err
+	}
+	if err := s.Store.SetSpiders(project, v.Name, f.names); err != nil {
+		return nil, err
+	}
+	return f.names, nil
+}
+
+// ScheduleRequest is schedule.json's parameters, undecoded beyond strings.
+type ScheduleRequest struct {
+	Project, Spider, Version, JobID, Priority string
+	Settings                                  []string // each NAME=VALUE
+	Args                                      []job.Pair
+}
+
+// Schedule queues a crawl and wakes the dispatcher; the job starts at once
+// when a slot is free.
+func (s *Service) Schedule(ctx context.Context, r ScheduleRequest) (string, error) {
+	cfg := s.Config()
+	for _, p := range []struct{ name, value string }{{"project", r.Project}, {"spider", r.Spider}} {
+		if err := checkName(p.name, p.value); err != nil {
+			return "", err
+		}
+	}
+	if r.Version != "" {
+		if err := checkName("_version", r.Version); err != nil {
+			return "", err
+		}
+	}
+	spec := job.Spec{ID: r.JobID, Project: r.Project, Spider: r.Spider, Version: r.Version}
+	if spec.ID == "" {
+		spec.ID = job.NewID()
+	} else if err := checkName("jobid", spec.ID); err != nil {
+		return "", err
+	}
+	if r.Priority != "" {
+		p, err := strconv.ParseFloat(strings.TrimSpace(r.Priority), 64)
+		if err != nil {
+			return "", badPriority(r.Priority)
+		}
+		spec.Priority = p
+	}
+	for i, kv := range r.Settings {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			return "", badSetting(i)
+		}
+		spec.Settings = append(spec.Settings, job.Pair{Name: k, Value: v})
+	}
+	for _, a := range r.Args {
+		if a.Name == "" || strings.ContainsAny(a.Name, "=\x00") || strings.HasPrefix(a.Name, "-") {
+			return "", Invalid("argument "+strconv.Quote(a.Name), "not a valid spider argument name")
+		}
+		if strings.ContainsRune(a.Value, 0) {
+			return "", Invalid(a.Name, "contains a NUL byte")
+		}
+		spec.Args = append(spec.Args, a)
+	}
+	for _, p := range spec.Settings {
+		if strings.ContainsRune(p.Name+p.Value, 0) {
+			return "", Invalid("setting", "contains a NUL byte")
+		}
+	}
+	if !s.projectExists(cfg, r.Project) {
+		return "", projectNotFound(r.Project)
+	}
+	spiders, err := s.Spiders(ctx, r.Project, r.Version)
+	if err != nil {
+		return "", err
+	}
+	if !contains(spiders, r.Spider) {
+		return "", spiderNotFound(r.Spider)
+	}
+	if _, err := s.Store.Enqueue(spec, time.Now()); err != nil {
+		if errors.Is(err, store.ErrDuplicate) {
+			return "", duplicateJob(spec.ID)
+		}
+		return "", err
+	}
+	s.Dispatch.Wake()
+	return spec.ID, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Cancel cancels a job and returns its previous state ("" for none): a
+// pending job is removed, a running one signalled (INT by default), and a
+// second cancel of a running job escalates to KILL.
+func (s *Service) Cancel(ctx context.Context, project, id, signal string) (job.State, error) {
+	cfg := s.Config()
+	if err := checkName("project", project); err != nil {
+		return "", err
+	}
+	if !s.projectExists(cfg, project) {
+		return "", projectNotFound(project)
+	}
+	sig := syscall.SIGINT
+	if signal != "" {
+		var ok bool
+		if sig, ok = ParseSignal(signal); !ok {
+			return "", badSignal(signal)
+		}
+	}
+	return s.Dispatch.Cancel(ctx, project, id, sig)
+}
+
+// Status finds a job as status.json does: finished first, then running,
+// then pending. A nil job means unknown.
+func (s *Service) Status(ctx context.Context, id, project string) (*job.Job, error) {
+	if project != "" && !s.projectExists(s.Config(), project) {
+		return nil, projectNotFound(project)
+	}
+	j, err := s.Store.Find(ctx, project, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	return j, err
+}
+
+// Projects lists egg projects, then [settings] projects not already listed.
+func (s *Service) Projects() ([]string, error) {
+	out, err := s.Eggs.Projects()
+	if err != nil {
+		return nil, err
+	}
+	var extra []string
+	for p := range s.Config().Settings {
+		if !contains(out, p) {
+			extra = append(extra, p)
+		}
+	}
+	sort.Strings(extra)
+	return append(out, extra...), nil
+}
+
+// Versions lists a project's versions as uploaded, oldest first.
+func (s *Service) Versions(project string) ([]egg.Version, error) {
+	if err := checkName("project", project); err != nil {
+		return nil, err
+	}
+	return s.Eggs.Versions(project)
+}
+
+// DeleteVersion removes one version and its cached spider list.
+func (s *Service) DeleteVersion(project, version string) error {
+	if err := checkName("project", project); err != nil {
+		return err
+	}
+	v, err := s.Eggs.Find(project, version)
+	if errors.Is(err, egg.ErrNotFound) || version == "" {
+		return versionNotFound(version)
+	}
+	if err != nil {
+		return err
+	}
+	if err := s.Eggs.Delete(project, v.Name); err != nil {
+		return err
+	}
+	return s.Store.ForgetSpiders(project, v.Name)
+}
+
+// DeleteProject removes a project's eggs and cached spider lists. Its job
+// history stays, as in Scrapyd.
+func (s *Service) DeleteProject(project string) error {
+	if err := checkName("project", project); err != nil {
+		return err
+	}
+	if err := s.Eggs.DeleteProject(project); errors.Is(err, egg.ErrNotFound) {
+		return projectNotFound(project)
+	} else if err != nil {
+		return err
+	}
+	return s.Store.ForgetSpiders(project, "")
+}
+
+// ParseSignal accepts a signal name (INT, SIGINT, term) or number.
+func ParseSignal(s string) (syscall.Signal, bool) {
+	if n, err := strconv.Atoi(s); err == nil {
+		if n <= 0 || n > 64 {
+			return 0, false
+		}
+		return syscall.Signal(n), true
+	}
+	name := strings.TrimPrefix(strings.ToUpper(strings.TrimSpace(s)), "SIG")
+	sig, ok := signals[name]
+	return sig, ok
+}
+
+var signals = map[string]syscall.Signal{
+	"HUP": syscall.SIGHUP, "INT": syscall.SIGINT, "QUIT": syscall.SIGQUIT, "KILL": syscall.SIGKILL,
+	"USR1": syscall.SIGUSR1, "USR2": syscall.SIGUSR2, "TERM": syscall.SIGTERM, "CONT": syscall.SIGCONT,
+	"STOP": syscall.SIGSTOP, "ABRT": syscall.SIGABRT, "ALRM": syscall.SIGALRM,
+}
+
+// Entry is a job as listjobs.json shows it: with links to its log and
+// items, each "" when the file does not exist.
+type Entry struct {
+	job.Job
+	LogURL, ItemsURL string
+}
+
+// Listing is listjobs.json's three sections.
+type Listing struct {
+	Pending, Running, Finished []Entry
+}
+
+// JobsQuery narrows listjobs.json. Limit/Offset page the finished section
+// (our addition; without them the answer is Scrapyd's).
+type JobsQuery struct {
+	Project string
+	State   job.State // "" for all three
+	Limit   int
+	Offset  int
+}
+
+// Jobs lists jobs. The log and items links are checked against one
+// directory listing per spider, not one stat per job, so that a thousand
+// finished jobs list in a millisecond or two.
+func (s *Service) Jobs(ctx context.Context, q JobsQuery) (Listing, error) {
+	cfg := s.Config()
+	if q.Project != "" {
+		if err := checkName("project", q.Project); err != nil {
+			return Listing{}, err
+		}
+		if !s.projectExists(cfg, q.Project) {
+			return Listing{}, projectNotFound(q.Project)
+		}
+	}
+	var l Listing
+	files := newFileIndex()
+	for _, sec := range []struct {
+		state job.State
+		out   *[]Entry
+	}{{job.Pending, &l.Pending}, {job.Running, &l.Running}, {job.Finished, &l.Finished}} {
+		if q.State != "" && q.State != sec.state {
+			continue
+		}
+		f := store.Filter{Project: q.Project}
+		if sec.state == job.Finished {
+			f.Limit, f.Offset = q.Limit, q.Offset
+		}
+		jobs, err := s.Store.List(ctx, sec.state, f)
+		if err != nil {
+			return Listing{}, err
+		}
+		entries := make([]Entry, len(jobs))
+		for i, j := range jobs {
+			entries[i] = Entry{Job: j}
+			if sec.state != job.Pending {
+				entries[i].LogURL, entries[i].ItemsURL = files.urls(cfg, j)
+			}
+		}
+		*sec.out = entries
+	}
+	return l, nil
+}
+
+// JobURLs returns a job's log and items links ("" when missing).
+func (s *Service) JobURLs(j job.Job) (logURL, itemsURL string) {
+	return newFileIndex().urls(s.Config(), j)
+}
+
+type fileIndex map[string]map[string]bool
+
+func newFileIndex() fileIndex { return fileIndex{} }
+
+func (fi fileIndex) exists(path string) bool {
+	dir := filepath.Dir(path)
+	names, ok := fi[dir]
+	if !ok {
+		names = map[string]bool{}
+		if ents, err := os.ReadDir(dir); err == nil {
+			for _, e := range ents {
+				names[e.Name()] = true
+			}
+		}
+		fi[dir] = names
+	}
+	return names[filepath.Base(path)]
+}
+
+func (fi fileIndex) urls(cfg *config.Config, j job.Job) (logURL, itemsURL string) {
+	p := dispatch.Paths(cfg, j.Project, j.Spider, j.ID)
+	if p.Log != "" && fi.exists(p.Log) {
+		logURL = fmt.Sprintf("/logs/%s/%s/%s.log", j.Project, j.Spider, j.ID)
+	}
+	if p.Items != "" && fi.exists(p.Items) {
+		itemsURL = fmt.Sprintf("/items/%s/%s/%s.jl", j.Project, j.Spider, j.ID)
+	}
+	return logURL, itemsURL
+}

@@ -1,0 +1,72 @@
+package store
+
+import (
+	"database/sql"
+	"encoding/json"
+	"time"
+
+	"github.com/scrapyd-debian/scrapyd/appliance/job"
+)
+
+const columns = `seq, id, project, spider, version, settings, args, priority, state, scheduled, started, ended, pid, handle, exit_code, outcome, cancelled, stats`
+
+func scanJobs(rows *sql.Rows) ([]job.Job, error) {
+	defer rows.Close()
+	var out []job.Job
+	for rows.Next() {
+		var (
+			j                         job.Job
+			settings, args, state     string
+			scheduled                 int64
+			started, ended, pid, exit sql.NullInt64
+			handle, outcome, stats    sql.NullString
+			cancelled                 int
+		)
+		if err := rows.Scan(&j.Seq, &j.ID, &j.Project, &j.Spider, &j.Version, &settings, &args, &j.Priority, &state,
+			&scheduled, &started, &ended, &pid, &handle, &exit, &outcome, &cancelled, &stats); err != nil {
+			return nil, err
+		}
+		j.State = job.State(state)
+		j.Scheduled = time.Unix(0, scheduled)
+		if started.Valid {
+			j.Started = time.Unix(0, started.Int64)
+		}
+		if ended.Valid {
+			j.Ended = time.Unix(0, ended.Int64)
+		}
+		j.PID = int(pid.Int64)
+		j.Handle = handle.String
+		if exit.Valid {
+			c := int(exit.Int64)
+			j.ExitCode = &c
+		}
+		j.Outcome = job.Outcome(outcome.String)
+		j.Cancelled = cancelled != 0
+		j.Stats = stats.String
+		j.Settings, j.Args = fromPairs(settings), fromPairs(args)
+		out = append(out, j)
+	}
+	return out, rows.Err()
+}
+
+func toPairs(ps []job.Pair) [][2]string {
+	out := make([][2]string, len(ps))
+	for i, p := range ps {
+		out[i] = [2]string{p.Name, p.Value}
+	}
+	return out
+}
+
+func fromPairs(raw string) []job.Pair {
+	var ps [][2]string
+	json.Unmarshal([]byte(raw), &ps)
+	var out []job.Pair
+	for _, p := range ps {
+		out = append(out, job.Pair{Name: p[0], Value: p[1]})
+	}
+	return out
+}
+
+func nullInt(n int) sql.NullInt64 { return sql.NullInt64{Int64: int64(n), Valid: n != 0} }
+
+func nullString(s string) sql.NullString { return sql.NullString{String: s, Valid: s != ""} }
