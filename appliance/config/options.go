@@ -12,50 +12,67 @@ import (
 	"time"
 )
 
-// option is one [scrapyd] key: its built-in default and how it is parsed.
+// option is one [scrapyd] key: its built-in default, how it is parsed into
+// its Config field, and whether a running daemon can apply a change.
 // Defaults containing {root} are under the root prefix, so that `--root .`
 // gives a development tree the installed system's layout.
 type option struct {
 	def string
-	set func(c *Config, v string) error
+	field
+	// restart says why a changed value waits for a restart: the daemon
+	// used it once, at start. "" means it applies live (see Live).
+	restart string
 }
+
+// field parses a value into one Config field; ptr points at that field, so
+// that a reload can compare it and carry a restart-only value over.
+type field struct {
+	set func(c *Config, v string) error
+	ptr func(c *Config) any
+}
+
+// Why a restart-only option cannot change while the daemon runs.
+const (
+	listener = "the listening sockets are opened at start"
+	atStart  = "opened or created once at start"
+)
 
 // options is the whole [scrapyd] section we understand. Scrapyd's defaults are
 // kept where they apply; the paths are the Debian layout the seed documents.
 var options = map[string]option{
-	"bind_address":         {"127.0.0.1", str(func(c *Config) *string { return &c.BindAddress })},
-	"http_port":            {"6800", intRange(0, 65535, func(c *Config) *int { return &c.HTTPPort })},
-	"unix_socket_path":     {"", path(func(c *Config) *string { return &c.UnixSocketPath })},
-	"username":             {"", str(func(c *Config) *string { return &c.Username })},
-	"password":             {"", str(func(c *Config) *string { return &c.Password })},
-	"tls_cert":             {"", path(func(c *Config) *string { return &c.TLSCert })},
-	"tls_key":              {"", path(func(c *Config) *string { return &c.TLSKey })},
-	"poll_interval":        {"5.0", seconds(0.01, func(c *Config) *time.Duration { return &c.PollInterval })},
-	"max_proc":             {"0", intRange(0, 100000, func(c *Config) *int { return &c.MaxProc })},
-	"max_proc_per_cpu":     {"4", intRange(0, 10000, func(c *Config) *int { return &c.MaxProcPerCPU })},
-	"eggs_dir":             {"{root}/var/lib/scrapyd/eggs", path(func(c *Config) *string { return &c.EggsDir })},
-	"dbs_dir":              {"{root}/var/lib/scrapyd/dbs", path(func(c *Config) *string { return &c.DbsDir })},
-	"items_dir":            {"{root}/var/lib/scrapyd/items", path(func(c *Config) *string { return &c.ItemsDir })},
-	"logs_dir":             {"{root}/var/log/scrapyd", path(func(c *Config) *string { return &c.LogsDir })},
-	"jobs_dir":             {"", path(func(c *Config) *string { return &c.JobsDir })},
-	"runtime_dir":          {"", path(func(c *Config) *string { return &c.RuntimeDir })},
-	"log_file":             {"{root}/var/log/scrapyd/scrapyd.log", path(func(c *Config) *string { return &c.LogFile })},
-	"jobs_to_keep":         {"5", intRange(0, math.MaxInt32, func(c *Config) *int { return &c.JobsToKeep })},
-	"finished_to_keep":     {"100", intRange(0, math.MaxInt32, func(c *Config) *int { return &c.FinishedToKeep })},
-	"prefix_header":        {"x-forwarded-prefix", str(func(c *Config) *string { return &c.PrefixHeader })},
-	"debug":                {"off", boolean(func(c *Config) *bool { return &c.Debug })},
-	"node_name":            {"", nodeName},
-	"python":               {"/usr/bin/python3", executable(func(c *Config) *string { return &c.Python })},
-	"launcher":             {"auto", launcherKind},
-	"crawl_user":           {"scrapy", str(func(c *Config) *string { return &c.CrawlUser })},
-	"upload_limit":         {"64M", size(func(c *Config) *int64 { return &c.UploadLimit })},
-	"crawl_memory_max":     {"0", size(func(c *Config) *int64 { return &c.CrawlMemoryMax })},
-	"crawl_cpu_quota":      {"0", percent(func(c *Config) *int { return &c.CrawlCPUQuota })},
-	"crawl_tasks_max":      {"0", intRange(0, math.MaxInt32, func(c *Config) *int { return &c.CrawlTasksMax })},
-	"crawl_max_runtime":    {"0", seconds(0, func(c *Config) *time.Duration { return &c.CrawlMaxRuntime })},
-	"webservice_enabled":   {"on", boolean(func(c *Config) *bool { return &c.WebserviceEnabled })},
-	"webservice_resources": {"crawler, stats, enginestatus", list(func(c *Config) *[]string { return &c.WebserviceResources })},
-	"webservice_logfile":   {"", path(func(c *Config) *string { return &c.WebserviceLogFile })},
+	"bind_address":         {"127.0.0.1", str(func(c *Config) *string { return &c.BindAddress }), listener},
+	"http_port":            {"6800", intRange(0, 65535, func(c *Config) *int { return &c.HTTPPort }), listener},
+	"unix_socket_path":     {"", path(func(c *Config) *string { return &c.UnixSocketPath }), listener},
+	"username":             {"", str(func(c *Config) *string { return &c.Username }), ""},
+	"password":             {"", str(func(c *Config) *string { return &c.Password }), ""},
+	"tls_cert":             {"", path(func(c *Config) *string { return &c.TLSCert }), listener},
+	"tls_key":              {"", path(func(c *Config) *string { return &c.TLSKey }), listener},
+	"poll_interval":        {"5.0", seconds(0.01, func(c *Config) *time.Duration { return &c.PollInterval }), ""},
+	"max_proc":             {"0", intRange(0, 100000, func(c *Config) *int { return &c.MaxProc }), ""},
+	"max_proc_per_cpu":     {"4", intRange(0, 10000, func(c *Config) *int { return &c.MaxProcPerCPU }), ""},
+	"eggs_dir":             {"{root}/var/lib/scrapyd/eggs", path(func(c *Config) *string { return &c.EggsDir }), atStart},
+	"dbs_dir":              {"{root}/var/lib/scrapyd/dbs", path(func(c *Config) *string { return &c.DbsDir }), "the job database is opened at start"},
+	"items_dir":            {"{root}/var/lib/scrapyd/items", path(func(c *Config) *string { return &c.ItemsDir }), ""},
+	"logs_dir":             {"{root}/var/log/scrapyd", path(func(c *Config) *string { return &c.LogsDir }), ""},
+	"jobs_dir":             {"", path(func(c *Config) *string { return &c.JobsDir }), ""},
+	"runtime_dir":          {"", path(func(c *Config) *string { return &c.RuntimeDir }), atStart},
+	"log_file":             {"{root}/var/log/scrapyd/scrapyd.log", path(func(c *Config) *string { return &c.LogFile }), "the daemon's log is opened at start"},
+	"jobs_to_keep":         {"5", intRange(0, math.MaxInt32, func(c *Config) *int { return &c.JobsToKeep }), ""},
+	"finished_to_keep":     {"100", intRange(0, math.MaxInt32, func(c *Config) *int { return &c.FinishedToKeep }), ""},
+	"prefix_header":        {"x-forwarded-prefix", str(func(c *Config) *string { return &c.PrefixHeader }), ""},
+	"debug":                {"off", boolean(func(c *Config) *bool { return &c.Debug }), ""},
+	"node_name":            {"", field{nodeName, ptrTo(func(c *Config) *string { return &c.NodeName })}, ""},
+	"python":               {"/usr/bin/python3", executable(func(c *Config) *string { return &c.Python }), ""},
+	"launcher":             {"auto", field{launcherKind, ptrTo(func(c *Config) *string { return &c.Launcher })}, "the launcher is chosen at start, and running crawls belong to it"},
+	"crawl_user":           {"scrapy", str(func(c *Config) *string { return &c.CrawlUser }), ""},
+	"upload_limit":         {"64M", size(func(c *Config) *int64 { return &c.UploadLimit }), "the HTTP server's body limit is fixed at start"},
+	"crawl_memory_max":     {"0", size(func(c *Config) *int64 { return &c.CrawlMemoryMax }), ""},
+	"crawl_cpu_quota":      {"0", percent(func(c *Config) *int { return &c.CrawlCPUQuota }), ""},
+	"crawl_tasks_max":      {"0", intRange(0, math.MaxInt32, func(c *Config) *int { return &c.CrawlTasksMax }), ""},
+	"crawl_max_runtime":    {"0", seconds(0, func(c *Config) *time.Duration { return &c.CrawlMaxRuntime }), ""},
+	"webservice_enabled":   {"on", boolean(func(c *Config) *bool { return &c.WebserviceEnabled }), ""},
+	"webservice_resources": {"crawler, stats, enginestatus", list(func(c *Config) *[]string { return &c.WebserviceResources }), ""},
+	"webservice_logfile":   {"", path(func(c *Config) *string { return &c.WebserviceLogFile }), ""},
 }
 
 // scrapydOnly are Scrapyd options that name Python classes or modules; an

@@ -378,6 +378,7 @@ type Listing struct {
 // (our addition; without them the answer is Scrapyd's).
 type JobsQuery struct {
 	Project string
+	Spider  string    // "" for every spider (our addition, for the web pages)
 	State   job.State // "" for all three
 	Limit   int
 	Offset  int
@@ -405,7 +406,7 @@ func (s *Service) Jobs(ctx context.Context, q JobsQuery) (Listing, error) {
 		if q.State != "" && q.State != sec.state {
 			continue
 		}
-		f := store.Filter{Project: q.Project}
+		f := store.Filter{Project: q.Project, Spider: q.Spider}
 		if sec.state == job.Finished {
 			f.Limit, f.Offset = q.Limit, q.Offset
 		}

@@ -1,0 +1,133 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func write(t *testing.T, path, body string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func opts(root string) Options {
+	return Options{Root: root, Env: []string{}, Cwd: filepath.Join(root, "cwd"), Home: filepath.Join(root, "home")}
+}
+
+func TestDefaultsFollowTheRootPrefix(t *testing.T) {
+	root := t.TempDir()
+	c, err := Load(opts(root))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for got, want := range map[string]string{
+		c.EggsDir:  root + "/var/lib/scrapyd/eggs",
+		c.DbsDir:   root + "/var/lib/scrapyd/dbs",
+		c.ItemsDir: root + "/var/lib/scrapyd/items",
+		c.LogsDir:  root + "/var/log/scrapyd",
+		c.LogFile:  root + "/var/log/scrapyd/scrapyd.log",
+		c.Python:   "/usr/bin/python3",
+	} {
+		if got != want {
+			t.Errorf("got %q, want %q", got, want)
+		}
+	}
+	if c.BindAddress != "127.0.0.1" || c.HTTPPort != 6800 || c.PollInterval != 5*time.Second || c.MaxProcPerCPU != 4 ||
+		c.JobsToKeep != 5 || c.FinishedToKeep != 100 || c.PrefixHeader != "x-forwarded-prefix" || c.AuthEnabled() {
+		t.Errorf("Scrapyd's defaults not kept: %+v", c)
+	}
+	if s := c.Sources["http_port"]; s.File != "(built-in)" {
+		t.Errorf("source of http_port = %v", s)
+	}
+}
+
+func TestSearchOrderLaterFilesWin(t *testing.T) {
+	root := t.TempDir()
+	o := opts(root)
+	write(t, filepath.Join(root, "etc/scrapyd/scrapyd.conf"), "[scrapyd]\nmax_proc = 1\nhttp_port = 7001\nnode_name = etc\n")
+	write(t, filepath.Join(root, "etc/scrapyd/conf.d/10-a"), "[scrapyd]\nmax_proc = 2\n")
+	write(t, filepath.Join(root, "etc/scrapyd/conf.d/20-b"), "[scrapyd]\nmax_proc = 3\n")
+	write(t, filepath.Join(root, "etc/scrapyd/conf.d/30-c.conf~"), "[scrapyd]\nmax_proc = 99\n") // an editor backup
+	write(t, filepath.Join(o.Cwd, "scrapyd.conf"), "[scrapyd]\nhttp_port = 7002\n")
+	write(t, filepath.Join(o.Home, ".scrapyd.conf"), "[scrapyd]\nhttp_port = 7003\n[settings]\nlegacy = legacy.settings\n")
+	extra := filepath.Join(root, "extra.conf")
+	write(t, extra, "[scrapyd]\nusername = u\npassword = p\n")
+	o.Extra = []string{extra}
+	o.Env = []string{"SCRAPYD_HTTP_PORT=7004", "SCRAPYD_EGG_VERSION=ignored", "OTHER=x"}
+	c, err := Load(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MaxProc != 3 || c.HTTPPort != 7004 || c.NodeName != "etc" || !c.AuthEnabled() || c.Settings["legacy"] != "legacy.settings" {
+		t.Fatalf("wrong precedence: max_proc=%d http_port=%d node=%q auth=%v settings=%v", c.MaxProc, c.HTTPPort, c.NodeName, c.AuthEnabled(), c.Settings)
+	}
+	if got := c.Sources["max_proc"].String(); got != filepath.Join(root, "etc/scrapyd/conf.d/20-b")+":2" {
+		t.Errorf("max_proc source = %s", got)
+	}
+	if got := c.Sources["http_port"].String(); got != "(environment SCRAPYD_HTTP_PORT)" {
+		t.Errorf("http_port source = %s", got)
+	}
+	if len(c.Files) != 6 {
+		t.Errorf("files read = %q", c.Files)
+	}
+}
+
+func TestSlots(t *testing.T) {
+	c := &Config{MaxProc: 0, MaxProcPerCPU: 4}
+	if c.Slots() < 4 {
+		t.Fatalf("slots = %d", c.Slots())
+	}
+	c.MaxProc = 7
+	if c.Slots() != 7 {
+		t.Fatalf("slots = %d", c.Slots())
+	}
+}
+
+// TestBadConfigs pairs each file in testdata/*.bad.conf with the error it
+// must give (the first line of the file, after "# error: ").
+func TestBadConfigs(t *testing.T) {
+	files, _ := filepath.Glob("testdata/*.bad.conf")
+	if len(files) == 0 {
+		t.Fatal("no testdata/*.bad.conf")
+	}
+	for _, f := range files {
+		data, _ := os.ReadFile(f)
+		first, _, _ := strings.Cut(string(data), "\n")
+		want := strings.TrimPrefix(first, "# error: ")
+		root := t.TempDir()
+		path := filepath.Join(root, "etc/scrapyd/scrapyd.conf")
+		write(t, path, string(data))
+		_, err := Load(opts(root))
+		if err == nil {
+			t.Errorf("%s: loaded without error", f)
+			continue
+		}
+		if got := strings.ReplaceAll(err.Error(), path, "FILE"); got != want {
+			t.Errorf("%s:\n got  %s\n want %s", f, got, want)
+		}
+	}
+}
+
+func FuzzParseINI(f *testing.F) {
+	f.Add("[scrapyd]\nmax_proc = 4\n  continued\n; c\n")
+	f.Add("[scrapyd\nx")
+	f.Fuzz(func(t *testing.T, s string) {
+		es, err := parseINI("f", []byte(s))
+		if err != nil {
+			return
+		}
+		for _, e := range es {
+			if e.section == "" || e.source.Line < 1 {
+				t.Fatalf("entry without section or line: %+v", e)
+			}
+		}
+	})
+}

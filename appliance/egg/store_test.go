@@ -1,0 +1,131 @@
+package egg
+
+import (
+	"archive/zip"
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func zipOf(t *testing.T, files map[string]string) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	for name, body := range files {
+		w, err := zw.Create(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write([]byte(body))
+	}
+	zw.Close()
+	return buf.Bytes()
+}
+
+func TestSettingsModule(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		data    []byte
+		want    string
+		wantErr error
+	}{
+		{"egg", zipOf(t, map[string]string{"EGG-INFO/entry_points.txt": "[scrapy]\nsettings = mybot.settings\n"}), "mybot.settings", nil},
+		{"attr form", zipOf(t, map[string]string{"EGG-INFO/entry_points.txt": "[console]\nx = y\n[scrapy]\nsettings=bot.settings:obj\n"}), "bot.settings", nil},
+		{"not a zip", []byte("random bytes"), "", ErrNotZip},
+		{"zip without entry points", zipOf(t, map[string]string{"index.html": "<html>"}), "", ErrNoEntryPoint},
+		{"other section only", zipOf(t, map[string]string{"EGG-INFO/entry_points.txt": "[other]\nsettings = a.b\n"}), "", ErrNoEntryPoint},
+		{"not a module", zipOf(t, map[string]string{"EGG-INFO/entry_points.txt": "[scrapy]\nsettings = ../evil\n"}), "", ErrNoEntryPoint},
+	} {
+		got, err := SettingsModule(tc.data)
+		if got != tc.want || !errors.Is(err, tc.wantErr) {
+			t.Errorf("%s: SettingsModule = %q, %v; want %q, %v", tc.name, got, err, tc.want, tc.wantErr)
+		}
+	}
+}
+
+func TestStoreKeepsUploadedVersionNamesAndOrder(t *testing.T) {
+	s := &Store{Dir: t.TempDir()}
+	for _, v := range []string{"r10", "r9", "1.0"} {
+		st, err := s.Stage("p", []byte(v))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Commit(v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	vs, err := s.Versions("p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, v := range vs {
+		names = append(names, v.Name)
+	}
+	if want := []string{"1.0", "r9", "r10"}; !equal(names, want) {
+		t.Fatalf("versions = %q, want %q", names, want)
+	}
+	if _, err := os.Stat(filepath.Join(s.Dir, "p", "1_0.egg")); err != nil {
+		t.Fatalf("egg not at Scrapyd's path: %v", err)
+	}
+	latest, err := s.Find("p", "")
+	if err != nil || latest.Name != "r10" {
+		t.Fatalf("latest = %+v, %v; want r10", latest, err)
+	}
+	if v, err := s.Find("p", "1_0"); err != nil || v.Name != "1.0" {
+		t.Fatalf("Find by sanitized stem = %+v, %v", v, err)
+	}
+	if err := s.Delete("p", "r10"); err != nil {
+		t.Fatal(err)
+	}
+	if latest, _ := s.Find("p", ""); latest.Name != "r9" {
+		t.Fatalf("after deleting r10 the latest is %q", latest.Name)
+	}
+	s.Delete("p", "r9")
+	s.Delete("p", "1.0")
+	if ps, _ := s.Projects(); len(ps) != 0 {
+		t.Fatalf("deleting the last version must remove the project, have %q", ps)
+	}
+}
+
+func TestAbortedUploadLeavesNothing(t *testing.T) {
+	s := &Store{Dir: t.TempDir()}
+	st, err := s.Stage("p", []byte("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ps, _ := s.Projects(); len(ps) != 0 {
+		t.Fatalf("a staged upload must not show as a project: %q", ps)
+	}
+	st.Abort()
+	s.CleanStaging()
+	ents, _ := os.ReadDir(s.Dir)
+	if len(ents) != 0 {
+		t.Fatalf("eggs_dir not empty after an aborted upload: %v", ents)
+	}
+}
+
+func TestExistingScrapydEggsDirWorksAsIs(t *testing.T) {
+	s := &Store{Dir: t.TempDir()}
+	os.MkdirAll(filepath.Join(s.Dir, "old"), 0o755)
+	os.WriteFile(filepath.Join(s.Dir, "old", "1_1.egg"), []byte("x"), 0o644)
+	os.WriteFile(filepath.Join(s.Dir, "old", "1_0.egg"), []byte("x"), 0o644)
+	vs, _ := s.Versions("old")
+	if len(vs) != 2 || vs[0].Name != "1_0" || vs[1].Name != "1_1" {
+		t.Fatalf("versions of a Scrapyd eggs dir = %+v", vs)
+	}
+}
+
+func equal(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
