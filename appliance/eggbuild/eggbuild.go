@@ -36,13 +36,19 @@ func Build(o Options) ([]byte, error) {
 	if o.Version == "" {
 		o.Version = "1.0"
 	}
+	if strings.ContainsAny(o.Name+o.Version, "\r\n") {
+		return nil, fmt.Errorf("eggbuild: name and version must be one line: %q %q", o.Name, o.Version)
+	}
 	top, _, _ := strings.Cut(o.Settings, ".")
-	if top == "" || strings.ContainsAny(top, `/\`) {
-		return nil, fmt.Errorf("eggbuild: settings module %q names no package", o.Settings)
+	if top == "" || strings.ContainsAny(o.Settings, `/\`) || !strings.Contains(o.Settings, ".") {
+		return nil, fmt.Errorf("eggbuild: settings module %q names no module inside a package", o.Settings)
 	}
 	pkgDir := filepath.Join(o.Dir, top)
 	if _, err := os.Stat(filepath.Join(pkgDir, "__init__.py")); err != nil {
 		return nil, fmt.Errorf("eggbuild: %s is not a Python package: %w", pkgDir, err)
+	}
+	if err := checkModule(o.Dir, o.Settings); err != nil {
+		return nil, err
 	}
 	files, err := packageFiles(o.Dir, pkgDir)
 	if err != nil {
@@ -60,7 +66,10 @@ func Build(o Options) ([]byte, error) {
 	var buf bytes.Buffer
 	zw := zip.NewWriter(&buf)
 	add := func(name string, data []byte) error {
-		w, err := zw.CreateHeader(&zip.FileHeader{Name: name, Method: zip.Deflate, Modified: fixedTime})
+		h := &zip.FileHeader{Name: name, Method: zip.Deflate, Modified: fixedTime}
+		// A fixed mode, so that the bytes do not depend on the builder's umask.
+		h.SetMode(0o644)
+		w, err := zw.CreateHeader(h)
 		if err != nil {
 			return err
 		}
@@ -92,9 +101,23 @@ func Build(o Options) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// checkModule fails early when the settings module is missing: an egg
+// without it uploads fine but every crawl of it fails.
+func checkModule(dir, module string) error {
+	rel := filepath.Join(strings.Split(module, ".")...)
+	for _, p := range []string{rel + ".py", filepath.Join(rel, "__init__.py")} {
+		if st, err := os.Stat(filepath.Join(dir, p)); err == nil && st.Mode().IsRegular() {
+			return nil
+		}
+	}
+	return fmt.Errorf("eggbuild: settings module %s not found (no %s.py in %s)", module, rel, dir)
+}
+
 // packageFiles lists the package's files relative to dir, slash-separated and
-// sorted, leaving out byte-code caches: they are rebuilt by Python anyway and
-// would make the egg depend on who last ran the project.
+// sorted: modules and package data alike, as pkgutil.get_data needs the
+// latter. Byte-code caches are left out: Python rebuilds them, and they
+// would make the egg depend on who last ran the project. So are hidden
+// files (editor and VCS state). A symlink to a file counts as the file.
 func packageFiles(dir, pkgDir string) ([]string, error) {
 	var files []string
 	err := filepath.WalkDir(pkgDir, func(p string, d fs.DirEntry, err error) error {
@@ -107,8 +130,11 @@ func packageFiles(dir, pkgDir string) ([]string, error) {
 			}
 			return nil
 		}
-		if !d.Type().IsRegular() || strings.HasSuffix(p, ".pyc") || strings.HasPrefix(d.Name(), ".") {
+		if strings.HasSuffix(p, ".pyc") || strings.HasSuffix(p, ".pyo") || strings.HasPrefix(d.Name(), ".") {
 			return nil
+		}
+		if st, err := os.Stat(p); err != nil || !st.Mode().IsRegular() {
+			return nil // a dangling link, a socket, a fifo: nothing to pack
 		}
 		rel, err := filepath.Rel(dir, p)
 		if err != nil {

@@ -1,0 +1,243 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/scrapyd-debian/scrapyd/appliance/scrapycfg"
+	"github.com/urfave/cli/v2"
+)
+
+func deployCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "deploy",
+		Usage: "build the project's egg and upload it to a deploy target (scrapyd-deploy)",
+		Description: "Targets are the [deploy] and [deploy:NAME] sections of scrapy.cfg. The egg is built\n" +
+			"by the project's setup.py when it has one, else without setuptools from [settings] default.\n" +
+			"--version GIT or HG names the version after the project's repository; the default is the\n" +
+			"current unix time. Unlike scrapyd-deploy, an error answer from the server exits non-zero.",
+		ArgsUsage: "[TARGET]",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "project", Aliases: []string{"p"}, Usage: "the `PROJECT` name on the server (default: the target's)"},
+			&cli.StringFlag{Name: "version", Aliases: []string{"v"}, Usage: "`VERSION` to upload, or GIT or HG"},
+			&cli.BoolFlag{Name: "list-targets", Aliases: []string{"l"}, Usage: "list the targets"},
+			&cli.StringFlag{Name: "list-projects", Aliases: []string{"L"}, Usage: "list the projects on `TARGET`"},
+			&cli.BoolFlag{Name: "all-targets", Aliases: []string{"a"}, Usage: "deploy to every target"},
+			&cli.StringFlag{Name: "egg", Usage: "upload `FILE` instead of building an egg"},
+			&cli.StringFlag{Name: "build-egg", Usage: "only build the egg, into `FILE`"},
+			&cli.StringFlag{Name: "python", Value: defaultPython, Usage: "the `PYTHON` that runs a project's setup.py"},
+		},
+		Action: deploy,
+	}
+}
+
+func deploy(cCtx *cli.Context) error {
+	ctx, stdout, stderr := cCtx.Context, cCtx.App.Writer, cCtx.App.ErrWriter
+	cfg, dir, cfgErr := loadConfig()
+	if cfgErr != nil && !errors.Is(cfgErr, scrapycfg.ErrNoProject) {
+		return cfgErr
+	}
+	if cCtx.NArg() > 1 {
+		return fmt.Errorf("deploy: too many arguments: %v", cCtx.Args().Slice())
+	}
+	switch {
+	case cCtx.Bool("list-targets"):
+		for _, t := range cfg.Targets() {
+			fmt.Fprintf(stdout, "%-20s %s\n", t.Name, t.URL)
+		}
+		return nil
+	case cCtx.IsSet("list-projects"):
+		return listProjects(ctx, cfg, cCtx.String("list-projects"), stdout)
+	}
+
+	egg := lazyEgg(func() ([]byte, error) {
+		if f := cCtx.String("egg"); f != "" {
+			fmt.Fprintf(stderr, "Using egg: %s\n", f)
+			return os.ReadFile(f)
+		}
+		if cfgErr != nil {
+			return nil, cfgErr // building needs the project
+		}
+		return buildEgg(ctx, dir, cfg, cCtx.String("python"))
+	})
+	if out := cCtx.String("build-egg"); out != "" {
+		b, err := egg()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "Writing egg to %s\n", out)
+		return os.WriteFile(out, b, 0o644)
+	}
+
+	var targets []scrapycfg.Target
+	if cCtx.Bool("all-targets") {
+		targets = cfg.Targets()
+		if len(targets) == 0 {
+			return errors.New("deploy: scrapy.cfg has no deploy targets")
+		}
+	} else {
+		name := cCtx.Args().First()
+		if name == "" {
+			name = "default"
+		}
+		t, err := cfg.Target(name)
+		if err != nil {
+			return err
+		}
+		targets = []scrapycfg.Target{t}
+	}
+	// One version for all targets, from the first, as scrapyd-deploy -a does.
+	v := cCtx.String("version")
+	if v == "" {
+		v = targets[0].Version
+	}
+	version, err := deployVersion(ctx, dir, v, time.Now())
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, t := range targets {
+		project := cCtx.String("project")
+		if project == "" {
+			project = t.Project
+		}
+		if project == "" {
+			errs = append(errs, fmt.Errorf("target %s: missing project (give -p PROJECT or set project in scrapy.cfg)", t.Name))
+			continue
+		}
+		if err := deployTo(ctx, t, project, version, egg, stdout, stderr); err != nil {
+			errs = append(errs, fmt.Errorf("target %s: %w", t.Name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// lazyEgg builds the egg on first use only: listing needs none, and -a
+// uploads the same bytes everywhere.
+func lazyEgg(build func() ([]byte, error)) func() ([]byte, error) {
+	var (
+		egg  []byte
+		err  error
+		done bool
+	)
+	return func() ([]byte, error) {
+		if !done {
+			egg, err = build()
+			done = true
+		}
+		return egg, err
+	}
+}
+
+func listProjects(ctx context.Context, cfg *scrapycfg.Config, name string, w io.Writer) error {
+	t, err := cfg.Target(name)
+	if err != nil {
+		return err
+	}
+	c, err := newClient(t, nil)
+	if err != nil {
+		return err
+	}
+	projects, err := c.ListProjects(ctx)
+	if err != nil {
+		return err
+	}
+	lines(w, projects)
+	return nil
+}
+
+// deployTo uploads the egg to one target and prints the server's answer as
+// it came, like scrapyd-deploy; an error answer is also returned.
+func deployTo(ctx context.Context, t scrapycfg.Target, project, version string, egg func() ([]byte, error), stdout, stderr io.Writer) error {
+	if t.URL == "" {
+		return errors.New("no url in scrapy.cfg")
+	}
+	var answer []byte
+	c, err := newClient(t, func(b []byte) { answer = b })
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "Packing version %s\n", version)
+	b, err := egg()
+	if err != nil {
+		return err
+	}
+	p := &progress{w: stderr, total: int64(len(b)), label: fmt.Sprintf("Deploying to project %q in %saddversion.json", project, c.URL()), tty: isTerminal(stderr)}
+	_, err = c.AddVersion(ctx, project, version, p.reader(bytes.NewReader(b)), int64(len(b)))
+	p.finish()
+	if answer != nil {
+		stdout.Write(answer)
+		if !bytes.HasSuffix(answer, []byte("\n")) {
+			io.WriteString(stdout, "\n")
+		}
+	}
+	return err
+}
+
+// progress shows an upload's progress on one line of stderr: redrawn on a
+// terminal, written once at the end otherwise (logs get no \r clutter).
+type progress struct {
+	w     io.Writer
+	label string
+	total int64
+	sent  int64
+	shown int // last percentage drawn
+	tty   bool
+}
+
+func (p *progress) reader(r io.Reader) io.Reader { return &progressReader{r: r, p: p} }
+
+type progressReader struct {
+	r io.Reader
+	p *progress
+}
+
+func (pr *progressReader) Read(b []byte) (int, error) {
+	n, err := pr.r.Read(b)
+	pr.p.add(int64(n))
+	return n, err
+}
+
+func (p *progress) add(n int64) {
+	p.sent += n
+	if pct := p.percent(); p.tty && pct != p.shown {
+		p.shown = pct
+		fmt.Fprintf(p.w, "\r%s: %3d%% of %s", p.label, pct, size(p.total))
+	}
+}
+
+func (p *progress) percent() int {
+	if p.total == 0 {
+		return 100
+	}
+	return int(p.sent * 100 / p.total)
+}
+
+func (p *progress) finish() {
+	if p.tty {
+		fmt.Fprintf(p.w, "\r%s: %3d%% of %s\n", p.label, p.percent(), size(p.total))
+		return
+	}
+	fmt.Fprintf(p.w, "%s: %d%% of %s\n", p.label, p.percent(), size(p.total))
+}
+
+func size(n int64) string {
+	if n < 1024 {
+		return fmt.Sprintf("%d B", n)
+	}
+	return fmt.Sprintf("%.1f KiB", float64(n)/1024)
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}

@@ -1,0 +1,190 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"github.com/scrapyd-debian/scrapyd/appliance/client"
+	"github.com/scrapyd-debian/scrapyd/appliance/job"
+	"github.com/urfave/cli/v2"
+)
+
+func scheduleCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "schedule",
+		Usage:     "queue a crawl; prints its job id",
+		ArgsUsage: "PROJECT SPIDER",
+		Flags: withServer(
+			&cli.StringSliceFlag{Name: "arg", Aliases: []string{"a"}, Usage: "spider argument `NAME=VALUE` (repeatable)"},
+			&cli.StringSliceFlag{Name: "setting", Aliases: []string{"s"}, Usage: "Scrapy setting `NAME=VALUE` (repeatable)"},
+			&cli.Float64Flag{Name: "priority", Usage: "higher runs first"},
+			&cli.StringFlag{Name: "version", Usage: "project `VERSION` (default: the latest at start)"},
+			&cli.StringFlag{Name: "jobid", Usage: "job `ID` (default: one chosen by the server)"},
+		),
+		Action: serverAction(func(cCtx *cli.Context, s *session) error {
+			if err := needArgs(cCtx, 2, 2); err != nil {
+				return err
+			}
+			args, err := pairs("-a", cCtx.StringSlice("arg"))
+			if err != nil {
+				return err
+			}
+			settings, err := pairs("-s", cCtx.StringSlice("setting"))
+			if err != nil {
+				return err
+			}
+			id, err := s.c.Schedule(cCtx.Context, job.Spec{
+				ID:       cCtx.String("jobid"),
+				Project:  cCtx.Args().Get(0),
+				Spider:   cCtx.Args().Get(1),
+				Version:  cCtx.String("version"),
+				Settings: settings,
+				Args:     args,
+				Priority: cCtx.Float64("priority"),
+			})
+			if err != nil {
+				return err
+			}
+			s.human(func(w io.Writer) { fmt.Fprintln(w, id) })
+			return nil
+		}),
+	}
+}
+
+// pairs parses NAME=VALUE options, split on the first "=" as Scrapyd does.
+func pairs(flag string, values []string) ([]job.Pair, error) {
+	var out []job.Pair
+	for _, v := range values {
+		name, value, ok := strings.Cut(v, "=")
+		if !ok || name == "" {
+			return nil, fmt.Errorf("%s %q: want NAME=VALUE", flag, v)
+		}
+		out = append(out, job.Pair{Name: name, Value: value})
+	}
+	return out, nil
+}
+
+func jobsCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "jobs",
+		Usage: "list pending, running and finished jobs",
+		Flags: withServer(
+			&cli.StringFlag{Name: "project", Aliases: []string{"p"}, Usage: "only this `PROJECT`"},
+			&cli.StringFlag{Name: "state", Usage: "only `STATE`: pending, running or finished"},
+		),
+		Action: serverAction(func(cCtx *cli.Context, s *session) error {
+			if err := needArgs(cCtx, 0, 0); err != nil {
+				return err
+			}
+			state := job.State(cCtx.String("state"))
+			switch state {
+			case "", job.Pending, job.Running, job.Finished:
+			default:
+				return fmt.Errorf("--state %q: want pending, running or finished", state)
+			}
+			jobs, err := s.c.ListJobs(cCtx.Context, cCtx.String("project"))
+			if err != nil {
+				return err
+			}
+			s.human(func(w io.Writer) { printJobs(w, jobs.All(), state) })
+			return nil
+		}),
+	}
+}
+
+func printJobs(w io.Writer, jobs []client.Job, only job.State) {
+	rows := [][]string{{"STATE", "PROJECT", "SPIDER", "JOB", "PID", "START", "END", "OUTCOME"}}
+	for _, j := range jobs {
+		if only != "" && j.State != only {
+			continue
+		}
+		pid := ""
+		if j.PID != 0 {
+			pid = strconv.Itoa(j.PID)
+		}
+		rows = append(rows, []string{string(j.State), j.Project, j.Spider, j.ID, pid,
+			shortTime(j.StartTime), shortTime(j.EndTime), outcome(j.Outcome, j.ExitCode)})
+	}
+	table(w, rows)
+}
+
+// shortTime drops the microseconds, as Scrapyd's /jobs page does.
+func shortTime(t string) string {
+	t, _, _ = strings.Cut(t, ".")
+	return t
+}
+
+func outcome(o job.Outcome, exit *int) string {
+	if exit != nil {
+		return fmt.Sprintf("%s (exit %d)", o, *exit)
+	}
+	return string(o)
+}
+
+func statusCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "status",
+		Usage:     "show a job's state",
+		ArgsUsage: "JOB",
+		Flags:     withServer(&cli.StringFlag{Name: "project", Aliases: []string{"p"}, Usage: "the job's `PROJECT`"}),
+		Action: serverAction(func(cCtx *cli.Context, s *session) error {
+			if err := needArgs(cCtx, 1, 1); err != nil {
+				return err
+			}
+			st, err := s.c.Status(cCtx.Context, cCtx.Args().First(), cCtx.String("project"))
+			if err != nil {
+				return err
+			}
+			s.human(func(w io.Writer) {
+				switch {
+				case st.State == "":
+					fmt.Fprintln(w, "unknown")
+				case st.Outcome != "" || st.ExitCode != nil:
+					fmt.Fprintf(w, "%s: %s\n", st.State, outcome(st.Outcome, st.ExitCode))
+				default:
+					fmt.Fprintln(w, st.State)
+				}
+			})
+			return nil
+		}),
+	}
+}
+
+func cancelCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "cancel",
+		Usage:     "cancel a pending or running job",
+		ArgsUsage: "PROJECT JOB",
+		Flags: withServer(
+			&cli.StringFlag{Name: "signal", Usage: "`SIGNAL` name or number for a running crawl (server default: INT)"},
+			&cli.BoolFlag{Name: "force", Usage: "stop it now (send KILL)"},
+		),
+		Action: serverAction(func(cCtx *cli.Context, s *session) error {
+			if err := needArgs(cCtx, 2, 2); err != nil {
+				return err
+			}
+			signal := cCtx.String("signal")
+			if cCtx.Bool("force") {
+				if signal != "" {
+					return errors.New("give either --signal or --force, not both")
+				}
+				signal = "KILL"
+			}
+			prev, err := s.c.Cancel(cCtx.Context, cCtx.Args().Get(0), cCtx.Args().Get(1), signal)
+			if err != nil {
+				return err
+			}
+			s.human(func(w io.Writer) {
+				if prev == "" {
+					fmt.Fprintln(w, "nothing to cancel: the job is neither pending nor running")
+					return
+				}
+				fmt.Fprintf(w, "cancelled (it was %s)\n", prev)
+			})
+			return nil
+		}),
+	}
+}

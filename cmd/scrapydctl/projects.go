@@ -1,0 +1,125 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+
+	"github.com/urfave/cli/v2"
+)
+
+func projectsCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "projects",
+		Usage: "list the projects",
+		Flags: withServer(),
+		Action: serverAction(func(cCtx *cli.Context, s *session) error {
+			if err := needArgs(cCtx, 0, 0); err != nil {
+				return err
+			}
+			projects, err := s.c.ListProjects(cCtx.Context)
+			s.human(func(w io.Writer) { lines(w, projects) })
+			return err
+		}),
+	}
+}
+
+func versionsCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "versions",
+		Usage:     "list a project's versions, oldest first (the last one runs)",
+		ArgsUsage: "PROJECT",
+		Flags:     withServer(),
+		Action: serverAction(func(cCtx *cli.Context, s *session) error {
+			if err := needArgs(cCtx, 1, 1); err != nil {
+				return err
+			}
+			versions, err := s.c.ListVersions(cCtx.Context, cCtx.Args().First())
+			s.human(func(w io.Writer) { lines(w, versions) })
+			return err
+		}),
+	}
+}
+
+func spidersCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "spiders",
+		Usage:     "list a project's spiders",
+		ArgsUsage: "PROJECT",
+		Flags:     withServer(&cli.StringFlag{Name: "version", Usage: "project `VERSION` (default: the latest)"}),
+		Action: serverAction(func(cCtx *cli.Context, s *session) error {
+			if err := needArgs(cCtx, 1, 1); err != nil {
+				return err
+			}
+			spiders, err := s.c.ListSpiders(cCtx.Context, cCtx.Args().First(), cCtx.String("version"))
+			s.human(func(w io.Writer) { lines(w, spiders) })
+			return err
+		}),
+	}
+}
+
+func delversionCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "delversion",
+		Usage:     "delete one version of a project",
+		ArgsUsage: "PROJECT VERSION",
+		Flags:     withServer(),
+		Action: serverAction(func(cCtx *cli.Context, s *session) error {
+			if err := needArgs(cCtx, 2, 2); err != nil {
+				return err
+			}
+			project, version := cCtx.Args().Get(0), cCtx.Args().Get(1)
+			if err := s.c.DelVersion(cCtx.Context, project, version); err != nil {
+				return err
+			}
+			s.human(func(w io.Writer) { fmt.Fprintf(w, "deleted version %s of %s\n", version, project) })
+			return nil
+		}),
+	}
+}
+
+func delprojectCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "delproject",
+		Usage:     "delete a project and all its versions",
+		ArgsUsage: "PROJECT",
+		Flags:     withServer(),
+		Action: serverAction(func(cCtx *cli.Context, s *session) error {
+			if err := needArgs(cCtx, 1, 1); err != nil {
+				return err
+			}
+			project := cCtx.Args().First()
+			if err := s.c.DelProject(cCtx.Context, project); err != nil {
+				return err
+			}
+			s.human(func(w io.Writer) { fmt.Fprintf(w, "deleted project %s\n", project) })
+			return nil
+		}),
+	}
+}
+
+func daemonstatusCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "daemonstatus",
+		Usage: "show the number of pending, running and finished jobs",
+		Flags: withServer(),
+		Action: serverAction(func(cCtx *cli.Context, s *session) error {
+			if err := needArgs(cCtx, 0, 0); err != nil {
+				return err
+			}
+			st, err := s.c.DaemonStatus(cCtx.Context)
+			if err != nil {
+				return err
+			}
+			s.human(func(w io.Writer) {
+				table(w, [][]string{
+					{"node", st.NodeName},
+					{"pending", strconv.Itoa(st.Pending)},
+					{"running", strconv.Itoa(st.Running)},
+					{"finished", strconv.Itoa(st.Finished)},
+				})
+			})
+			return nil
+		}),
+	}
+}
