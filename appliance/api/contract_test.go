@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bufio"
 	"archive/zip"
 	"bytes"
 	"context"
@@ -15,6 +16,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -293,6 +295,8 @@ func TestBasicAuthOnEveryPath(t *testing.T) {
 	}
 }
 
+// TestUploadLimit: an upload over upload_limit is refused from its
+// Content-Length, before the body is read, with a Scrapyd-style error.
 func TestUploadLimit(t *testing.T) {
 	h := newHarness(t, "")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -301,19 +305,19 @@ func TestUploadLimit(t *testing.T) {
 	}
 	go h.app.Listener(ln)
 	t.Cleanup(func() { h.app.Shutdown() })
-	var buf bytes.Buffer
-	mw := multipart.NewWriter(&buf)
-	mw.WriteField("project", "p")
-	mw.WriteField("version", "1")
-	fw, _ := mw.CreateFormFile("egg", "project.egg")
-	fw.Write(bytes.Repeat([]byte("x"), 2<<20)) // the harness allows 1 MiB
-	mw.Close()
-	resp, err := http.Post("http://"+ln.Addr().String()+"/addversion.json", mw.FormDataContentType(), &buf)
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// The harness allows 1 MiB; announce 2 MiB and send none of it.
+	io.WriteString(conn, "POST /addversion.json HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=X\r\nContent-Length: 2097152\r\n\r\n")
+	conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
 	if want := `{"status": "error", "message": "the request body is larger than upload_limit", "node_name": "vm"}` + "\n"; string(body) != want {
 		t.Errorf("oversized upload: %d %q", resp.StatusCode, body)
 	}
@@ -338,4 +342,15 @@ func TestEncodeLikePython(t *testing.T) {
 			t.Errorf("encode(%#v) = %s, want %s", tc.v, got, tc.want)
 		}
 	}
+}
+
+func multipartEgg() (io.Reader, string) {
+	var buf bytes.Buffer
+	mw := multipart.NewWriter(&buf)
+	mw.WriteField("project", "sample")
+	mw.WriteField("version", "1.0")
+	fw, _ := mw.CreateFormFile("egg", "project.egg")
+	fw.Write(testEgg(nil, "sample.settings"))
+	mw.Close()
+	return &buf, mw.FormDataContentType()
 }

@@ -112,6 +112,11 @@ func encodeFloat(b []byte, f float64) []byte {
 const hexDigits = "0123456789abcdef"
 
 func encodeString(b []byte, s string) []byte {
+	if plainASCII(s) {
+		b = append(b, '"')
+		b = append(b, s...)
+		return append(b, '"')
+	}
 	b = append(b, '"')
 	for _, r := range s {
 		switch {
@@ -159,4 +164,15 @@ func pyTime(t time.Time) any {
 		return t.Format("2006-01-02 15:04:05")
 	}
 	return t.Format("2006-01-02 15:04:05.000000")
+}
+
+// plainASCII: nothing in s needs escaping (the common case, and the hot
+// path of listjobs.json).
+func plainASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
 }

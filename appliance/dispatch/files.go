@@ -29,17 +29,24 @@ func Paths(cfg *config.Config, project, spider, id string) JobPaths {
 	if cfg.LogsDir != "" {
 		p.Log = filepath.Join(cfg.LogsDir, project, spider, id+".log")
 	}
-	if cfg.ItemsDir != "" {
-		if strings.Contains(cfg.ItemsDir, "://") && !strings.HasPrefix(cfg.ItemsDir, "file://") {
-			p.ItemsURL, _ = scrapy.URLFeed(cfg.ItemsDir, project, spider, id)
-		} else {
-			p.Items = filepath.Join(strings.TrimPrefix(cfg.ItemsDir, "file://"), project, spider, id+".jl")
-		}
+	if local := LocalItemsDir(cfg); local != "" {
+		p.Items = filepath.Join(local, project, spider, id+".jl")
+	} else if cfg.ItemsDir != "" {
+		p.ItemsURL, _ = scrapy.URLFeed(cfg.ItemsDir, project, spider, id)
 	}
 	if cfg.JobsDir != "" {
 		p.JobDir = filepath.Join(cfg.JobsDir, project, spider, id)
 	}
 	return p
+}
+
+// LocalItemsDir is items_dir when it is a local directory (a path or a
+// file:// URL), "" when it is empty or a remote feed URL (s3://…).
+func LocalItemsDir(cfg *config.Config) string {
+	if strings.Contains(cfg.ItemsDir, "://") && !strings.HasPrefix(cfg.ItemsDir, "file://") {
+		return ""
+	}
+	return strings.TrimPrefix(cfg.ItemsDir, "file://")
 }
 
 // CrawlDir is the crawls' working directory: the data directory, the

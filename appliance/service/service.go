@@ -7,7 +7,6 @@ package service
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
@@ -431,32 +430,33 @@ func (s *Service) JobURLs(j job.Job) (logURL, itemsURL string) {
 	return newFileIndex().urls(s.Config(), j)
 }
 
+// fileIndex answers "does this job's log (items file) exist?" from one
+// directory listing per project and spider.
 type fileIndex map[string]map[string]bool
 
 func newFileIndex() fileIndex { return fileIndex{} }
 
-func (fi fileIndex) exists(path string) bool {
-	dir := filepath.Dir(path)
-	names, ok := fi[dir]
+func (fi fileIndex) has(base, project, spider, name string) bool {
+	key := base + "\x00" + project + "\x00" + spider
+	names, ok := fi[key]
 	if !ok {
 		names = map[string]bool{}
-		if ents, err := os.ReadDir(dir); err == nil {
+		if ents, err := os.ReadDir(filepath.Join(base, project, spider)); err == nil {
 			for _, e := range ents {
 				names[e.Name()] = true
 			}
 		}
-		fi[dir] = names
+		fi[key] = names
 	}
-	return names[filepath.Base(path)]
+	return names[name]
 }
 
 func (fi fileIndex) urls(cfg *config.Config, j job.Job) (logURL, itemsURL string) {
-	p := dispatch.Paths(cfg, j.Project, j.Spider, j.ID)
-	if p.Log != "" && fi.exists(p.Log) {
-		logURL = fmt.Sprintf("/logs/%s/%s/%s.log", j.Project, j.Spider, j.ID)
+	if cfg.LogsDir != "" && fi.has(cfg.LogsDir, j.Project, j.Spider, j.ID+".log") {
+		logURL = "/logs/" + j.Project + "/" + j.Spider + "/" + j.ID + ".log"
 	}
-	if p.Items != "" && fi.exists(p.Items) {
-		itemsURL = fmt.Sprintf("/items/%s/%s/%s.jl", j.Project, j.Spider, j.ID)
+	if items := dispatch.LocalItemsDir(cfg); items != "" && fi.has(items, j.Project, j.Spider, j.ID+".jl") {
+		itemsURL = "/items/" + j.Project + "/" + j.Spider + "/" + j.ID + ".jl"
 	}
 	return logURL, itemsURL
 }

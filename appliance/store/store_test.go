@@ -22,7 +22,7 @@ func open(t testing.TB, dir string) *Store {
 func enqueue(t testing.TB, s *Store, id, project string, prio float64) job.Job {
 	t.Helper()
 	j, err := s.Enqueue(job.Spec{ID: id, Project: project, Spider: "s", Priority: prio,
-		Settings: []job.Pair{{"A", "1"}}, Args: []job.Pair{{"x", "y"}}}, time.Now())
+		Settings: []job.Pair{{Name: "A", Value: "1"}}, Args: []job.Pair{{Name: "x", Value: "y"}}}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,107 @@
+package e2e
+
+import (
+	"fmt"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/scrapyd-debian/scrapyd/appliance/testkit"
+)
+
+// BenchmarkDaemonStatus16Conns: daemonstatus.json requests per second
+// against the real binary over 16 keep-alive connections (today's Scrapyd
+// serves about 3,000 per second on one). The load generator shares the
+// machine's two cores with the daemon.
+func BenchmarkDaemonStatus16Conns(b *testing.B) {
+	d := testkit.StartDaemon(b, testkit.Options{})
+	hc := &fasthttp.HostClient{Addr: fmt.Sprintf("127.0.0.1:%d", d.Port), MaxConns: 16}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	t0 := time.Now()
+	for c := 0; c < 16; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+			defer fasthttp.ReleaseRequest(req)
+			defer fasthttp.ReleaseResponse(resp)
+			req.SetRequestURI(d.URL + "/daemonstatus.json")
+			for next.Add(1) <= int64(b.N) {
+				if err := hc.Do(req, resp); err != nil || resp.StatusCode() != 200 {
+					b.Error(err, resp.StatusCode())
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.ReportMetric(float64(b.N)/time.Since(t0).Seconds(), "req/s")
+}
+
+// BenchmarkDaemonRSS reports the daemon's resident memory idle and with
+// 10,000 pending jobs (Scrapyd uses about 62 MiB idle). It measures once,
+// whatever b.N is.
+func BenchmarkDaemonRSS(b *testing.B) {
+	testkit.RequireScrapy(b)
+	d := testkit.StartDaemon(b, testkit.Options{Conf: "max_proc = 1"})
+	time.Sleep(time.Second)
+	idle := rssMiB(b, d.PID())
+	d.Upload(b, "sample", "1.0", testkit.SampleEgg(b))
+	// One lingering crawl holds the only slot, so everything else stays pending.
+	hold := schedule(b, d, url.Values{"project": {"sample"}, "spider": {"slow"}, "linger": {"600"}})
+	run := waitState(b, d, hold, "running")
+	defer syscall.Kill(-int(run["pid"].(float64)), syscall.SIGKILL)
+	hc := &fasthttp.HostClient{Addr: fmt.Sprintf("127.0.0.1:%d", d.Port), MaxConns: 8}
+	var wg sync.WaitGroup
+	var next atomic.Int64
+	for c := 0; c < 8; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+			req.Header.SetMethod("POST")
+			req.Header.SetContentType("application/x-www-form-urlencoded")
+			req.SetRequestURI(d.URL + "/schedule.json")
+			for next.Add(1) <= 10000 {
+				req.SetBodyString("project=sample&spider=params&limit=1&category=c")
+				if err := hc.Do(req, resp); err != nil || !strings.Contains(string(resp.Body()), `"ok"`) {
+					b.Error(err, string(resp.Body()))
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if r := d.Get(b, "daemonstatus.json", nil); r["pending"] != 10000.0 {
+		b.Fatalf("daemonstatus: %v", r)
+	}
+	b.ReportMetric(rssMiB(b, d.PID()), "10k-scheduled-RSS-MiB")
+	d.Get(b, "listjobs.json", nil)
+	b.ReportMetric(idle, "idle-RSS-MiB")
+	b.ReportMetric(rssMiB(b, d.PID()), "10k-pending-RSS-MiB")
+}
+
+func rssMiB(b testing.TB, pid int) float64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, _ := strconv.Atoi(f[1])
+			return float64(kb) / 1024
+		}
+	}
+	b.Fatal("no VmRSS")
+	return 0
+}
