@@ -1,8 +1,8 @@
 package api
 
 import (
-	"bufio"
 	"archive/zip"
+	"bufio"
 	"bytes"
 	"context"
 	"io"

@@ -40,7 +40,9 @@ func (s *startTimes) Start(ctx context.Context, c launch.Command) (launch.Handle
 
 type listAll struct{}
 
-func (listAll) List(context.Context, scrapy.Project) ([]string, error) { return []string{"params"}, nil }
+func (listAll) List(context.Context, scrapy.Project) ([]string, error) {
+	return []string{"params"}, nil
+}
 
 // BenchmarkScheduleToCrawlStarted: from the schedule call to the crawl's
 // process existing (fork and exec of the real interpreter done), through
