@@ -1,0 +1,16 @@
+#!/bin/sh
+# The project's test command (README, .ci/run): installs what the tests need
+# when run as root, checks formatting and vet, runs every test (the systemd
+# lab and .deb tests run when root), then the bounded fuzzing pass.
+set -eu
+cd "$(dirname "$0")/.."
+if [ "$(id -u)" = 0 ]; then
+	./packaging/test-deps.sh
+fi
+unformatted=$(gofmt -l cmd appliance)
+if [ -n "$unformatted" ]; then
+	echo "gofmt would change: $unformatted" >&2
+	exit 1
+fi
+go vet ./...
+go test -count=1 -timeout 40m ./...
