@@ -3,6 +3,7 @@ package api
 import (
 	"archive/zip"
 	"bufio"
+	"fmt"
 	"bytes"
 	"context"
 	"io"
@@ -77,7 +78,7 @@ func newHarness(t testing.TB, conf string) *harness {
 	disp := dispatch.New(dispatch.Options{Config: conf2, Store: st, Eggs: eggs, Launcher: process.New(), Log: log})
 	svc := &service.Service{Config: conf2, Store: st, Eggs: eggs, Dispatch: disp,
 		Lister: func(*config.Config) service.Lister { return fakeLister{} }}
-	return &harness{app: New(Options{Config: conf2, Service: svc, Log: log, BodyLimit: 1 << 20}), root: root, st: st}
+	return &harness{app: New(Options{Config: conf2, Service: svc, Log: log, BodyLimit: 4 << 20}), root: root, st: st}
 }
 
 type request struct {
@@ -201,6 +202,9 @@ func TestContract(t *testing.T) {
 		{"traversal listjobs", request{method: get, path: "/listjobs.json?project=..%2Fp"}, `{"status": "error", "message": "DirectoryTraversalError: ../p", "node_name": "vm"}`},
 		{"invalid UTF-8", request{method: post, path: "/schedule.json", form: "project=%C3%28&spider=catalog"}, `{"status": "error", "message": "project is invalid: 'utf-8' codec can't decode byte 0xc3 in position 0: invalid continuation byte", "node_name": "vm"}`},
 		{"truncated UTF-8", request{method: get, path: "/listversions.json?project=ab%E2%82"}, `{"status": "error", "message": "project is invalid: 'utf-8' codec can't decode byte 0xe2 in position 2: unexpected end of data", "node_name": "vm"}`},
+		{"A arg too large (#381)", request{method: post, path: "/schedule.json", form: "project=sample&spider=params&big=" + strings.Repeat("x", 140000)}, `{"status": "error", "message": "argument 'big' is too large: 140004 bytes; one command-line argument of a crawl can hold at most 131071 bytes", "node_name": "vm"}`},
+		{"args too large in all", request{method: post, path: "/schedule.json", form: "project=sample&spider=params" + strings.Repeat("&a"+"="+strings.Repeat("y", 100000), 1) + manyArgs(12, 100000)}, `{"status": "error", "message": "spider arguments and settings are too large: 1300113 bytes in all; a crawl's command line can hold at most 1048576", "node_name": "vm"}`},
+		{"NUL in argument", request{method: post, path: "/schedule.json", form: "project=sample&spider=params&a=x%00y"}, `{"status": "error", "message": "argument a is invalid: contains a NUL byte", "node_name": "vm"}`},
 		{"duplicate active jobid", request{method: post, path: "/schedule.json", form: "project=sample&spider=params&jobid=params-job-1"}, `{"status": "error", "message": "job 'params-job-1' is already pending or running; choose another jobid", "node_name": "vm"}`},
 		{"56 delversion unknown", request{method: post, path: "/delversion.json", form: "project=sample&version=9.9"}, `{"status": "error", "message": "version '9.9' not found", "node_name": "vm"}`},
 		{"57 delproject unknown", request{method: post, path: "/delproject.json", form: "project=nope"}, `{"status": "error", "message": "project 'nope' not found", "node_name": "vm"}`},
@@ -310,8 +314,8 @@ func TestUploadLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	// The harness allows 1 MiB; announce 2 MiB and send none of it.
-	io.WriteString(conn, "POST /addversion.json HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=X\r\nContent-Length: 2097152\r\n\r\n")
+	// The harness allows 4 MiB; announce 5 MiB and send none of it.
+	io.WriteString(conn, "POST /addversion.json HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=X\r\nContent-Length: 5242880\r\n\r\n")
 	conn.SetReadDeadline(time.Now().Add(30 * time.Second))
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil {
@@ -353,4 +357,12 @@ func multipartEgg() (io.Reader, string) {
 	fw.Write(testEgg(nil, "sample.settings"))
 	mw.Close()
 	return &buf, mw.FormDataContentType()
+}
+
+func manyArgs(n, size int) string {
+	var b strings.Builder
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&b, "&arg%02d=%s", i, strings.Repeat("z", size))
+	}
+	return b.String()
 }

@@ -85,3 +85,20 @@ func pyBytesRepr(s string) string {
 	b.WriteByte(quote)
 	return b.String()
 }
+
+// Linux limits one command-line string to MAX_ARG_STRLEN (32 pages) and
+// all of them with the environment to about a quarter of the stack limit.
+// A crawl whose `-a`/`-s` arguments exceed them could never start (E2BIG,
+// Scrapyd issue #381), so schedule.json refuses it up front.
+const (
+	maxArgBytes   = 128<<10 - 1
+	maxTotalBytes = 1 << 20
+)
+
+func argTooLarge(kind, name string, n int) *Error {
+	return errorf("%s '%s' is too large: %d bytes; one command-line argument of a crawl can hold at most %d bytes", kind, name, n, maxArgBytes)
+}
+
+func argsTooLarge(n int) *Error {
+	return errorf("spider arguments and settings are too large: %d bytes in all; a crawl's command line can hold at most %d", n, maxTotalBytes)
+}

@@ -213,15 +213,10 @@ func (s *Service) Schedule(ctx context.Context, r ScheduleRequest) (string, erro
 		if a.Name == "" || strings.ContainsAny(a.Name, "=\x00") || strings.HasPrefix(a.Name, "-") {
 			return "", Invalid("argument "+strconv.Quote(a.Name), "not a valid spider argument name")
 		}
-		if strings.ContainsRune(a.Value, 0) {
-			return "", Invalid(a.Name, "contains a NUL byte")
-		}
 		spec.Args = append(spec.Args, a)
 	}
-	for _, p := range spec.Settings {
-		if strings.ContainsRune(p.Name+p.Value, 0) {
-			return "", Invalid("setting", "contains a NUL byte")
-		}
+	if err := checkArgSizes(spec); err != nil {
+		return "", err
 	}
 	if !s.projectExists(cfg, r.Project) {
 		return "", projectNotFound(r.Project)
@@ -241,6 +236,31 @@ func (s *Service) Schedule(ctx context.Context, r ScheduleRequest) (string, erro
 	}
 	s.Dispatch.Wake()
 	return spec.ID, nil
+}
+
+// checkArgSizes refuses what the kernel would refuse at exec time, and NUL
+// bytes, which no argument can carry.
+func checkArgSizes(spec job.Spec) error {
+	total := 0
+	for _, group := range []struct {
+		kind  string
+		pairs []job.Pair
+	}{{"setting", spec.Settings}, {"argument", spec.Args}} {
+		for _, p := range group.pairs {
+			if strings.ContainsRune(p.Name+p.Value, 0) {
+				return Invalid(group.kind+" "+p.Name, "contains a NUL byte")
+			}
+			n := len(p.Name) + 1 + len(p.Value)
+			if n > maxArgBytes {
+				return argTooLarge(group.kind, p.Name, n)
+			}
+			total += n + 3 // "-a" or "-s", and the NULs
+		}
+	}
+	if total > maxTotalBytes {
+		return argsTooLarge(total)
+	}
+	return nil
 }
 
 func contains(list []string, s string) bool {
