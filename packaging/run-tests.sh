@@ -14,3 +14,16 @@ if [ -n "$unformatted" ]; then
 fi
 go vet ./...
 go test -count=1 -timeout 40m ./...
+
+# A bounded fuzzing pass over the inputs a remote client controls, the
+# configuration parser, version ordering and name checks. The corpus in each
+# package's testdata/fuzz is replayed by `go test` above on every run.
+for target in \
+	./appliance/api:FuzzScheduleParams \
+	./appliance/api:FuzzCheckUTF8 \
+	./appliance/egg:FuzzSettingsModule \
+	./appliance/egg:FuzzCompare \
+	./appliance/config:FuzzParseINI \
+	./appliance/job:FuzzCheckName; do
+	go test -run '^$' -fuzz "^${target#*:}\$" -fuzztime "${FUZZTIME:-8s}" "${target%%:*}"
+done

@@ -129,3 +129,22 @@ func equal(a, b []string) bool {
 	}
 	return true
 }
+
+// FuzzSettingsModule: any upload, zip or not, gives a module name or an
+// error, never a panic; a name it gives is a dotted Python identifier.
+func FuzzSettingsModule(f *testing.F) {
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	w, _ := zw.Create("EGG-INFO/entry_points.txt")
+	w.Write([]byte("[scrapy]\nsettings = sample.settings\n"))
+	zw.Close()
+	f.Add(buf.Bytes())
+	f.Add([]byte("PK\x03\x04 not really"))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		mod, err := SettingsModule(data)
+		if err == nil && !validModule(mod) {
+			t.Fatalf("accepted settings module %q", mod)
+		}
+	})
+}
