@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -73,7 +74,8 @@ type Store struct {
 
 	mu     sync.Mutex
 	counts map[job.State]int
-	// finished mirrors the finished rows, newest first. Finished jobs never
+	// finished mirrors the finished rows, oldest first (a new one is
+	// appended; listings read it backwards). Finished jobs never
 	// change, so listjobs.json serves them from memory instead of scanning
 	// SQLite (a thousand rows took ~10 ms through database/sql).
 	finished []job.Job
@@ -122,7 +124,7 @@ func Open(dir string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("open store: %w", err)
 	}
-	frows, err := db.Query(`SELECT ` + columns + ` FROM jobs WHERE state = 'finished' ORDER BY ` + finishedOrder)
+	frows, err := db.Query(`SELECT ` + columns + ` FROM jobs WHERE state = 'finished' ORDER BY ended, seq`)
 	if err == nil {
 		s.finished, err = scanJobs(frows)
 	}
@@ -284,17 +286,24 @@ func (s *Store) End(seq int64, ended time.Time, exit *int, outcome job.Outcome, 
 	return err
 }
 
-// addFinished inserts j into the newest-first copy and trims it; s.mu held.
+// addFinished inserts j into the oldest-first copy (almost always at the
+// end) and drops the oldest beyond keep; s.mu held.
 func (s *Store) addFinished(j job.Job, keep int) {
 	i := sort.Search(len(s.finished), func(i int) bool {
 		f := s.finished[i]
-		return f.Ended.Before(j.Ended) || f.Ended.Equal(j.Ended) && f.Seq < j.Seq
+		return f.Ended.After(j.Ended) || f.Ended.Equal(j.Ended) && f.Seq > j.Seq
 	})
-	s.finished = append(s.finished, job.Job{})
-	copy(s.finished[i+1:], s.finished[i:])
-	s.finished[i] = j
-	if len(s.finished) > keep {
-		s.finished = s.finished[:keep]
+	s.finished = slices.Insert(s.finished, i, j)
+	s.keepNewest(keep)
+}
+
+// keepNewest drops the oldest finished jobs beyond keep; s.mu held.
+func (s *Store) keepNewest(keep int) {
+	if extra := len(s.finished) - keep; extra > 0 {
+		// Reslicing is O(1); the dropped head is freed when append next
+		// reallocates the array.
+		clear(s.finished[:extra])
+		s.finished = s.finished[extra:]
 	}
 }
 
@@ -318,9 +327,7 @@ func (s *Store) Trim(keep int) error {
 	})
 	if err == nil {
 		s.mu.Lock()
-		if len(s.finished) > keep {
-			s.finished = s.finished[:keep]
-		}
+		s.keepNewest(keep)
 		s.mu.Unlock()
 	}
 	return err
@@ -426,7 +433,8 @@ func (s *Store) listFinished(f Filter) []job.Job {
 	defer s.mu.Unlock()
 	var out []job.Job
 	skip := f.Offset
-	for _, j := range s.finished {
+	for i := len(s.finished) - 1; i >= 0; i-- {
+		j := s.finished[i]
 		if f.Project != "" && j.Project != f.Project || f.Spider != "" && j.Spider != f.Spider {
 			continue
 		}
