@@ -3,9 +3,9 @@ package api
 import (
 	"archive/zip"
 	"bufio"
-	"fmt"
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"mime/multipart"

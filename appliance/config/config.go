@@ -62,8 +62,11 @@ type Config struct {
 	// settings module instead of an egg (Scrapyd's scrapy.cfg-style projects).
 	Settings map[string]string
 
-	// Sources says which file (and line) set each [scrapyd] option.
+	// Sources says which file (and line) set each [scrapyd] option (and each
+	// [settings] entry, as "[settings] name"), and Raw what it said there
+	// (for `scrapyd config show`).
 	Sources map[string]Source
+	Raw     map[string]string
 	// Files lists the configuration files that were read, in order.
 	Files []string
 	// Warnings are non-fatal remarks (options we ignore), for the log.
@@ -145,7 +148,7 @@ func Load(o Options) (*Config, error) {
 		return nil, fmt.Errorf("%s: %w", confD, err)
 	}
 	ordered = append(ordered, files[1:]...)
-	c := &Config{Root: root, Settings: map[string]string{}, Sources: map[string]Source{}}
+	c := &Config{Root: root, Settings: map[string]string{}, Sources: map[string]Source{}, Raw: map[string]string{}}
 	for _, f := range ordered {
 		data, err := os.ReadFile(f)
 		if os.IsNotExist(err) {
@@ -218,8 +221,10 @@ func (c *Config) apply(entries []entry) error {
 				return fmt.Errorf("%s: %s: %w", e.source, e.key, err)
 			}
 			c.Sources[e.key] = e.source
+			c.Raw[e.key] = e.value
 		case "settings":
 			c.Settings[e.key] = e.value
+			c.Sources[settingsKey(e.key)] = e.source
 		}
 	}
 	return c.validate()

@@ -30,10 +30,20 @@ func (s Source) String() string {
 // parseINI reads the subset of Python's ConfigParser syntax Scrapyd
 // configurations use: [sections], "key = value" or "key: value", full-line
 // comments with # or ;, and indented continuation lines. Keys are
-// case-insensitive, as in ConfigParser.
+// case-insensitive, as in ConfigParser. Like ConfigParser's strict mode
+// (Scrapyd's), a file may not repeat a section or an option: the second
+// occurrence would silently win, which hides typos in long files.
 func parseINI(name string, data []byte) ([]entry, error) {
 	var out []entry
 	section := ""
+	seen := map[string]int{} // "[section]" or "section\x00key" -> line
+	once := func(key string, n int, what string) error {
+		if first, dup := seen[key]; dup {
+			return fmt.Errorf("%s:%d: %s already appears at line %d", name, n, what, first)
+		}
+		seen[key] = n
+		return nil
+	}
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
 	for n := 1; sc.Scan(); n++ {
@@ -53,6 +63,9 @@ func parseINI(name string, data []byte) ([]entry, error) {
 				return nil, fmt.Errorf("%s:%d: malformed section header %q", name, n, line)
 			}
 			section = strings.TrimSpace(line[1 : len(line)-1])
+			if err := once("["+section+"]", n, "section ["+section+"]"); err != nil {
+				return nil, err
+			}
 			continue
 		}
 		i := strings.IndexAny(line, "=:")
@@ -62,9 +75,13 @@ func parseINI(name string, data []byte) ([]entry, error) {
 		if section == "" {
 			return nil, fmt.Errorf("%s:%d: option outside a [section]", name, n)
 		}
+		key := strings.ToLower(strings.TrimSpace(line[:i]))
+		if err := once(section+"\x00"+key, n, fmt.Sprintf("option %q of [%s]", key, section)); err != nil {
+			return nil, err
+		}
 		out = append(out, entry{
 			section: section,
-			key:     strings.ToLower(strings.TrimSpace(line[:i])),
+			key:     key,
 			value:   strings.TrimSpace(line[i+1:]),
 			source:  Source{File: name, Line: n},
 		})

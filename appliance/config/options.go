@@ -64,7 +64,7 @@ var options = map[string]option{
 	"node_name":            {"", field{nodeName, ptrTo(func(c *Config) *string { return &c.NodeName })}, ""},
 	"python":               {"/usr/bin/python3", executable(func(c *Config) *string { return &c.Python }), ""},
 	"launcher":             {"auto", field{launcherKind, ptrTo(func(c *Config) *string { return &c.Launcher })}, "the launcher is chosen at start, and running crawls belong to it"},
-	"crawl_user":           {"scrapy", str(func(c *Config) *string { return &c.CrawlUser }), ""},
+	"crawl_user":           {"scrapy", str(func(c *Config) *string { return &c.CrawlUser }), "the crawl user is resolved with the launcher at start"},
 	"upload_limit":         {"64M", size(func(c *Config) *int64 { return &c.UploadLimit }), "the HTTP server's body limit is fixed at start"},
 	"crawl_memory_max":     {"0", size(func(c *Config) *int64 { return &c.CrawlMemoryMax }), ""},
 	"crawl_cpu_quota":      {"0", percent(func(c *Config) *int { return &c.CrawlCPUQuota }), ""},
@@ -104,91 +104,108 @@ func builtinEntries(root string) []entry {
 	return out
 }
 
-func str(field func(*Config) *string) func(*Config, string) error {
-	return func(c *Config, v string) error { *field(c) = v; return nil }
+// ptrTo adapts a field accessor to field.ptr.
+func ptrTo[T any](f func(*Config) *T) func(*Config) any {
+	return func(c *Config) any { return f(c) }
+}
+
+// parsed makes the field for a value parsed by parse and stored by f.
+func parsed[T any](f func(*Config) *T, parse func(v string) (T, error)) field {
+	return field{
+		set: func(c *Config, v string) error {
+			x, err := parse(v)
+			if err != nil {
+				return err
+			}
+			*f(c) = x
+			return nil
+		},
+		ptr: ptrTo(f),
+	}
+}
+
+func str(f func(*Config) *string) field {
+	return parsed(f, func(v string) (string, error) { return v, nil })
 }
 
 // path keeps the value as given: relative paths are relative to the daemon's
 // working directory, as in Scrapyd. NUL bytes can never name a file.
-func path(field func(*Config) *string) func(*Config, string) error {
-	return func(c *Config, v string) error {
+func path(f func(*Config) *string) field {
+	return parsed(f, func(v string) (string, error) {
 		if strings.ContainsRune(v, 0) {
-			return errors.New("contains a NUL byte")
+			return "", errors.New("contains a NUL byte")
 		}
-		*field(c) = v
-		return nil
-	}
+		return v, nil
+	})
 }
 
-func executable(field func(*Config) *string) func(*Config, string) error {
-	return func(c *Config, v string) error {
+func executable(f func(*Config) *string) field {
+	return parsed(f, func(v string) (string, error) {
 		if !filepath.IsAbs(v) {
 			// A PATH lookup would make the interpreter depend on the
 			// environment the daemon happened to start in.
-			return fmt.Errorf("%q is not an absolute path", v)
+			return "", fmt.Errorf("%q is not an absolute path", v)
 		}
-		*field(c) = v
-		return nil
-	}
+		return v, nil
+	})
 }
 
-func intRange(lo, hi int, field func(*Config) *int) func(*Config, string) error {
-	return func(c *Config, v string) error {
-		n, err := strconv.Atoi(strings.TrimSpace(v))
-		if err != nil {
-			return fmt.Errorf("%q is not a whole number", v)
-		}
-		if n < lo || n > hi {
-			return fmt.Errorf("%d is out of range [%d, %d]", n, lo, hi)
-		}
-		*field(c) = n
-		return nil
-	}
+func intRange(lo, hi int, f func(*Config) *int) field {
+	return parsed(f, func(v string) (int, error) { return parseInt(v, lo, hi) })
 }
 
-func percent(field func(*Config) *int) func(*Config, string) error {
-	inner := intRange(0, 100000, field)
-	return func(c *Config, v string) error { return inner(c, strings.TrimSuffix(strings.TrimSpace(v), "%")) }
+func parseInt(v string, lo, hi int) (int, error) {
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a whole number", v)
+	}
+	if n < lo || n > hi {
+		return 0, fmt.Errorf("%d is out of range [%d, %d]", n, lo, hi)
+	}
+	return n, nil
+}
+
+func percent(f func(*Config) *int) field {
+	return parsed(f, func(v string) (int, error) {
+		return parseInt(strings.TrimSuffix(strings.TrimSpace(v), "%"), 0, 100000)
+	})
 }
 
 // seconds accepts Scrapyd's float seconds ("5.0") or a Go duration ("2h").
-func seconds(min float64, field func(*Config) *time.Duration) func(*Config, string) error {
-	return func(c *Config, v string) error {
+func seconds(min float64, f func(*Config) *time.Duration) field {
+	return parsed(f, func(v string) (time.Duration, error) {
 		v = strings.TrimSpace(v)
-		f, err := strconv.ParseFloat(v, 64)
+		s, err := strconv.ParseFloat(v, 64)
 		if err != nil {
 			d, derr := time.ParseDuration(v)
 			if derr != nil {
-				return fmt.Errorf("%q is neither seconds nor a duration such as 90s or 2h", v)
+				return 0, fmt.Errorf("%q is neither seconds nor a duration such as 90s or 2h", v)
 			}
-			f = d.Seconds()
+			s = d.Seconds()
 		}
-		if math.IsNaN(f) || math.IsInf(f, 0) || f < 0 || (f != 0 && f < min) || (min > 0 && f == 0) {
-			return fmt.Errorf("%q is out of range (at least %gs)", v, min)
+		if math.IsNaN(s) || math.IsInf(s, 0) || s < 0 || (s != 0 && s < min) || (min > 0 && s == 0) {
+			return 0, fmt.Errorf("%q is out of range (at least %gs)", v, min)
 		}
-		*field(c) = time.Duration(f * float64(time.Second))
-		return nil
-	}
+		return time.Duration(s * float64(time.Second)), nil
+	})
 }
 
-func boolean(field func(*Config) *bool) func(*Config, string) error {
-	return func(c *Config, v string) error {
+func boolean(f func(*Config) *bool) field {
+	return parsed(f, func(v string) (bool, error) {
 		// The words Python's ConfigParser.getboolean accepts.
 		switch strings.ToLower(strings.TrimSpace(v)) {
 		case "1", "yes", "true", "on":
-			*field(c) = true
+			return true, nil
 		case "0", "no", "false", "off":
-			*field(c) = false
-		default:
-			return fmt.Errorf("%q is not a boolean (on/off, yes/no, true/false, 1/0)", v)
+			return false, nil
 		}
-		return nil
-	}
+		return false, fmt.Errorf("%q is not a boolean (on/off, yes/no, true/false, 1/0)", v)
+	})
 }
 
 // size accepts bytes or a number with a K, M, G or T suffix (powers of 1024).
-func size(field func(*Config) *int64) func(*Config, string) error {
-	return func(c *Config, v string) error {
+func size(f func(*Config) *int64) field {
+	return parsed(f, func(v string) (int64, error) {
 		s := strings.ToUpper(strings.TrimSpace(v))
 		s = strings.TrimSuffix(strings.TrimSuffix(s, "B"), "I")
 		mult := int64(1)
@@ -209,22 +226,16 @@ func size(field func(*Config) *int64) func(*Config, string) error {
 		}
 		n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
 		if err != nil || n < 0 || n > math.MaxInt64/mult {
-			return fmt.Errorf("%q is not a size such as 512M or 2G", v)
+			return 0, fmt.Errorf("%q is not a size such as 512M or 2G", v)
 		}
-		*field(c) = n * mult
-		return nil
-	}
+		return n * mult, nil
+	})
 }
 
-func list(field func(*Config) *[]string) func(*Config, string) error {
-	return func(c *Config, v string) error {
-		var out []string
-		for _, p := range strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' || r == '\n' || r == '\t' }) {
-			out = append(out, p)
-		}
-		*field(c) = out
-		return nil
-	}
+func list(f func(*Config) *[]string) field {
+	return parsed(f, func(v string) ([]string, error) {
+		return strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' || r == '\n' || r == '\t' }), nil
+	})
 }
 
 func nodeName(c *Config, v string) error {

@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gofiber/fiber/v2"
+
 	"github.com/scrapyd-debian/scrapyd/appliance/api"
 	"github.com/scrapyd-debian/scrapyd/appliance/config"
 	"github.com/scrapyd-debian/scrapyd/appliance/dispatch"
@@ -28,6 +30,7 @@ import (
 	"github.com/scrapyd-debian/scrapyd/appliance/scrapy"
 	"github.com/scrapyd-debian/scrapyd/appliance/service"
 	"github.com/scrapyd-debian/scrapyd/appliance/store"
+	"github.com/scrapyd-debian/scrapyd/appliance/web"
 )
 
 // Options come from the command line.
@@ -43,7 +46,9 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	log, closeLog, err := openLog(cfg)
+	var level slog.LevelVar
+	level.Set(logLevel(cfg))
+	log, closeLog, err := openLog(cfg, &level)
 	if err != nil {
 		return err
 	}
@@ -84,10 +89,12 @@ func Run(ctx context.Context, o Options) error {
 			return scrapy.Lister{Python: c.Python, BaseEnv: scrapy.CrawlEnv(os.Environ()), Dir: dispatch.CrawlDir(c)}
 		},
 	}
+	rl := &reloader{opts: o.Config, current: &current, log: log, level: &level, disp: disp, store: st}
 	app := api.New(api.Options{
 		Config: conf, Service: svc, Log: log, BodyLimit: int(cfg.UploadLimit),
+		Routes: []func(fiber.Router){web.Register(web.Options{Config: conf, Service: svc})},
 		Status: func() []api.Field {
-			return []api.Field{{Key: "launcher", Value: launcher.Name()}, {Key: "version", Value: o.Version}}
+			return append([]api.Field{{Key: "launcher", Value: launcher.Name()}, {Key: "version", Value: o.Version}}, rl.status()...)
 		},
 	})
 
@@ -115,6 +122,22 @@ func Run(ctx context.Context, o Options) error {
 			}
 		}(ln)
 	}
+	// The watcher only asks; the loop below reloads, one reload at a time.
+	// It stops with the dispatcher, so that an error exit stops it too.
+	changed := make(chan struct{}, 1)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		err := config.Watch(dctx, o.Config, func() {
+			select {
+			case changed <- struct{}{}:
+			default:
+			}
+		})
+		if err != nil {
+			log.Error("cannot watch the configuration files; reload with SIGHUP (systemctl reload scrapyd)", "err", err)
+		}
+	}()
 	log.Info("scrapyd started", "version", o.Version, "launcher", launcher.Name(), "slots", cfg.Slots(),
 		"auth", cfg.AuthEnabled(), "config_files", cfg.Files)
 
@@ -131,7 +154,9 @@ loop:
 			runErr = err
 			break loop
 		case <-hup:
-			reload(o.Config, &current, log, disp)
+			rl.reload("SIGHUP")
+		case <-changed:
+			rl.reload("files changed")
 		}
 	}
 	log.Info("scrapyd stopping; running crawls keep running")
@@ -139,18 +164,6 @@ loop:
 	cancelDispatch()
 	wg.Wait()
 	return runErr
-}
-
-// reload re-reads the configuration; a bad one leaves the running one.
-func reload(o config.Options, current *atomic.Pointer[config.Config], log *slog.Logger, disp *dispatch.Dispatcher) {
-	cfg, err := config.Load(o)
-	if err != nil {
-		log.Error("configuration reload failed; keeping the running configuration", "err", err)
-		return
-	}
-	current.Store(cfg)
-	log.Info("configuration reloaded", "files", cfg.Files)
-	disp.Wake()
 }
 
 func newLauncher(cfg *config.Config) (launch.Launcher, error) {
@@ -187,7 +200,7 @@ func isURL(s string) bool { return strings.Contains(s, "://") }
 
 // openLog opens the daemon's own log (scrapyd.log), as the seed documents;
 // it is mirrored to stderr when stderr is a terminal.
-func openLog(cfg *config.Config) (*slog.Logger, func(), error) {
+func openLog(cfg *config.Config, level *slog.LevelVar) (*slog.Logger, func(), error) {
 	var w io.Writer = io.Discard
 	closer := func() {}
 	if cfg.LogFile != "" {
@@ -202,10 +215,6 @@ func openLog(cfg *config.Config) (*slog.Logger, func(), error) {
 	}
 	if fi, err := os.Stderr.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
 		w = io.MultiWriter(w, os.Stderr)
-	}
-	level := slog.LevelInfo
-	if cfg.Debug {
-		level = slog.LevelDebug
 	}
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})), closer, nil
 }

@@ -416,33 +416,29 @@ func (s *Service) Jobs(ctx context.Context, q JobsQuery) (Listing, error) {
 			return Listing{}, projectNotFound(q.Project)
 		}
 	}
-	var l Listing
+	want := map[job.State]bool{job.Pending: true, job.Running: true, job.Finished: true}
+	if q.State != "" {
+		want = map[job.State]bool{q.State: true}
+	}
+	f := store.Filter{Project: q.Project, Spider: q.Spider}
+	fin := f
+	fin.Limit, fin.Offset = q.Limit, q.Offset
+	pending, running, finished, err := s.Store.Snapshot(ctx, f, fin, want)
+	if err != nil {
+		return Listing{}, err
+	}
 	files := newFileIndex()
-	for _, sec := range []struct {
-		state job.State
-		out   *[]Entry
-	}{{job.Pending, &l.Pending}, {job.Running, &l.Running}, {job.Finished, &l.Finished}} {
-		if q.State != "" && q.State != sec.state {
-			continue
-		}
-		f := store.Filter{Project: q.Project, Spider: q.Spider}
-		if sec.state == job.Finished {
-			f.Limit, f.Offset = q.Limit, q.Offset
-		}
-		jobs, err := s.Store.List(ctx, sec.state, f)
-		if err != nil {
-			return Listing{}, err
-		}
-		entries := make([]Entry, len(jobs))
+	entries := func(jobs []job.Job, withFiles bool) []Entry {
+		out := make([]Entry, len(jobs))
 		for i, j := range jobs {
-			entries[i] = Entry{Job: j}
-			if sec.state != job.Pending {
-				entries[i].LogURL, entries[i].ItemsURL = files.urls(cfg, j)
+			out[i] = Entry{Job: j}
+			if withFiles {
+				out[i].LogURL, out[i].ItemsURL = files.urls(cfg, j)
 			}
 		}
-		*sec.out = entries
+		return out
 	}
-	return l, nil
+	return Listing{Pending: entries(pending, false), Running: entries(running, true), Finished: entries(finished, true)}, nil
 }
 
 // JobURLs returns a job's log and items links ("" when missing).

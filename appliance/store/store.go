@@ -428,9 +428,56 @@ func (s *Store) List(ctx context.Context, state job.State, f Filter) ([]job.Job,
 	return scanJobs(rows)
 }
 
+// Snapshot lists the three states as of one moment, so that a job that
+// starts or ends meanwhile is never shown twice or not at all. The read
+// transaction's WAL snapshot is taken under the write lock, together with
+// the copy of the finished jobs; the queries then run without blocking
+// writers. Only states in want are listed.
+func (s *Store) Snapshot(ctx context.Context, f, finished Filter, want map[job.State]bool) (pending, running, done []job.Job, err error) {
+	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("snapshot: %w", err)
+	}
+	defer tx.Rollback()
+	s.mu.Lock()
+	// Any read starts the WAL snapshot; none can commit while s.mu is held.
+	var one int
+	err = tx.QueryRowContext(ctx, `SELECT 1 FROM jobs LIMIT 1`).Scan(&one)
+	if want[job.Finished] {
+		done = s.listFinishedLocked(finished)
+	}
+	s.mu.Unlock()
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return nil, nil, nil, fmt.Errorf("snapshot: %w", err)
+	}
+	for _, sec := range []struct {
+		state job.State
+		order string
+		out   *[]job.Job
+	}{{job.Pending, "priority DESC, seq", &pending}, {job.Running, "started, seq", &running}} {
+		if !want[sec.state] {
+			continue
+		}
+		where, args := f.where(sec.state)
+		rows, err := tx.QueryContext(ctx, `SELECT `+columns+` FROM jobs WHERE `+where+` ORDER BY `+sec.order, args...)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("snapshot: %w", err)
+		}
+		if *sec.out, err = scanJobs(rows); err != nil {
+			return nil, nil, nil, fmt.Errorf("snapshot: %w", err)
+		}
+	}
+	return pending, running, done, nil
+}
+
 func (s *Store) listFinished(f Filter) []job.Job {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.listFinishedLocked(f)
+}
+
+// listFinishedLocked pages the finished jobs, newest first; s.mu held.
+func (s *Store) listFinishedLocked(f Filter) []job.Job {
 	var out []job.Job
 	skip := f.Offset
 	for i := len(s.finished) - 1; i >= 0; i-- {

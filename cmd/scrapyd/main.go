@@ -1,11 +1,14 @@
 // Command scrapyd is the Scrapyd daemon: it serves Scrapyd's JSON API and
-// web pages and runs crawls. Serving is the default action.
+// web pages and runs crawls. Serving is the default action; `scrapyd config
+// show` and `scrapyd config check` inspect the configuration files.
 package main
 
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
+	"slices"
 
 	"github.com/urfave/cli/v2"
 
@@ -16,26 +19,109 @@ import (
 // version is set at build time (-ldflags "-X main.version=...").
 var version = "1.0.0~dev"
 
-func main() {
-	app := &cli.App{
+func main() { os.Exit(run(os.Args, os.Stdout, os.Stderr)) }
+
+// run is main with its outputs and exit status in hand, for tests. Any
+// error exits 1, which is what ExecStartPre and ExecReload look at.
+func run(args []string, stdout, stderr io.Writer) int {
+	cli.VersionPrinter = func(c *cli.Context) { fmt.Fprintf(c.App.Writer, "Scrapyd %s\n", c.App.Version) }
+	app := newApp()
+	app.Writer, app.ErrWriter = stdout, stderr
+	if err := app.RunContext(context.Background(), args); err != nil {
+		fmt.Fprintln(stderr, "scrapyd:", err)
+		return 1
+	}
+	return 0
+}
+
+func newApp() *cli.App {
+	return &cli.App{
 		Name:    "scrapyd",
 		Usage:   "run Scrapy spiders on a server: the Scrapyd daemon",
 		Version: version,
-		Flags: []cli.Flag{
-			&cli.StringSliceFlag{Name: "config", Aliases: []string{"c"}, Usage: "read this configuration file after the search order (repeatable)"},
-			&cli.StringFlag{Name: "root", Usage: "prefix for /etc/scrapyd, /var/lib/scrapyd and /var/log/scrapyd (e.g. . for a development tree)", Value: "/"},
-		},
+		Flags:   configFlags(),
 		Action: func(c *cli.Context) error {
 			return daemon.Run(c.Context, daemon.Options{Config: configOptions(c), Version: version})
 		},
-	}
-	cli.VersionPrinter = func(c *cli.Context) { fmt.Printf("Scrapyd %s\n", c.App.Version) }
-	if err := app.RunContext(context.Background(), os.Args); err != nil {
-		fmt.Fprintln(os.Stderr, "scrapyd:", err)
-		os.Exit(1)
+		Commands: []*cli.Command{
+			{
+				Name:        "config",
+				Usage:       "inspect the configuration files",
+				Subcommands: []*cli.Command{showCommand("show"), checkCommand("check")},
+			},
+			showCommand("show-config"),
+			checkCommand("check-config"),
+		},
 	}
 }
 
+// configFlags returns fresh flags each time: urfave/cli flags keep their
+// values, so commands must not share them.
+func configFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringSliceFlag{Name: "config", Aliases: []string{"c"}, Usage: "read this configuration file after the search order (repeatable)"},
+		&cli.StringFlag{Name: "root", Usage: "prefix for /etc/scrapyd, /var/lib/scrapyd and /var/log/scrapyd (e.g. . for a development tree)", Value: "/"},
+	}
+}
+
+// configOptions reads --root and --config wherever they were given, before
+// the command (scrapyd --root . config check) or after it (scrapyd config
+// check --root .), so that a command reads exactly what the daemon reads.
 func configOptions(c *cli.Context) config.Options {
-	return config.Options{Root: c.String("root"), Extra: c.StringSlice("config")}
+	o := config.Options{Root: "/"}
+	rootSet := false
+	for _, ctx := range c.Lineage() { // the command's own context first
+		local := ctx.LocalFlagNames()
+		if !rootSet && slices.Contains(local, "root") {
+			o.Root, rootSet = ctx.String("root"), true
+		}
+		if slices.Contains(local, "config") || slices.Contains(local, "c") {
+			o.Extra = append(slices.Clone(ctx.StringSlice("config")), o.Extra...)
+		}
+	}
+	return o
+}
+
+func showCommand(name string) *cli.Command {
+	return &cli.Command{
+		Name:  name,
+		Usage: "print the effective configuration and the file and line that set each value",
+		Flags: configFlags(),
+		Action: func(c *cli.Context) error {
+			cfg, err := load(c)
+			if err != nil {
+				return err
+			}
+			return config.Show(c.App.Writer, cfg)
+		},
+	}
+}
+
+func checkCommand(name string) *cli.Command {
+	return &cli.Command{
+		Name:  name,
+		Usage: "validate the configuration files without touching the daemon (exit status 1 on an error; for ExecStartPre and ExecReload)",
+		Flags: configFlags(),
+		Action: func(c *cli.Context) error {
+			cfg, err := load(c)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(c.App.Writer, "configuration OK (%d files read)\n", len(cfg.Files))
+			return nil
+		},
+	}
+}
+
+// load reads the configuration as the daemon would and prints its warnings
+// (unknown options) to stderr, where they stay apart from show's table.
+func load(c *cli.Context) (*config.Config, error) {
+	cfg, err := config.Load(configOptions(c))
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintln(c.App.ErrWriter, "scrapyd: warning:", w)
+	}
+	return cfg, nil
 }

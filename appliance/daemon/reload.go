@@ -1,0 +1,109 @@
+package daemon
+
+import (
+	"log/slog"
+	"reflect"
+	"slices"
+	"sync/atomic"
+
+	"github.com/scrapyd-debian/scrapyd/appliance/api"
+	"github.com/scrapyd-debian/scrapyd/appliance/config"
+	"github.com/scrapyd-debian/scrapyd/appliance/dispatch"
+	"github.com/scrapyd-debian/scrapyd/appliance/store"
+)
+
+// reloader applies configuration changes to the running daemon (the live
+// reload issue): it loads the whole search order again and swaps the new
+// snapshot in only when it is valid; a bad file leaves the running snapshot
+// in place and is reported in the log and in daemonstatus.json. Only the
+// daemon's main loop calls reload, so reloads never overlap.
+type reloader struct {
+	opts    config.Options
+	current *atomic.Pointer[config.Config]
+	log     *slog.Logger
+	level   *slog.LevelVar
+	disp    *dispatch.Dispatcher
+	store   *store.Store
+	last    atomic.Pointer[reloadResult] // read by daemonstatus.json requests
+}
+
+// reloadResult is what operators see of the last reload.
+type reloadResult struct {
+	err     string   // the files' error, "" when they are valid
+	restart []string // restart-only options whose files differ from the running values
+}
+
+// result is the last reload's outcome; before the first, all is well.
+func (r *reloader) result() *reloadResult {
+	if res := r.last.Load(); res != nil {
+		return res
+	}
+	return &reloadResult{}
+}
+
+// reload re-reads the configuration files. trigger says why, for the log.
+func (r *reloader) reload(trigger string) {
+	// TODO(notify): call notify.Reloading() here and notify.Ready() (with the outcome as STATUS=) after, once appliance/notify exists.
+	running := r.current.Load()
+	prev := r.result()
+	loaded, err := config.Load(r.opts)
+	var (
+		next    *config.Config
+		pending []string
+	)
+	if err == nil {
+		next, pending, err = config.Live(running, loaded)
+	}
+	if err != nil {
+		r.last.Store(&reloadResult{err: err.Error(), restart: prev.restart})
+		r.log.Error("configuration invalid; the running configuration stays", "trigger", trigger, "err", err)
+		return
+	}
+	r.last.Store(&reloadResult{restart: pending})
+	if prev.err != "" {
+		r.log.Info("configuration valid again", "trigger", trigger)
+	}
+	if !slices.Equal(pending, prev.restart) {
+		for _, k := range pending {
+			why, _ := config.RestartOnly(k)
+			r.log.Warn("configuration change needs a restart; the running value stays until then", "option", k, "why", why)
+		}
+	}
+	if reflect.DeepEqual(next, running) {
+		r.log.Debug("configuration unchanged", "trigger", trigger)
+		return
+	}
+	r.current.Store(next)
+	r.level.Set(logLevel(next))
+	for _, w := range next.Warnings {
+		r.log.Warn(w)
+	}
+	r.log.Info("configuration reloaded", "trigger", trigger, "changed", config.Changed(running, next),
+		"slots", next.Slots(), "auth", next.AuthEnabled(), "files", next.Files)
+	if next.FinishedToKeep != running.FinishedToKeep {
+		if err := r.store.Trim(next.FinishedToKeep); err != nil {
+			r.log.Error("cannot apply finished_to_keep", "err", err)
+		}
+	}
+	// More slots, or a shorter poll interval: start what is pending now.
+	r.disp.Wake()
+}
+
+// status is the last reload's outcome as daemonstatus.json fields, after
+// Scrapyd's own: config_error is null while the files are valid.
+func (r *reloader) status() []api.Field {
+	res := r.result()
+	var e any
+	if res.err != "" {
+		e = res.err
+	}
+	return []api.Field{{Key: "config_error", Value: e}, {Key: "restart_needed", Value: res.restart}}
+}
+
+// logLevel is the daemon log's level under cfg: debug shows debug messages.
+func logLevel(cfg *config.Config) slog.Level {
+	if cfg.Debug {
+		return slog.LevelDebug
+	}
+	return slog.LevelInfo
+}

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/*.golden")
+
+// tree makes a root with the given files (paths relative to it), moves the
+// test into it with an empty home, and returns it.
+func tree(t *testing.T, files map[string]string) string {
+	t.Helper()
+	root := t.TempDir()
+	for name, body := range files {
+		p := filepath.Join(root, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Chdir(root)
+	t.Setenv("HOME", filepath.Join(root, "home"))
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "SCRAPYD_") {
+			t.Setenv(k, "")
+			os.Unsetenv(k)
+		}
+	}
+	return root
+}
+
+// scrapyd runs the command line; $ROOT in args and in the output stands
+// for root.
+func scrapyd(t *testing.T, root string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	for i, a := range args {
+		args[i] = strings.ReplaceAll(a, "$ROOT", root)
+	}
+	var out, errOut bytes.Buffer
+	code = run(append([]string{"scrapyd"}, args...), &out, &errOut)
+	return strings.ReplaceAll(out.String(), root, "$ROOT"), strings.ReplaceAll(errOut.String(), root, "$ROOT"), code
+}
+
+func TestConfigCheck(t *testing.T) {
+	good := map[string]string{
+		"etc/scrapyd/scrapyd.conf":            "[scrapyd]\nbind_address = 0.0.0.0\n",
+		"etc/scrapyd/conf.d/20-limits.conf":   "[scrapyd]\nmax_proc = 16\n",
+		"etc/scrapyd/conf.d/30-typo.conf.bak": "[scrapyd]\nmax_porc = 4\n",
+	}
+	bad := map[string]string{
+		"etc/scrapyd/scrapyd.conf":          "[scrapyd]\nbind_address = 0.0.0.0\n",
+		"etc/scrapyd/conf.d/20-limits.conf": "[scrapyd]\nmax_proc = x\n",
+	}
+	for _, c := range []struct {
+		name           string
+		files          map[string]string
+		args           []string
+		stdout, stderr string
+		code           int
+	}{
+		{"valid, flags before the command", good, []string{"--root", "$ROOT", "config", "check"},
+			"configuration OK (3 files read)\n",
+			"scrapyd: warning: $ROOT/etc/scrapyd/conf.d/30-typo.conf.bak:2: unknown option \"max_porc\" ignored\n", 0},
+		{"invalid, flags after the command", bad, []string{"config", "check", "--root", "$ROOT"},
+			"", "scrapyd: $ROOT/etc/scrapyd/conf.d/20-limits.conf:2: max_proc: \"x\" is not a whole number\n", 1},
+		{"invalid, the alias", bad, []string{"check-config", "--root=$ROOT"},
+			"", "scrapyd: $ROOT/etc/scrapyd/conf.d/20-limits.conf:2: max_proc: \"x\" is not a whole number\n", 1},
+		{"--config before the command is read too", map[string]string{"extra.conf": "[scrapyd]\nusername = admin\n"},
+			[]string{"-c", "$ROOT/extra.conf", "config", "check", "--root", "$ROOT"},
+			"", "scrapyd: $ROOT/extra.conf:2: username: username and password must be set together (with only one, authentication would silently stay off)\n", 1},
+		{"--config after the command", map[string]string{"extra.conf": "[scrapyd]\nhttp_port = 1\n"},
+			[]string{"config", "check", "--root", "$ROOT", "--config", "$ROOT/extra.conf"},
+			"configuration OK (1 files read)\n", "", 0},
+		{"a missing --config file", nil, []string{"config", "check", "--root", "$ROOT", "--config", "$ROOT/nope.conf"},
+			"", "scrapyd: --config $ROOT/nope.conf: open $ROOT/nope.conf: no such file or directory\n", 1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			root := tree(t, c.files)
+			stdout, stderr, code := scrapyd(t, root, c.args...)
+			if stdout != c.stdout || stderr != c.stderr || code != c.code {
+				t.Errorf("scrapyd %s\n got  %d %q %q\n want %d %q %q", strings.Join(c.args, " "), code, stdout, stderr, c.code, c.stdout, c.stderr)
+			}
+		})
+	}
+}
+
+// TestConfigShow compares `scrapyd config show` with testdata/show.golden
+// (go test -update rewrites it).
+func TestConfigShow(t *testing.T) {
+	root := tree(t, map[string]string{
+		"etc/scrapyd/scrapyd.conf":          "[scrapyd]\nbind_address = 0.0.0.0\nnode_name = node1\n",
+		"etc/scrapyd/conf.d/20-limits.conf": "[scrapyd]\n# per the capacity plan\nmax_proc = 16\nwebservice_resources = crawler,\n  stats\n",
+		"etc/scrapyd/conf.d/30-auth.conf":   "[scrapyd]\nusername = admin\npassword = s3cret\n\n[settings]\nlegacy = legacy.settings\n",
+	})
+	t.Setenv("SCRAPYD_HTTP_PORT", "7000")
+	// A relative root keeps the columns' widths independent of the
+	// temporary directory's name.
+	for _, args := range [][]string{{"config", "show", "--root", "."}, {"--root", ".", "show-config"}} {
+		stdout, stderr, code := scrapyd(t, root, args...)
+		if code != 0 || stderr != "" {
+			t.Fatalf("exit %d: %s", code, stderr)
+		}
+		if strings.Contains(stdout, "s3cret") {
+			t.Fatal("config show printed the password")
+		}
+		golden := filepath.Join(testdataDir, "show.golden")
+		if *update {
+			if err := os.WriteFile(golden, []byte(stdout), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want, err := os.ReadFile(golden)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if stdout != string(want) {
+			t.Errorf("scrapyd %s:\n%s\nwant (%s):\n%s", strings.Join(args, " "), stdout, golden, want)
+		}
+	}
+}
+
+// testdataDir is absolute: the tests change directory.
+var testdataDir = func() string { d, _ := filepath.Abs("testdata"); return d }()
