@@ -30,6 +30,9 @@ type Options struct {
 	Routes []func(r fiber.Router)
 	// Status adds fields to daemonstatus.json after Scrapyd's three.
 	Status func() []Field
+	// Running adds fields (live crawl stats) to a running job's entry in
+	// listjobs.json, after Scrapyd's.
+	Running func(jobID string) []Field
 }
 
 // Field is one extra key of a JSON answer.

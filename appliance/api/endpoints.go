@@ -301,7 +301,7 @@ func (a *handlers) listJobs(c *fiber.Ctx, p *params) (obj, error) {
 	if err != nil {
 		return nil, err
 	}
-	return obj{{"pending", pendingEntries(l.Pending)}, {"running", runningEntries(l.Running)}, {"finished", finishedEntries(l.Finished)}}, nil
+	return obj{{"pending", pendingEntries(l.Pending)}, {"running", a.runningEntries(l.Running)}, {"finished", finishedEntries(l.Finished)}}, nil
 }
 
 func pendingEntries(es []service.Entry) []obj {
@@ -317,7 +317,7 @@ func pendingEntries(es []service.Entry) []obj {
 	return out
 }
 
-func runningEntries(es []service.Entry) []obj {
+func (a *handlers) runningEntries(es []service.Entry) []obj {
 	out := make([]obj, len(es))
 	for i, e := range es {
 		var pid any
@@ -326,6 +326,11 @@ func runningEntries(es []service.Entry) []obj {
 		}
 		out[i] = obj{{"id", e.ID}, {"project", e.Project}, {"spider", e.Spider}, {"pid", pid},
 			{"start_time", pyTime(e.Started)}, {"log_url", urlOrNil(e.LogURL)}, {"items_url", urlOrNil(e.ItemsURL)}}
+		if a.o.Running != nil {
+			for _, f := range a.o.Running(e.ID) {
+				out[i] = append(out[i], kv{f.Key, f.Value})
+			}
+		}
 	}
 	return out
 }

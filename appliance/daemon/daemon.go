@@ -23,6 +23,7 @@ import (
 
 	"github.com/scrapyd-debian/scrapyd/appliance/api"
 	"github.com/scrapyd-debian/scrapyd/appliance/config"
+	"github.com/scrapyd-debian/scrapyd/appliance/crawlrpc"
 	"github.com/scrapyd-debian/scrapyd/appliance/dispatch"
 	"github.com/scrapyd-debian/scrapyd/appliance/egg"
 	"github.com/scrapyd-debian/scrapyd/appliance/launch"
@@ -79,8 +80,18 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
+	rpc, err := crawlrpc.New(crawlrpc.Options{
+		RuntimeDir: filepath.Join(runtimeDir(cfg, os.Getenv), "crawlrpc"),
+		Running:    func(id string) bool { return st.IsRunning(context.Background(), id) },
+		Log:        log,
+	}, webserviceConfig(cfg))
+	if err != nil {
+		return err
+	}
+	defer rpc.Close()
+	hooks := &crawlHooks{rpc: rpc, store: st, log: log}
 	disp := dispatch.New(dispatch.Options{
-		Config: conf, Store: st, Eggs: eggs, Launcher: launcher, Log: log,
+		Config: conf, Store: st, Eggs: eggs, Launcher: launcher, Log: log, Hooks: hooks,
 		Env: scrapy.CrawlEnv(os.Environ()),
 	})
 	svc := &service.Service{
@@ -89,10 +100,23 @@ func Run(ctx context.Context, o Options) error {
 			return scrapy.Lister{Python: c.Python, BaseEnv: scrapy.CrawlEnv(os.Environ()), Dir: dispatch.CrawlDir(c)}
 		},
 	}
-	rl := &reloader{opts: o.Config, current: &current, log: log, level: &level, disp: disp, store: st}
+	rl := &reloader{opts: o.Config, current: &current, log: log, level: &level, disp: disp, store: st,
+		applied: func(next *config.Config) {
+			if err := rpc.Reload(webserviceConfig(next)); err != nil {
+				log.Error("crawl web service settings not applied", "err", err)
+			}
+		}}
 	app := api.New(api.Options{
 		Config: conf, Service: svc, Log: log, BodyLimit: int(cfg.UploadLimit),
-		Routes: []func(fiber.Router){web.Register(web.Options{Config: conf, Service: svc})},
+		Routes: []func(fiber.Router){rpc.Register, web.Register(web.Options{Config: conf, Service: svc, Stats: hooks.Live})},
+		Running: func(id string) []api.Field {
+			sum, ok := hooks.Summary(id)
+			if !ok {
+				return nil
+			}
+			return []api.Field{{Key: "items_scraped", Value: sum.ItemsScraped}, {Key: "requests", Value: sum.Requests},
+				{Key: "responses", Value: sum.Responses}, {Key: "errors", Value: sum.Errors}}
+		},
 		Status: func() []api.Field {
 			return append([]api.Field{{Key: "launcher", Value: launcher.Name()}, {Key: "version", Value: o.Version}}, rl.status()...)
 		},
@@ -113,6 +137,11 @@ func Run(ctx context.Context, o Options) error {
 		if err := disp.Run(dctx); err != nil {
 			errs <- err
 		}
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		hooks.poll(dctx, 2*time.Second)
 	}()
 	for _, ln := range listeners {
 		log.Info("listening", "address", ln.Addr().String(), "network", ln.Addr().Network())

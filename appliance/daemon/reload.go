@@ -25,6 +25,9 @@ type reloader struct {
 	disp    *dispatch.Dispatcher
 	store   *store.Store
 	last    atomic.Pointer[reloadResult] // read by daemonstatus.json requests
+	// applied, when set, is told of every swapped-in snapshot (parts that
+	// keep their own copy of some options, such as the crawl web service).
+	applied func(next *config.Config)
 }
 
 // reloadResult is what operators see of the last reload.
@@ -84,6 +87,9 @@ func (r *reloader) reload(trigger string) {
 		if err := r.store.Trim(next.FinishedToKeep); err != nil {
 			r.log.Error("cannot apply finished_to_keep", "err", err)
 		}
+	}
+	if r.applied != nil {
+		r.applied(next)
 	}
 	// More slots, or a shorter poll interval: start what is pending now.
 	r.disp.Wake()

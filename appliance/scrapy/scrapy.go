@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -30,7 +31,7 @@ type Project struct {
 // Extras are what other parts add to a crawl (the crawl web service's
 // extension): more environment, import paths and settings.
 type Extras struct {
-	Env        []string
+	Env        []string // KEY=VALUE, replacing the same key (SCRAPY_SETTINGS_MODULE may be wrapped)
 	PythonPath []string
 	Settings   []job.Pair
 }
@@ -86,7 +87,7 @@ func Command(c Crawl) launch.Command {
 	if c.Version != "" {
 		env = append(env, "SCRAPYD_EGG_VERSION="+c.Version)
 	}
-	env = append(env, c.Extras.Env...)
+	env = setEnv(env, c.Extras.Env...)
 	return launch.Command{
 		Job: c.Spec.ID, Project: c.Spec.Project, Spider: c.Spec.Spider,
 		Path: c.Python, Args: args, Env: env, Dir: c.Dir,
@@ -134,6 +135,16 @@ func projectEnv(base []string, p Project, extraPath []string) []string {
 		env = append(env, "SCRAPY_SETTINGS_MODULE="+p.SettingsModule)
 	}
 	return append(env, "SCRAPY_PROJECT="+p.Name, "PYTHONIOENCODING=UTF-8")
+}
+
+// setEnv sets each KEY=VALUE in env, replacing an earlier value of KEY.
+func setEnv(env []string, kvs ...string) []string {
+	for _, kv := range kvs {
+		k, _, _ := strings.Cut(kv, "=")
+		env = slices.DeleteFunc(env, func(e string) bool { return strings.HasPrefix(e, k+"=") })
+		env = append(env, kv)
+	}
+	return env
 }
 
 // RunnerError is `scrapy list` failing: the message is what Scrapy printed,

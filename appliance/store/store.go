@@ -537,6 +537,12 @@ func (s *Store) Active(ctx context.Context, project, id string) (*job.Job, error
 	return &list[0], nil
 }
 
+// IsRunning reports whether a job with this id is running.
+func (s *Store) IsRunning(ctx context.Context, id string) bool {
+	var one int
+	return s.db.QueryRowContext(ctx, `SELECT 1 FROM jobs WHERE id = ? AND state = 'running' LIMIT 1`, id).Scan(&one) == nil
+}
+
 // Spiders returns the cached spider list of a project version.
 func (s *Store) Spiders(ctx context.Context, project, version string) ([]string, bool, error) {
 	var raw string

@@ -1,0 +1,455 @@
+package systemd
+
+// Lab tests run the launcher against a real systemd. On the host, TestLab
+// boots the lab (packaging/systemd-lab.sh, as LAB_NAME=launch so that other
+// packages' labs do not collide), copies this test binary in and runs
+// TestLab there again, as root with SCRAPYD_LAB=inside, where it runs the
+// lab* tests as its subtests. Without root or a
+// lab they skip with the reason, except when CI=true: then a skip is a
+// failure.
+//
+// The benchmark runs the same way, by hand:
+//
+//	go test -c -o /tmp/launch.test ./appliance/launch/systemd
+//	LAB_NAME=launch packaging/systemd-lab.sh start
+//	LAB_NAME=launch packaging/systemd-lab.sh cp /tmp/launch.test /root/
+//	LAB_NAME=launch packaging/systemd-lab.sh exec -e SCRAPYD_LAB=inside -- \
+//	    /root/launch.test -test.run '^$' -test.bench BenchmarkLabStart
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	sddbus "github.com/coreos/go-systemd/v22/dbus"
+
+	"github.com/scrapyd-debian/scrapyd/appliance/launch"
+	"github.com/scrapyd-debian/scrapyd/appliance/launch/runas"
+)
+
+const (
+	labEnv  = "SCRAPYD_LAB" // "inside" in the lab
+	labName = "launch"
+)
+
+// skipOrFail skips, or fails under CI=true, where the lab must run.
+func skipOrFail(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("CI=true, so the lab must run: "+format, args...)
+	}
+	t.Skipf(format, args...)
+}
+
+// TestLab runs the lab tests: inside the lab directly, on the host by
+// taking this binary into the lab.
+func TestLab(t *testing.T) {
+	if os.Getenv(labEnv) == "inside" {
+		t.Run("StartCancel", labStartCancel)
+		t.Run("Kill", labKill)
+		t.Run("StartFails", labStartFails)
+		t.Run("Recover", labRecover)
+		t.Run("OutlivesDaemon", labOutlivesDaemon)
+		return
+	}
+	if os.Geteuid() != 0 {
+		skipOrFail(t, "the systemd lab needs root")
+	}
+	script, err := filepath.Abs("../../../packaging/systemd-lab.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(script); err != nil {
+		skipOrFail(t, "no lab script: %v", err)
+	}
+	lab := func(args ...string) *exec.Cmd {
+		c := exec.Command("bash", append([]string{script}, args...)...)
+		c.Env = append(os.Environ(), "LAB_NAME="+labName)
+		return c
+	}
+	if err := lab("status").Run(); err != nil {
+		if out, err := lab("start").CombinedOutput(); err != nil {
+			skipOrFail(t, "cannot start the lab: %v\n%s", err, out)
+		}
+		t.Cleanup(func() {
+			if out, err := lab("stop").CombinedOutput(); err != nil {
+				t.Errorf("stopping the lab: %v\n%s", err, out)
+			}
+		})
+	}
+	if out, err := lab("cp", os.Args[0], "/root/launch.test").CombinedOutput(); err != nil {
+		t.Fatalf("copying the test binary in: %v\n%s", err, out)
+	}
+	args := []string{"exec", "-e", labEnv + "=inside", "--", "/root/launch.test", "-test.run", "^TestLab$", "-test.count=1"}
+	if testing.Verbose() {
+		args = append(args, "-test.v")
+	}
+	run := lab(args...)
+	run.Stdout, run.Stderr = os.Stdout, os.Stderr
+	if err := run.Run(); err != nil {
+		t.Fatalf("lab tests failed: %v", err)
+	}
+}
+
+var labUserOnce sync.Once
+
+// labLauncher is a Launcher in the lab, crawling as user scrapy (created on
+// first use: the lab image does not have the package's user).
+func labLauncher(t testing.TB) *Launcher {
+	t.Helper()
+	if os.Getenv(labEnv) != "inside" {
+		t.Skipf("runs inside the lab only (%s=inside): run it through TestLab's instructions", labEnv)
+	}
+	labUserOnce.Do(func() {
+		if _, err := runas.Lookup("scrapy", ""); err != nil {
+			out, err := exec.Command("useradd", "--system", "--user-group", "--home-dir", "/var/lib/scrapyd",
+				"--no-create-home", "--shell", "/usr/sbin/nologin", "scrapy").CombinedOutput()
+			if err != nil {
+				t.Fatalf("useradd scrapy: %v\n%s", err, out)
+			}
+		}
+	})
+	u, err := runas.Lookup("scrapy", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Usable(context.Background()); err != nil {
+		t.Fatalf("in the lab, the launcher must be usable: %v", err)
+	}
+	l, err := New(Options{User: u, StopTimeout: 20 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+// crawlScript stands in for a crawl: it records who it runs as, starts a
+// helper process, and exits with $EXIT_ON_INT on SIGINT, $EXIT_ON_FILE as
+// soon as $FILE exists, or ignores SIGINT when $IGNORE_INT is set.
+const crawlScript = `
+import os, signal, subprocess, sys, time
+helper = subprocess.Popen(["sleep", "1000"])
+print("uid", os.getuid(), "helper", helper.pid, flush=True)
+def stop(*_):
+    print("sigint", flush=True)
+    sys.exit(int(os.environ.get("EXIT_ON_INT", "0")))
+signal.signal(signal.SIGINT, signal.SIG_IGN if os.environ.get("IGNORE_INT") else stop)
+while not os.path.exists(os.environ.get("FILE", "/nonexistent")):
+    time.sleep(0.05)
+sys.exit(int(os.environ["EXIT_ON_FILE"]))
+`
+
+func crawlCommand(t testing.TB, job string, env ...string) launch.Command {
+	// Not t.TempDir: its parent is private to root, and the crawl user must
+	// see files the test creates here.
+	dir, err := os.MkdirTemp("", "crawl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return launch.Command{
+		Job: job, Project: "lab", Spider: "script",
+		Path: "/usr/bin/python3", Args: []string{"-c", crawlScript},
+		Env:    append([]string{"PATH=/usr/bin:/bin"}, env...),
+		Dir:    "/tmp",
+		Stdout: filepath.Join(dir, "out"),
+		Stderr: filepath.Join(dir, "err"),
+		Limits: launch.Limits{MemoryMax: 256 << 20, CPUQuota: 50, TasksMax: 32, MaxRuntime: time.Hour},
+	}
+}
+
+// eventually polls cond until it holds; the test's own timeout bounds it.
+func eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	for !cond() {
+		if t.Context().Err() != nil {
+			t.Fatalf("never: %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// scriptOutput waits for the script's first line: "uid N helper PID".
+func scriptOutput(t testing.TB, file string) (uid, helper int) {
+	t.Helper()
+	eventually(t, "the crawl wrote its first line", func() bool {
+		b, _ := os.ReadFile(file)
+		return strings.Contains(string(b), "\n")
+	})
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	s.Scan()
+	if _, err := fmt.Sscanf(s.Text(), "uid %d helper %d", &uid, &helper); err != nil {
+		t.Fatalf("first line %q: %v", s.Text(), err)
+	}
+	return uid, helper
+}
+
+func unitProps(t testing.TB, unit, iface string) map[string]any {
+	t.Helper()
+	c, err := sddbus.NewSystemConnectionContext(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var p map[string]any
+	if iface == "" {
+		p, err = c.GetUnitPropertiesContext(t.Context(), unit)
+	} else {
+		p, err = c.GetUnitTypePropertiesContext(t.Context(), unit, iface)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func loaded(t testing.TB, unit string) bool {
+	return unitProps(t, unit, "")["LoadState"] == "loaded"
+}
+
+func wait(t testing.TB, w launch.Watch) launch.Exit {
+	t.Helper()
+	select {
+	case <-w.Done():
+		return w.Exit()
+	case <-t.Context().Done():
+		t.Fatal("the crawl never ended")
+		return launch.Exit{}
+	}
+}
+
+func wantCode(t testing.TB, e launch.Exit, code int) {
+	t.Helper()
+	if !e.Known || e.Code == nil || *e.Code != code || e.Signal != 0 {
+		t.Fatalf("exit = %s, want code %d", describe(e), code)
+	}
+}
+
+func labStartCancel(t *testing.T) {
+	l := labLauncher(t)
+	cmd := crawlCommand(t, "lab-cancel", "EXIT_ON_INT=7")
+	h, w, err := l.Start(t.Context(), cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.ID != `scrapyd-crawl-lab\x2dcancel.service` || h.PID <= 0 {
+		t.Fatalf("handle = %+v", h)
+	}
+	uid, _ := scriptOutput(t, cmd.Stdout)
+	if scrapy, _ := runas.Lookup("scrapy", ""); uid != int(scrapy.UID) {
+		t.Fatalf("crawl runs as uid %d, want scrapy (%d)", uid, scrapy.UID)
+	}
+	// The limits are set on the unit (the lab does not enforce them).
+	u, s := unitProps(t, h.ID, ""), unitProps(t, h.ID, "Service")
+	for k, v := range map[string]any{
+		"User": "scrapy", "Slice": DefaultSlice, "MemoryMax": uint64(256 << 20),
+		"CPUQuotaPerSecUSec": uint64(500_000), "TasksMax": uint64(32),
+		"RuntimeMaxUSec": uint64(time.Hour.Microseconds()), "KillMode": "mixed", "KillSignal": int32(2),
+		"MainPID": uint32(h.PID),
+	} {
+		got, ok := s[k]
+		if !ok {
+			got = u[k]
+		}
+		if got != v {
+			t.Errorf("unit %s = %#v, want %#v", k, got, v)
+		}
+	}
+	if err := l.Signal(t.Context(), h, syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	wantCode(t, wait(t, w), 7)
+	if out, _ := os.ReadFile(cmd.Stdout); !strings.Contains(string(out), "sigint") {
+		t.Fatalf("stdout %q: the crawl did not see SIGINT", out)
+	}
+	eventually(t, "the ended unit is released", func() bool { return !loaded(t, h.ID) })
+	if err := l.Signal(t.Context(), h, syscall.SIGINT); !errors.Is(err, launch.ErrGone) {
+		t.Fatalf("Signal after the end = %v, want ErrGone", err)
+	}
+	if _, e, err := l.Recover(t.Context(), h); !errors.Is(err, launch.ErrGone) || e.Known {
+		t.Fatalf("Recover of a released unit = %+v, %v; want unknown exit, ErrGone", e, err)
+	}
+}
+
+func labKill(t *testing.T) {
+	l := labLauncher(t)
+	cmd := crawlCommand(t, "lab-kill", "IGNORE_INT=1")
+	h, w, err := l.Start(t.Context(), cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, helper := scriptOutput(t, cmd.Stdout)
+	// The first cancel is ignored by this crawl; the second kills the unit.
+	if err := l.Signal(t.Context(), h, syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Signal(t.Context(), h, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if e := wait(t, w); !e.Known || e.Signal != syscall.SIGKILL || e.Code != nil {
+		t.Fatalf("exit = %+v, want killed by SIGKILL", e)
+	}
+	eventually(t, "the helper process died with the unit", func() bool {
+		return syscall.Kill(helper, 0) == syscall.ESRCH
+	})
+	eventually(t, "the failed unit is released", func() bool { return !loaded(t, h.ID) })
+}
+
+func labStartFails(t *testing.T) {
+	l := labLauncher(t)
+	cmd := crawlCommand(t, "lab-bad-path")
+	cmd.Path = "/nonexistent/python3"
+	if _, _, err := l.Start(t.Context(), cmd); err == nil || !strings.Contains(err.Error(), "203") {
+		t.Fatalf("Start with a missing executable = %v, want an error naming status 203/EXEC", err)
+	}
+	eventually(t, "the failed unit is released", func() bool { return !loaded(t, UnitName(cmd.Job)) })
+	// The name is free again: a job id reused after a failure can start.
+	cmd.Path = "/usr/bin/python3"
+	_, w, err := l.Start(t.Context(), withFile(cmd, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantCode(t, wait(t, w), 0)
+}
+
+// withFile makes the crawl exit with code as soon as it starts.
+func withFile(cmd launch.Command, code int) launch.Command {
+	cmd.Env = append(slices.Clip(cmd.Env), "FILE=/", "EXIT_ON_FILE="+strconv.Itoa(code))
+	return cmd
+}
+
+// labRecover is the restart test: a new Launcher (a restarted daemon)
+// finds a running crawl, sees its end, and learns the exit of a crawl that
+// ended while no launcher was watching.
+func labRecover(t *testing.T) {
+	first := labLauncher(t)
+	running := crawlCommand(t, "lab-recover-running", "EXIT_ON_INT=3")
+	hr, _, err := first.Start(t.Context(), running)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ended := crawlCommand(t, "lab-recover-ended")
+	stop := filepath.Join(filepath.Dir(ended.Stdout), "stop")
+	ended.Env = append(ended.Env, "FILE="+stop, "EXIT_ON_FILE=5")
+	he, _, err := first.Start(t.Context(), ended)
+	if err != nil {
+		t.Fatal(err)
+	}
+	scriptOutput(t, running.Stdout)
+	scriptOutput(t, ended.Stdout)
+	first.Close()
+
+	// While no launcher watches, one crawl ends.
+	if err := os.WriteFile(stop, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the crawl ended while unwatched", func() bool {
+		return unitProps(t, he.ID, "")["SubState"] != "running"
+	})
+
+	second := labLauncher(t)
+	hs, err := second.Running(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []launch.Handle{hr, he} {
+		if !slices.ContainsFunc(hs, func(h launch.Handle) bool { return h.ID == want.ID }) {
+			t.Fatalf("Running() = %+v, missing %s", hs, want.ID)
+		}
+	}
+	if _, e, err := second.Recover(t.Context(), he); !errors.Is(err, launch.ErrGone) {
+		t.Fatalf("Recover(ended) = %v, want ErrGone", err)
+	} else {
+		wantCode(t, e, 5)
+	}
+	eventually(t, "the recovered ended unit is released", func() bool { return !loaded(t, he.ID) })
+
+	w, _, err := second.Recover(t.Context(), hr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := second.Signal(t.Context(), hr, syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	wantCode(t, wait(t, w), 3)
+}
+
+const outliveOut = "/tmp/lab-outlive.out"
+
+// labOutlivesDaemon: a crawl started from inside a service keeps running
+// when that service stops (KillMode=mixed kills the daemon's whole cgroup).
+// The test re-runs itself as a transient service that starts one crawl.
+func labOutlivesDaemon(t *testing.T) {
+	if os.Getenv("LAB_HELPER_DAEMON") == "1" {
+		l := labLauncher(t)
+		cmd := crawlCommand(t, "lab-outlive", "EXIT_ON_INT=0")
+		cmd.Stdout = outliveOut // outlives this process's temporary directories
+		if _, _, err := l.Start(t.Context(), cmd); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	l := labLauncher(t)
+	out, err := exec.Command("systemd-run", "--quiet", "--wait", "--pipe", "--collect",
+		"--unit=lab-fake-scrapyd", "-p", "KillMode=mixed",
+		"--setenv="+labEnv+"=inside", "--setenv=LAB_HELPER_DAEMON=1",
+		os.Args[0], "-test.run", "^TestLab$/^OutlivesDaemon$").CombinedOutput()
+	if err != nil {
+		t.Fatalf("the fake daemon failed: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { os.Remove(outliveOut) })
+	h := launch.Handle{ID: UnitName("lab-outlive")}
+	w, _, err := l.Recover(t.Context(), h)
+	if err != nil {
+		t.Fatalf("the crawl did not outlive its daemon's unit: %v", err)
+	}
+	scriptOutput(t, outliveOut) // its SIGINT handler is installed
+	if err := l.Signal(t.Context(), h, syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	wantCode(t, wait(t, w), 0)
+}
+
+// BenchmarkLabStart measures Start (StartTransientUnit until the start job
+// is done, i.e. the executable was exec'd) and reports its median.
+func BenchmarkLabStart(b *testing.B) {
+	l := labLauncher(b)
+	d := make([]time.Duration, 0, b.N)
+	ctx := context.Background()
+	cmd := launch.Command{Path: "/bin/true", Dir: "/"}
+	for i := 0; b.Loop(); i++ {
+		cmd.Job = fmt.Sprintf("bench-%d-%d", os.Getpid(), i)
+		t0 := time.Now()
+		_, w, err := l.Start(ctx, cmd)
+		d = append(d, time.Since(t0))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		<-w.Done()
+		b.StartTimer()
+	}
+	slices.Sort(d)
+	b.ReportMetric(float64(d[len(d)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(d[len(d)*9/10].Microseconds())/1000, "p90-ms")
+}

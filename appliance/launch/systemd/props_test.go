@@ -1,0 +1,119 @@
+package systemd
+
+import (
+	"errors"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/scrapyd-debian/scrapyd/appliance/launch"
+	"github.com/scrapyd-debian/scrapyd/appliance/launch/runas"
+)
+
+func TestProperties(t *testing.T) {
+	cmd := launch.Command{
+		Job: "j1", Project: "p", Spider: "s",
+		Path: "/usr/bin/python3", Args: []string{"-m", "scrapyd_runner", "crawl", "s"},
+		Env: []string{"A=1"}, Dir: "/var/lib/scrapyd",
+		Stdout: "/var/log/scrapyd/p/s/j1.out",
+		Limits: launch.Limits{MemoryMax: 512 << 20, CPUQuota: 150, TasksMax: 64, MaxRuntime: 2 * time.Hour},
+	}
+	o := Options{User: runas.User{Name: "scrapy", Group: "scrapy", UID: 100, GID: 100}, Slice: DefaultSlice, StopTimeout: 45 * time.Second}
+	props, err := properties(cmd, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]any{}
+	for _, p := range props {
+		if _, dup := got[p.Name]; dup {
+			t.Errorf("property %s set twice", p.Name)
+		}
+		got[p.Name] = p.Value.Value()
+	}
+	want := map[string]any{
+		"Description":                "Scrapy crawl p/s, job j1",
+		"Slice":                      "scrapyd-crawls.slice",
+		"Type":                       "exec",
+		"RemainAfterExit":            true,
+		"CollectMode":                "inactive",
+		"Environment":                []string{"A=1"},
+		"User":                       "scrapy",
+		"Group":                      "scrapy",
+		"KillSignal":                 int32(2),
+		"KillMode":                   "mixed",
+		"NoNewPrivileges":            true,
+		"StandardOutputFileToAppend": "/var/log/scrapyd/p/s/j1.out",
+		"StandardError":              "null",
+		"WorkingDirectory":           "/var/lib/scrapyd",
+		"TimeoutStopUSec":            uint64(45_000_000),
+		"MemoryMax":                  uint64(512 << 20),
+		"CPUQuotaPerSecUSec":         uint64(1_500_000),
+		"TasksMax":                   uint64(64),
+		"RuntimeMaxUSec":             uint64(7_200_000_000),
+	}
+	for k, v := range want {
+		if !reflect.DeepEqual(got[k], v) {
+			t.Errorf("%s = %#v, want %#v", k, got[k], v)
+		}
+	}
+	if _, ok := got["ExecStart"]; !ok {
+		t.Error("no ExecStart")
+	}
+	if len(got) != len(want)+1 {
+		t.Errorf("%d properties, want %d: %v", len(got), len(want)+1, got)
+	}
+}
+
+func TestPropertiesUnlimited(t *testing.T) {
+	props, err := properties(launch.Command{Job: "j", Path: "/bin/true"}, Options{Slice: DefaultSlice})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range props {
+		switch p.Name {
+		case "MemoryMax", "CPUQuotaPerSecUSec", "TasksMax", "RuntimeMaxUSec", "TimeoutStopUSec", "WorkingDirectory":
+			t.Errorf("%s set for a zero value", p.Name)
+		case "Environment":
+			if p.Value.Signature().String() != "as" {
+				t.Errorf("Environment signature %s", p.Value.Signature())
+			}
+		}
+	}
+}
+
+func TestPropertiesRefuses(t *testing.T) {
+	for _, cmd := range []launch.Command{
+		{Job: "j", Path: "python3"},
+		{Job: "j", Path: "/usr/bin/python3", Dir: "relative"},
+	} {
+		if _, err := properties(cmd, Options{}); !errors.Is(err, errBadCommand) {
+			t.Errorf("properties(%+v) = %v, want errBadCommand", cmd, err)
+		}
+	}
+}
+
+func TestDecode(t *testing.T) {
+	zero, one := 0, 1
+	for _, tc := range []struct {
+		name      string
+		unit, svc map[string]any
+		ended     bool
+		code      *int
+		signal    int
+		known     bool
+	}{
+		{"running", map[string]any{"ActiveState": "active", "SubState": "running"}, map[string]any{"MainPID": uint32(42)}, false, nil, 0, false},
+		{"exited 0", map[string]any{"ActiveState": "active", "SubState": "exited"}, map[string]any{"ExecMainCode": int32(1), "ExecMainStatus": int32(0)}, true, &zero, 0, true},
+		{"failed 1", map[string]any{"ActiveState": "failed", "SubState": "failed"}, map[string]any{"ExecMainCode": int32(1), "ExecMainStatus": int32(1)}, true, &one, 0, true},
+		{"killed", map[string]any{"ActiveState": "failed"}, map[string]any{"ExecMainCode": int32(2), "ExecMainStatus": int32(9)}, true, nil, 9, true},
+		{"stopping", map[string]any{"ActiveState": "deactivating", "SubState": "stop-sigterm"}, map[string]any{}, false, nil, 0, false},
+		{"inactive, never ran", map[string]any{"ActiveState": "inactive"}, map[string]any{}, true, nil, 0, false},
+	} {
+		st := decode(tc.unit, tc.svc)
+		e := st.exit
+		if st.ended != tc.ended || e.Known != tc.known || int(e.Signal) != tc.signal ||
+			(e.Code == nil) != (tc.code == nil) || (e.Code != nil && *e.Code != *tc.code) {
+			t.Errorf("%s: decode = %+v (code %v)", tc.name, st, e.Code)
+		}
+	}
+}
