@@ -7,7 +7,13 @@ missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
-[ -z "$missing" ] && exit 0
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends $missing
+if [ -n "$missing" ]; then
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends $missing
+fi
+# The unprivileged user a root daemon runs crawls as, as the package's
+# postinst creates it.
+if ! getent passwd scrapy >/dev/null; then
+	adduser --system --group --home /var/lib/scrapyd --no-create-home --shell /usr/sbin/nologin scrapy >/dev/null 2>&1
+fi

@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,8 +25,7 @@ import (
 	"github.com/scrapyd-debian/scrapyd/appliance/crawlrpc"
 	"github.com/scrapyd-debian/scrapyd/appliance/dispatch"
 	"github.com/scrapyd-debian/scrapyd/appliance/egg"
-	"github.com/scrapyd-debian/scrapyd/appliance/launch"
-	"github.com/scrapyd-debian/scrapyd/appliance/launch/process"
+	"github.com/scrapyd-debian/scrapyd/appliance/notify"
 	"github.com/scrapyd-debian/scrapyd/appliance/scrapy"
 	"github.com/scrapyd-debian/scrapyd/appliance/service"
 	"github.com/scrapyd-debian/scrapyd/appliance/store"
@@ -76,10 +74,16 @@ func Run(ctx context.Context, o Options) error {
 	eggs := &egg.Store{Dir: cfg.EggsDir}
 	eggs.CleanStaging()
 
-	launcher, err := newLauncher(cfg)
+	crawlUser, err := crawlIdentity(cfg)
 	if err != nil {
 		return err
 	}
+	launcher, closeLauncher, err := newLauncher(ctx, cfg, crawlUser, log)
+	if err != nil {
+		return err
+	}
+	defer closeLauncher()
+	crawlEnv := crawlEnvironment(os.Environ(), crawlUser)
 	rpc, err := crawlrpc.New(crawlrpc.Options{
 		RuntimeDir: filepath.Join(runtimeDir(cfg, os.Getenv), "crawlrpc"),
 		Running:    func(id string) bool { return st.IsRunning(context.Background(), id) },
@@ -89,15 +93,19 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	defer rpc.Close()
-	hooks := &crawlHooks{rpc: rpc, store: st, log: log}
+	hooks := &crawlHooks{rpc: rpc, store: st, log: log, chown: crawlUser.chown}
 	disp := dispatch.New(dispatch.Options{
 		Config: conf, Store: st, Eggs: eggs, Launcher: launcher, Log: log, Hooks: hooks,
-		Env: scrapy.CrawlEnv(os.Environ()),
+		Env: crawlEnv, MakeDir: crawlUser.mkdirAll,
+		OnChange: func() {
+			p, r, _ := st.Counts()
+			notify.Status(r, p)
+		},
 	})
 	svc := &service.Service{
 		Config: conf, Store: st, Eggs: eggs, Dispatch: disp,
 		Lister: func(c *config.Config) service.Lister {
-			return scrapy.Lister{Python: c.Python, BaseEnv: scrapy.CrawlEnv(os.Environ()), Dir: dispatch.CrawlDir(c)}
+			return scrapy.Lister{Python: c.Python, BaseEnv: crawlEnv, Dir: dispatch.CrawlDir(c), Credential: crawlUser.credential()}
 		},
 	}
 	rl := &reloader{opts: o.Config, current: &current, log: log, level: &level, disp: disp, store: st,
@@ -118,13 +126,17 @@ func Run(ctx context.Context, o Options) error {
 				{Key: "responses", Value: sum.Responses}, {Key: "errors", Value: sum.Errors}}
 		},
 		Status: func() []api.Field {
-			return append([]api.Field{{Key: "launcher", Value: launcher.Name()}, {Key: "version", Value: o.Version}}, rl.status()...)
+			fields := []api.Field{{Key: "launcher", Value: launcher.Name()}, {Key: "version", Value: o.Version}}
+			return append(append(fields, rl.status()...), api.Field{Key: "warnings", Value: securityWarnings(conf())})
 		},
 	})
 
-	listeners, err := listen(cfg)
+	listeners, err := listeners(cfg)
 	if err != nil {
 		return err
+	}
+	for _, w := range securityWarnings(cfg) {
+		log.Warn(w)
 	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -138,10 +150,16 @@ func Run(ctx context.Context, o Options) error {
 			errs <- err
 		}
 	}()
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		hooks.poll(dctx, 2*time.Second)
+	}()
+	go func() {
+		defer wg.Done()
+		if err := notify.Run(dctx); err != nil {
+			log.Error("watchdog", "err", err)
+		}
 	}()
 	for _, ln := range listeners {
 		log.Info("listening", "address", ln.Addr().String(), "network", ln.Addr().Network())
@@ -167,6 +185,8 @@ func Run(ctx context.Context, o Options) error {
 			log.Error("cannot watch the configuration files; reload with SIGHUP (systemctl reload scrapyd)", "err", err)
 		}
 	}()
+	notify.Ready()
+	disp.OnChange()
 	log.Info("scrapyd started", "version", o.Version, "launcher", launcher.Name(), "slots", cfg.Slots(),
 		"auth", cfg.AuthEnabled(), "config_files", cfg.Files)
 
@@ -188,40 +208,12 @@ loop:
 			rl.reload("files changed")
 		}
 	}
+	notify.Stopping()
 	log.Info("scrapyd stopping; running crawls keep running")
 	app.ShutdownWithTimeout(10 * time.Second)
 	cancelDispatch()
 	wg.Wait()
 	return runErr
-}
-
-func newLauncher(cfg *config.Config) (launch.Launcher, error) {
-	switch cfg.Launcher {
-	case "auto", "exec":
-		return process.New(), nil
-	}
-	return nil, fmt.Errorf("launcher %q is not available in this build", cfg.Launcher)
-}
-
-func listen(cfg *config.Config) ([]net.Listener, error) {
-	var out []net.Listener
-	if cfg.BindAddress != "" {
-		ln, err := net.Listen("tcp", net.JoinHostPort(cfg.BindAddress, strconv.Itoa(cfg.HTTPPort)))
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, ln)
-	}
-	if cfg.UnixSocketPath != "" {
-		os.Remove(cfg.UnixSocketPath)
-		ln, err := net.Listen("unix", cfg.UnixSocketPath)
-		if err != nil {
-			return nil, err
-		}
-		os.Chmod(cfg.UnixSocketPath, 0o660)
-		out = append(out, ln)
-	}
-	return out, nil
 }
 
 // isURL: items_dir may be a feed URL (s3://…), which is no directory to create.

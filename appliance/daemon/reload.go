@@ -9,6 +9,7 @@ import (
 	"github.com/scrapyd-debian/scrapyd/appliance/api"
 	"github.com/scrapyd-debian/scrapyd/appliance/config"
 	"github.com/scrapyd-debian/scrapyd/appliance/dispatch"
+	"github.com/scrapyd-debian/scrapyd/appliance/notify"
 	"github.com/scrapyd-debian/scrapyd/appliance/store"
 )
 
@@ -46,7 +47,9 @@ func (r *reloader) result() *reloadResult {
 
 // reload re-reads the configuration files. trigger says why, for the log.
 func (r *reloader) reload(trigger string) {
-	// TODO(notify): call notify.Reloading() here and notify.Ready() (with the outcome as STATUS=) after, once appliance/notify exists.
+	notify.Reloading()
+	var failed error
+	defer func() { notify.Reloaded(failed) }()
 	running := r.current.Load()
 	prev := r.result()
 	loaded, err := config.Load(r.opts)
@@ -58,6 +61,7 @@ func (r *reloader) reload(trigger string) {
 		next, pending, err = config.Live(running, loaded)
 	}
 	if err != nil {
+		failed = err
 		r.last.Store(&reloadResult{err: err.Error(), restart: prev.restart})
 		r.log.Error("configuration invalid; the running configuration stays", "trigger", trigger, "err", err)
 		return

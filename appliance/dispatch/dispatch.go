@@ -46,6 +46,10 @@ type Options struct {
 	// OnChange, if set, is called after every change of the running set
 	// (for sd_notify STATUS=).
 	OnChange func()
+	// MakeDir creates a directory a crawl writes into (its log and items
+	// directories); nil means os.MkdirAll. A root daemon gives them to the
+	// crawl user.
+	MakeDir func(dir string) error
 }
 
 // Dispatcher owns the process slots.
@@ -231,7 +235,7 @@ func (d *Dispatcher) crawl(cfg *config.Config, j job.Job) (scrapy.Crawl, error) 
 		if p == "" {
 			continue
 		}
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		if err := d.mkdir(filepath.Dir(p)); err != nil {
 			return c, err
 		}
 		prune(filepath.Dir(p), cfg.JobsToKeep)
@@ -279,6 +283,13 @@ func (d *Dispatcher) finish(e ended) {
 	delete(d.active, j.Seq)
 	d.mu.Unlock()
 	d.changed()
+}
+
+func (d *Dispatcher) mkdir(dir string) error {
+	if d.MakeDir != nil {
+		return d.MakeDir(dir)
+	}
+	return os.MkdirAll(dir, 0o755)
 }
 
 func (d *Dispatcher) changed() {

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"bufio"
 	"encoding/json"
 	"net/url"
@@ -147,6 +148,9 @@ func TestCrawlLifecycle(t *testing.T) {
 	if err := syscall.Kill(pid, 0); err != nil {
 		t.Fatalf("running job's pid %d is not a live process: %v", pid, err)
 	}
+	if uid := procUID(pid); uid < 0 || os.Geteuid() == 0 && uid == 0 {
+		t.Fatalf("the crawl runs with uid %d; a root daemon must run crawls as crawl_user", uid)
+	}
 	if run["start_time"] == nil {
 		t.Fatalf("running entry: %v", run)
 	}
@@ -222,4 +226,16 @@ func waitCrawling(t testing.TB, d *testkit.Daemon, id string) {
 	testkit.Eventually(t, waitCrawl, "crawl "+id+" scraping", func() bool {
 		return strings.Contains(readFile(d.Path("var/log/scrapyd/sample/slow", id+".log")), "slow page 1")
 	})
+}
+
+// procUID is the real uid of a process, -1 if unknown.
+func procUID(pid int) int {
+	for _, line := range strings.Split(readFile(fmt.Sprintf("/proc/%d/status", pid)), "\n") {
+		if f := strings.Fields(line); len(f) > 1 && f[0] == "Uid:" {
+			var uid int
+			fmt.Sscan(f[1], &uid)
+			return uid
+		}
+	}
+	return -1
 }

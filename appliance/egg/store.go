@@ -134,6 +134,13 @@ func (s *Store) Stage(project string, data []byte) (*Staged, error) {
 		return nil, fmt.Errorf("stage egg: %w", err)
 	}
 	st := &Staged{store: s, project: project, path: f.Name()}
+	// Crawls run as the crawl user and must read their egg; CreateTemp's
+	// 0600 would hide it from them. Eggs hold code, not secrets.
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		st.Abort()
+		return nil, fmt.Errorf("stage egg: %w", err)
+	}
 	if _, err := f.Write(data); err != nil {
 		f.Close()
 		st.Abort()

@@ -128,7 +128,7 @@ func StartDaemon(t testing.TB, o Options) *Daemon {
 	bin := filepath.Join(Binaries(t), "scrapyd")
 	root := o.Root
 	if root == "" {
-		root = t.TempDir()
+		root = traversableTempDir(t)
 	}
 	confD := filepath.Join(root, "etc", "scrapyd", "conf.d")
 	if err := os.MkdirAll(confD, 0o755); err != nil {
@@ -329,4 +329,20 @@ func Site(t testing.TB, n int) string {
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	return srv.URL + "/"
+}
+
+// traversableTempDir is a fresh directory that other users may traverse: a
+// daemon running as root runs crawls as the unprivileged crawl user, who
+// must reach its egg and log directories (t.TempDir is private, 0700).
+func traversableTempDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "scrapyd-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
 }
