@@ -1,9 +1,9 @@
 package e2e
 
 import (
-	"fmt"
 	"bufio"
 	"encoding/json"
+	"fmt"
 	"net/url"
 	"os"
 	"sort"
