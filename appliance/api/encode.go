@@ -45,32 +45,11 @@ func encode(b []byte, v any) []byte {
 	case float64:
 		return encodeFloat(b, x)
 	case []string:
-		b = append(b, '[')
-		for i, s := range x {
-			if i > 0 {
-				b = append(b, ", "...)
-			}
-			b = encodeString(b, s)
-		}
-		return append(b, ']')
+		return encodeList(b, x, encodeString)
 	case []any:
-		b = append(b, '[')
-		for i, e := range x {
-			if i > 0 {
-				b = append(b, ", "...)
-			}
-			b = encode(b, e)
-		}
-		return append(b, ']')
+		return encodeList(b, x, encode)
 	case []obj:
-		b = append(b, '[')
-		for i, e := range x {
-			if i > 0 {
-				b = append(b, ", "...)
-			}
-			b = encode(b, e)
-		}
-		return append(b, ']')
+		return encodeList(b, x, func(b []byte, o obj) []byte { return encode(b, o) })
 	case obj:
 		b = append(b, '{')
 		for i, e := range x {
@@ -86,6 +65,18 @@ func encode(b []byte, v any) []byte {
 		return append(b, x...)
 	}
 	panic(fmt.Sprintf("api: cannot encode %T", v))
+}
+
+// encodeList writes a JSON array with Python's ", " separator.
+func encodeList[T any](b []byte, xs []T, one func([]byte, T) []byte) []byte {
+	b = append(b, '[')
+	for i, x := range xs {
+		if i > 0 {
+			b = append(b, ", "...)
+		}
+		b = one(b, x)
+	}
+	return append(b, ']')
 }
 
 // rawJSON is already-encoded JSON (ASCII), inserted as is.

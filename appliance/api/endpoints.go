@@ -104,14 +104,11 @@ func (a *handlers) daemonStatus(c *fiber.Ctx, p *params) (obj, error) {
 }
 
 func (a *handlers) addVersion(c *fiber.Ctx, p *params) (obj, error) {
-	project, err := p.required("project")
+	pv, err := p.requiredAll("project", "version")
 	if err != nil {
 		return nil, err
 	}
-	version, err := p.required("version")
-	if err != nil {
-		return nil, err
-	}
+	project, version := pv[0], pv[1]
 	data, ok, err := p.file("egg")
 	if err != nil {
 		return nil, err
@@ -171,14 +168,11 @@ func (a *handlers) schedule(c *fiber.Ctx, p *params) (obj, error) {
 }
 
 func (a *handlers) cancel(c *fiber.Ctx, p *params) (obj, error) {
-	project, err := p.required("project")
+	pj, err := p.requiredAll("project", "job")
 	if err != nil {
 		return nil, err
 	}
-	id, err := p.required("job")
-	if err != nil {
-		return nil, err
-	}
+	project, id := pj[0], pj[1]
 	sig, err := p.optional("signal")
 	if err != nil {
 		return nil, err
@@ -370,15 +364,11 @@ func urlOrNil(u string) any {
 }
 
 func (a *handlers) delVersion(c *fiber.Ctx, p *params) (obj, error) {
-	project, err := p.required("project")
+	pv, err := p.requiredAll("project", "version")
 	if err != nil {
 		return nil, err
 	}
-	version, err := p.required("version")
-	if err != nil {
-		return nil, err
-	}
-	return obj{}, a.o.Service.DeleteVersion(project, version)
+	return obj{}, a.o.Service.DeleteVersion(pv[0], pv[1])
 }
 
 func (a *handlers) delProject(c *fiber.Ctx, p *params) (obj, error) {

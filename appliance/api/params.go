@@ -108,6 +108,20 @@ func (p *params) required(name string) (string, error) {
 	return v, nil
 }
 
+// requiredAll returns the first value of each named parameter, or the
+// error for the first one missing.
+func (p *params) requiredAll(names ...string) ([]string, error) {
+	out := make([]string, len(names))
+	for i, n := range names {
+		v, err := p.required(n)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = v
+	}
+	return out, nil
+}
+
 func (p *params) optional(name string) (string, error) {
 	v, _, err := p.get(name)
 	return v, err

@@ -507,23 +507,12 @@ func (s *Store) Find(ctx context.Context, project, id string) (*job.Job, error) 
 		args = append(args, project)
 	}
 	q += ` ORDER BY CASE state WHEN 'finished' THEN 0 WHEN 'running' THEN 1 ELSE 2 END, ended DESC, seq DESC LIMIT 1`
-	rows, err := s.db.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("find job %s: %w", id, err)
-	}
-	list, err := scanJobs(rows)
-	if err != nil {
-		return nil, err
-	}
-	if len(list) == 0 {
-		return nil, ErrNotFound
-	}
-	return &list[0], nil
+	return s.one(ctx, id, q, args...)
 }
 
-// Active returns the pending or running job with this id, if any.
-func (s *Store) Active(ctx context.Context, project, id string) (*job.Job, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+columns+` FROM jobs WHERE id = ? AND project = ? AND state != 'finished' ORDER BY seq LIMIT 1`, id, project)
+// one runs a query for at most one job; ErrNotFound when there is none.
+func (s *Store) one(ctx context.Context, id, q string, args ...any) (*job.Job, error) {
+	rows, err := s.db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("find job %s: %w", id, err)
 	}
