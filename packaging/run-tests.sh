@@ -1,7 +1,8 @@
 #!/bin/sh
 # The project's test command (README, .ci/run): installs what the tests need
 # when run as root, checks formatting and vet, runs every test (the systemd
-# lab and .deb tests run when root), then the bounded fuzzing pass.
+# lab tests run when root), builds, lints and tests the .deb in the systemd
+# lab (when root), then the bounded fuzzing pass.
 set -eu
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" = 0 ]; then
@@ -14,6 +15,16 @@ if [ -n "$unformatted" ]; then
 fi
 go vet ./...
 go test -count=1 -timeout 40m ./...
+
+# As root: build the .deb, lint it, and install/upgrade/purge it in the
+# systemd lab (packaging/test-deb.sh; the lab script sets up its host tools
+# and builds its image on a fresh machine). dist/ is emptied first, so that
+# the glob names the one .deb just built.
+if [ "$(id -u)" = 0 ]; then
+	rm -rf dist
+	make lint-deb # builds the .deb first
+	packaging/test-deb.sh dist/scrapyd_*.deb
+fi
 
 # The long tests of reliability: 50 clients scheduling 20,000 jobs, and
 # kill -9 of the daemon at seeded random moments (SCRAPYD_FAULT_SEED replays

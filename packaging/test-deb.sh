@@ -9,9 +9,15 @@
 #
 # Add daemon-level checks in the "installed" section: `check "what" cmd...`
 # runs cmd inside the lab (as root, `ct` for short).
+#
+# The upgrade check installs a second .deb of a higher version over the first:
+# UPGRADE_DEB, or one built here with `make deb VERSION=<version>.1` into a
+# temporary directory (dist/ keeps one .deb). Every wait polls with a deadline.
 set -Eeuo pipefail
-deb=$(readlink -f "${1:?usage: $0 dist/scrapyd_VERSION_ARCH.deb}")
+deb=$(readlink -f "${1:?usage: $0 dist/scrapyd_VERSION_ARCH.deb [UPGRADE_DEB]}")
 here=$(dirname "$(readlink -f "$0")")
+repo=$(dirname "$here")
+upgrade_deb=${2:-${UPGRADE_DEB:-}}
 export LAB_NAME=${LAB_NAME:-deb} LAB_NET=${LAB_NET:-private}
 export LAB_EXTRA_PACKAGES=${LAB_EXTRA_PACKAGES:-adduser logrotate}
 lab() { bash "$here/systemd-lab.sh" "$@"; }
@@ -31,12 +37,84 @@ check() {  # check "description" command...
 	fi
 }
 
+# poll TIMEOUT command...: run command every 0.5s until it succeeds; after
+# TIMEOUT seconds run it once more and return its status (and its output).
+poll() {
+	local end=$((SECONDS + $1))
+	shift
+	while ((SECONDS < end)); do
+		"$@" >/dev/null 2>&1 && return 0
+		sleep 0.5
+	done
+	"$@"
+}
+wait_for() {  # wait_for "description" TIMEOUT command...
+	local desc=$1 timeout=$2
+	shift 2
+	check "$desc" poll "$timeout" "$@"
+}
+info() { echo "INFO  $*"; }
+
+# The API, inside the lab (the socket is on the lab's own loopback).
+api() {  # api PATH [curl args...]
+	local path=$1
+	shift
+	ct curl -fsS -m 30 "http://127.0.0.1:6800/$path" "$@"
+}
+# job ID: one line for job ID from listjobs.json: "pending", "running PID
+# START_TIME", "finished OUTCOME EXIT_CODE", or "none".
+job() {
+	api listjobs.json | python3 -c '
+import json, sys
+d, want = json.load(sys.stdin), sys.argv[1]
+for state in ("pending", "running", "finished"):
+    for j in d.get(state, []):
+        if j.get("id") != want:
+            continue
+        if state == "running":
+            print(state, j.get("pid"), str(j.get("start_time")).replace(" ", "T"))
+        elif state == "finished":
+            print(state, j.get("outcome"), j.get("exit_code"))
+        else:
+            print(state)
+        sys.exit(0)
+print("none")' "$1"
+}
+job_is() {  # job_is ID PATTERN: the job line matches the shell PATTERN
+	local got
+	got=$(job "$1") || return 1
+	# shellcheck disable=SC2053
+	[[ $got == $2 ]] || { echo "job $1: $got, want $2"; return 1; }
+}
+schedule() {  # schedule JOBID SPIDER [name=value...]: schedule with a chosen job id
+	local id=$1 spider=$2 a args=()
+	shift 2
+	for a in "$@"; do args+=(-d "$a"); done
+	api schedule.json -d project=sample -d "spider=$spider" -d "jobid=$id" "${args[@]}" | grep -q '"status": "ok"'
+}
+unit_of() { echo "scrapyd-crawl-$(ct systemd-escape "$1").service"; }
+prop() { ct systemctl show -p "$2" --value "$1"; }  # prop UNIT PROPERTY
+prop_is() {  # prop_is UNIT PROPERTY VALUE
+	local got
+	got=$(prop "$1" "$2")
+	[[ $got == "$3" ]] || { echo "$1 $2=$got, want $3"; return 1; }
+}
+# crawling ID SPIDER: the crawl's log shows that Scrapy is crawling (so its
+# signal handlers are in place).
+crawling() { ct grep -q "slow page" "/var/log/scrapyd/sample/$2/$1.log"; }
+daemon_pid() { prop scrapyd.service MainPID; }
+installed_version() { ct dpkg-query -W -f='${Version}' scrapyd; }
+
 started=0
 if ! lab status >/dev/null; then
 	lab start
 	started=1
 fi
-cleanup() { if ((started)); then lab stop; fi; }
+tmp=""
+cleanup() {
+	if ((started)); then lab stop; fi
+	if [[ -n $tmp ]]; then rm -rf "$tmp"; fi
+}
 trap cleanup EXIT
 
 lab cp "$deb" /tmp/ >/dev/null
@@ -58,14 +136,135 @@ check "the units pass systemd-analyze verify" \
 check "conffiles are registered" \
 	ct sh -c 'dpkg-query -W -f="\${Conffiles}" scrapyd | grep -q /etc/scrapyd/scrapyd.conf'
 # Daemon-level checks go here (the daemon honours --root, SCRAPYD_*, SIGHUP).
-check "a request on the socket starts the daemon and gets JSON" \
-	ct sh -c 'curl -fsS -m 10 http://127.0.0.1:6800/daemonstatus.json | grep -q "\"status\""'
+# ---- the daemon, in a real systemd
+# 1. socket activation
+check "scrapyd.service is inactive before the first request" \
+	eval '! ct systemctl is-active scrapyd.service'
+check "the first request on the socket starts the daemon: JSON with \"launcher\": \"systemd\"" \
+	eval "ct curl -fsS -m 20 http://127.0.0.1:6800/daemonstatus.json | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d[\"launcher\"] == \"systemd\" and d[\"status\"] == \"ok\" and d[\"config_error\"] is None, d'"
+check "scrapyd.service is active after it" ct systemctl is-active scrapyd.service
+
+# 2. deploy and a crawl that finishes
+lab cp "$repo/appliance/e2e/testdata/sample" /tmp/sample-project >/dev/null
+check "scrapydctl builds the sample project's egg" \
+	ct sh -c 'cd /tmp/sample-project && scrapydctl deploy --build-egg /tmp/sample.egg'
+check "addversion.json uploads the egg (4 spiders)" \
+	eval 'api addversion.json -F project=sample -F version=r1 -F egg=@/tmp/sample.egg | grep -q "\"spiders\": 4"'
+check "schedule.json: params, limit=3" schedule params1 params limit=3
+wait_for "params finishes with outcome \"finished\", exit code 0" 90 job_is params1 "finished finished 0"
+check "its log is /var/log/scrapyd/sample/params/params1.log" \
+	ct sh -c 'grep -q "Spider closed (finished)" /var/log/scrapyd/sample/params/params1.log'
+check "its items are /var/lib/scrapyd/items/sample/params/params1.jl (3 lines)" \
+	ct sh -c '[ "$(wc -l </var/lib/scrapyd/items/sample/params/params1.jl)" = 3 ]'
+check "scrapyd.out, scrapyd.err and the daemon's scrapyd.log are in /var/log/scrapyd" \
+	ct sh -c 'test -f /var/log/scrapyd/scrapyd.out && test -f /var/log/scrapyd/scrapyd.err && grep -q "scrapyd started" /var/log/scrapyd/scrapyd.log'
+
+# 3. a crawl unit, its user and its limits
+ct sh -c 'printf "[scrapyd]\ncrawl_memory_max = 512M\ncrawl_tasks_max = 64\ncrawl_cpu_quota = 50\ncrawl_max_runtime = 3600\n" >/etc/scrapyd/conf.d/20-limits.conf'
+wait_for "conf.d/20-limits.conf is applied live" 30 \
+	ct grep -q "configuration reloaded.*crawl_memory_max" /var/log/scrapyd/scrapyd.log
+check "systemctl reload scrapyd succeeds; config_error stays null" \
+	eval 'ct systemctl reload scrapyd && ct systemctl is-active scrapyd && api daemonstatus.json | grep -q "\"config_error\": null"'
+check "schedule.json: slow (job id kill-9)" schedule kill-9 slow
+unit=$(unit_of kill-9)
+wait_for "the crawl runs as the transient unit $unit" 60 prop_is "$unit" SubState running
+wait_for "the crawl is crawling" 60 crawling kill-9 slow
+check "the unit is in scrapyd-crawls.slice and runs as User=scrapy" \
+	eval "prop_is '$unit' Slice scrapyd-crawls.slice && prop_is '$unit' User scrapy"
+pid=$(prop "$unit" MainPID)
+check "its main process ($pid) runs with a uid other than 0 (the uid of scrapy)" \
+	ct sh -c "awk '/^Uid:/ {print \$2, \$3}' /proc/$pid/status | grep -qx \"\$(id -u scrapy) \$(id -u scrapy)\""
+check "the unit has MemoryMax=536870912 TasksMax=64 CPUQuotaPerSecUSec=500ms RuntimeMaxUSec=1h" \
+	eval "prop_is '$unit' MemoryMax 536870912 && prop_is '$unit' TasksMax 64 && prop_is '$unit' CPUQuotaPerSecUSec 500ms && prop_is '$unit' RuntimeMaxUSec 1h"
+check "listjobs.json shows the unit's MainPID as pid" job_is kill-9 "running $pid *"
+info "systemd-analyze security $unit: $(ct systemd-analyze security --no-pager "$unit" 2>&1 | tail -n 1)"
+info "systemd-analyze security scrapyd.service: $(ct systemd-analyze security --no-pager scrapyd.service 2>&1 | tail -n 1)"
+
+# 4. kill -9 of the daemon and a restart: the crawl goes on and is adopted
+before=$(job kill-9)
+old=$(daemon_pid)
+check "kill -9 of the daemon (pid $old)" ct kill -9 "$old"
+check "systemctl restart scrapyd" ct systemctl restart scrapyd
+check "a new daemon runs" eval "p=\$(daemon_pid) && [ \"\$p\" != 0 ] && [ \"\$p\" != '$old' ]"
+check "the crawl unit kept running with the same MainPID" \
+	eval "prop_is '$unit' SubState running && prop_is '$unit' MainPID '$pid'"
+check "listjobs.json lists it as running with the same pid and start_time" job_is kill-9 "$before"
+check "cancel.json" eval 'api cancel.json -d project=sample -d job=kill-9 | grep -q "\"prevstate\": \"running\""'
+wait_for "it finishes with outcome \"cancelled\"" 60 job_is kill-9 "finished cancelled *"
+wait_for "its unit is released" 30 prop_is "$unit" LoadState not-found
+
+# 5. a crawl that ends while the daemon is stopped
+# pages=25: about 5s of crawling, so that it ends after the daemon stopped.
+check "schedule.json: slow, pages=25 (job id offline)" schedule offline slow pages=25
+unit=$(unit_of offline)
+wait_for "it runs" 60 prop_is "$unit" SubState running
+check "systemctl stop scrapyd (the socket stays)" \
+	eval 'ct systemctl stop scrapyd && ct systemctl is-active scrapyd.socket'
+wait_for "the crawl ends while the daemon is stopped (unit active/exited)" 60 prop_is "$unit" SubState exited
+check "the daemon is still stopped" eval '! ct systemctl is-active scrapyd.service'
+check "after the next start (a request) it is recorded: outcome \"finished\", exit code 0" \
+	poll 30 job_is offline "finished finished 0"
+wait_for "its unit is released" 30 prop_is "$unit" LoadState not-found
+
+# 6. cancel, then forced cancel through the unit
+check "schedule.json: slow, linger=600 (job id linger)" schedule linger slow linger=600
+unit=$(unit_of linger)
+wait_for "it is crawling" 60 crawling linger slow
+check "first cancel.json" eval 'api cancel.json -d project=sample -d job=linger | grep -q "\"prevstate\": \"running\""'
+wait_for "the spider is closing (SIGINT reached Scrapy)" 30 \
+	ct grep -q "Closing spider (shutdown)" /var/log/scrapyd/sample/slow/linger.log
+sleep 2
+check "a moment later it is still running (closed() lingers)" \
+	eval "job_is linger 'running *' && prop_is '$unit' SubState running"
+check "second cancel.json" eval 'api cancel.json -d project=sample -d job=linger | grep -q "\"prevstate\": \"running\""'
+wait_for "it finishes with outcome \"cancelled\"" 60 job_is linger "finished cancelled *"
+wait_for "its unit is released" 30 prop_is "$unit" LoadState not-found
+
+# 7. stopping the slice stops every crawl
+check "schedule.json: two slow crawls" eval 'schedule slice1 slow && schedule slice2 slow'
+wait_for "both are crawling" 60 eval 'crawling slice1 slow && crawling slice2 slow'
+check "systemctl stop scrapyd-crawls.slice" ct systemctl stop scrapyd-crawls.slice
+wait_for "both are finished" 60 eval 'job_is slice1 "finished *" && job_is slice2 "finished *"'
+check "no crawl unit is left" eval '! ct systemctl list-units --all --plain --no-legend "scrapyd-crawl-*" | grep .'
+
+# 8. upgrade over a running crawl
+if [[ -z $upgrade_deb ]]; then
+	version=$(dpkg-deb -f "$deb" Version)
+	arch=$(dpkg-deb -f "$deb" Architecture)
+	tmp=$(mktemp -d)
+	upgrade_deb=$tmp/scrapyd_${version}.1_$arch.deb
+	check "build the upgrade .deb (make deb VERSION=$version.1)" \
+		make -C "$repo" deb "VERSION=$version.1" "DEB=$upgrade_deb"
+fi
+lab cp "$upgrade_deb" /tmp/ >/dev/null
+new=$(basename "$upgrade_deb")
+newversion=$(dpkg-deb -f "$upgrade_deb" Version)
+ct sh -c 'echo "# edited by test-deb" >>/etc/scrapyd/conf.d/000-default'
+check "schedule.json: slow (job id upgrade)" schedule upgrade slow
+unit=$(unit_of upgrade)
+wait_for "it is crawling" 60 crawling upgrade slow
+pid=$(prop "$unit" MainPID)
+before=$(job upgrade)
+old=$(daemon_pid)
+check "apt install ./$new over the installed version" \
+	ct env DEBIAN_FRONTEND=noninteractive apt-get install -y "/tmp/$new"
+check "version $newversion is installed" eval "[ \"\$(installed_version)\" = '$newversion' ]"
+check "the edited conffile conf.d/000-default and conf.d/20-limits.conf survive" \
+	ct sh -c 'grep -q "edited by test-deb" /etc/scrapyd/conf.d/000-default && grep -q "crawl_memory_max = 512M" /etc/scrapyd/conf.d/20-limits.conf'
+check "the crawl unit survives with the same MainPID" \
+	eval "prop_is '$unit' SubState running && prop_is '$unit' MainPID '$pid'"
+check "the upgrade restarted the daemon (new pid)" eval "p=\$(daemon_pid) && [ \"\$p\" != 0 ] && [ \"\$p\" != '$old' ]"
+check "the daemon answers and lists the crawl as running (same pid and start_time)" job_is upgrade "$before"
+check "the egg survives (listversions.json: r1)" eval 'api "listversions.json?project=sample" | grep -q "\"r1\""'
+check "finished jobs survive" eval 'job_is params1 "finished finished 0" && job_is linger "finished cancelled *"'
+check "cancel.json" eval 'api cancel.json -d project=sample -d job=upgrade | grep -q "\"prevstate\": \"running\""'
+wait_for "it finishes with outcome \"cancelled\"" 60 job_is upgrade "finished cancelled *"
 
 # ---- remove, purge
 check "apt remove stops the socket and the daemon" \
 	ct sh -c 'apt-get remove -y scrapyd && ! systemctl is-active scrapyd.socket && ! systemctl is-active scrapyd.service && ! ss -Hltn "sport = :6800" | grep -q .'
 check "apt purge removes config, data, logs, the user and the enable links" \
-	ct sh -c 'apt-get purge -y scrapyd && ! test -e /etc/scrapyd && ! test -e /var/lib/scrapyd && ! test -e /var/log/scrapyd && ! getent passwd scrapy && ! getent group scrapy && ! test -e /etc/systemd/system/sockets.target.wants/scrapyd.socket && ! test -e /etc/systemd/system/multi-user.target.wants/scrapyd.service'
+	ct sh -c 'apt-get purge -y scrapyd && ! test -e /etc/scrapyd && ! test -e /var/lib/scrapyd && ! test -e /var/log/scrapyd && ! test -e /run/scrapyd && ! getent passwd scrapy && ! getent group scrapy && ! test -e /etc/systemd/system/sockets.target.wants/scrapyd.socket && ! test -e /etc/systemd/system/multi-user.target.wants/scrapyd.service'
 
 if ((fails)); then
 	echo "test-deb: $fails check(s) FAILED" >&2
