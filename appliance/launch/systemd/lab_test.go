@@ -78,16 +78,19 @@ func TestLab(t *testing.T) {
 		c.Env = append(os.Environ(), "LAB_NAME="+labName)
 		return c
 	}
-	if err := lab("status").Run(); err != nil {
-		if out, err := lab("start").CombinedOutput(); err != nil {
-			skipOrFail(t, "cannot start the lab: %v\n%s", err, out)
-		}
-		t.Cleanup(func() {
-			if out, err := lab("stop").CombinedOutput(); err != nil {
-				t.Errorf("stopping the lab: %v\n%s", err, out)
-			}
-		})
+	// Always a fresh boot (from the clean image): units a killed run left
+	// in a running lab would collide with this run's job ids.
+	if lab("status").Run() == nil {
+		lab("stop").Run()
 	}
+	if out, err := lab("start").CombinedOutput(); err != nil {
+		skipOrFail(t, "cannot start the lab: %v\n%s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := lab("stop").CombinedOutput(); err != nil {
+			t.Errorf("stopping the lab: %v\n%s", err, out)
+		}
+	})
 	if out, err := lab("cp", os.Args[0], "/root/launch.test").CombinedOutput(); err != nil {
 		t.Fatalf("copying the test binary in: %v\n%s", err, out)
 	}
@@ -97,7 +100,13 @@ func TestLab(t *testing.T) {
 	}
 	run := lab(args...)
 	run.Stdout, run.Stderr = os.Stdout, os.Stderr
-	if err := run.Run(); err != nil {
+	if err := run.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// A hang inside must fail this test, not time out the whole package.
+	timer := time.AfterFunc(5*time.Minute, func() { run.Process.Kill() })
+	defer timer.Stop()
+	if err := run.Wait(); err != nil {
 		t.Fatalf("lab tests failed: %v", err)
 	}
 }
