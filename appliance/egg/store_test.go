@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 )
 
@@ -64,7 +65,7 @@ func TestStoreKeepsUploadedVersionNamesAndOrder(t *testing.T) {
 	for _, v := range vs {
 		names = append(names, v.Name)
 	}
-	if want := []string{"1.0", "r9", "r10"}; !equal(names, want) {
+	if want := []string{"1.0", "r9", "r10"}; !slices.Equal(names, want) {
 		t.Fatalf("versions = %q, want %q", names, want)
 	}
 	if _, err := os.Stat(filepath.Join(s.Dir, "p", "1_0.egg")); err != nil {
@@ -116,18 +117,6 @@ func TestExistingScrapydEggsDirWorksAsIs(t *testing.T) {
 	if len(vs) != 2 || vs[0].Name != "1_0" || vs[1].Name != "1_1" {
 		t.Fatalf("versions of a Scrapyd eggs dir = %+v", vs)
 	}
-}
-
-func equal(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // FuzzSettingsModule: any upload, zip or not, gives a module name or an

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -45,7 +46,7 @@ func TestQueueIsGlobalByPriorityThenFirstScheduled(t *testing.T) {
 	enqueue(t, s, "c1", "c", -1)
 	enqueue(t, s, "b2", "b", 10)
 	pending, _ := s.List(context.Background(), job.Pending, Filter{})
-	if got, want := ids(pending), []string{"b1", "b2", "a1", "a2", "c1"}; !same(got, want) {
+	if got, want := ids(pending), []string{"b1", "b2", "a1", "a2", "c1"}; !slices.Equal(got, want) {
 		t.Fatalf("pending = %v, want %v", got, want)
 	}
 	var claimed []string
@@ -59,7 +60,7 @@ func TestQueueIsGlobalByPriorityThenFirstScheduled(t *testing.T) {
 		}
 		claimed = append(claimed, j.ID)
 	}
-	if !same(claimed, []string{"b1", "b2", "a1", "a2", "c1"}) {
+	if !slices.Equal(claimed, []string{"b1", "b2", "a1", "a2", "c1"}) {
 		t.Fatalf("claim order = %v", claimed)
 	}
 	if p, r, f := s.Counts(); p != 0 || r != 5 || f != 0 {
@@ -109,7 +110,7 @@ func TestStateSurvivesReopenAndRequeueKeepsOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	pending, _ := s.List(context.Background(), job.Pending, Filter{})
-	if got := ids(pending); !same(got, []string{"j1", "j3", "j4"}) {
+	if got := ids(pending); !slices.Equal(got, []string{"j1", "j3", "j4"}) {
 		t.Fatalf("requeued job lost its place: %v", got)
 	}
 	fin, err := s.Find(context.Background(), "", "j2")
@@ -127,7 +128,7 @@ func TestFinishedToKeep(t *testing.T) {
 		s.End(j.Seq, time.Now(), nil, job.OutcomeFinished, "", 3)
 	}
 	fin, _ := s.List(context.Background(), job.Finished, Filter{})
-	if got := ids(fin); !same(got, []string{"e", "d", "c"}) {
+	if got := ids(fin); !slices.Equal(got, []string{"e", "d", "c"}) {
 		t.Fatalf("finished = %v, want the 3 newest, newest first", got)
 	}
 	if err := s.Trim(0); err != nil {
@@ -159,7 +160,7 @@ func TestSpiderCache(t *testing.T) {
 	s.SetSpiders("p", "2.0", []string{"c"})
 	s.Close()
 	s = open(t, dir)
-	if names, ok, _ := s.Spiders(context.Background(), "p", "1.0"); !ok || !same(names, []string{"a", "b"}) {
+	if names, ok, _ := s.Spiders(context.Background(), "p", "1.0"); !ok || !slices.Equal(names, []string{"a", "b"}) {
 		t.Fatalf("cache lost across restart: %v %v", names, ok)
 	}
 	s.ForgetSpiders("p", "1.0")
@@ -170,18 +171,6 @@ func TestSpiderCache(t *testing.T) {
 	if _, ok, _ := s.Spiders(context.Background(), "p", "2.0"); ok {
 		t.Fatal("ForgetSpiders(project) kept a version")
 	}
-}
-
-func same(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func BenchmarkEnqueue(b *testing.B) {
