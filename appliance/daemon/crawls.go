@@ -28,7 +28,14 @@ type crawlHooks struct {
 	chown func(dir string) error
 
 	mu   sync.RWMutex
-	live map[string]map[string]any // job id → raw live stats
+	live map[string]liveStats // job id → its last polled stats
+}
+
+// liveStats are one poll of a running crawl: the raw stats (the job page)
+// and their summary (listjobs.json), summarised once per poll, not per request.
+type liveStats struct {
+	raw map[string]any
+	sum crawlrpc.Summary
 }
 
 func webserviceConfig(c *config.Config) crawlrpc.Config {
@@ -83,18 +90,15 @@ func (h *crawlHooks) Ended(j job.Job) string {
 func (h *crawlHooks) Live(id string) map[string]any {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	return h.live[id]
+	return h.live[id].raw
 }
 
 // Summary is the few live numbers listjobs.json adds to a running entry.
 func (h *crawlHooks) Summary(id string) (crawlrpc.Summary, bool) {
-	raw := h.Live(id)
-	if raw == nil {
-		return crawlrpc.Summary{}, false
-	}
-	data, _ := json.Marshal(raw)
-	sum, err := crawlrpc.Summarize(data)
-	return sum, err == nil
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	s, ok := h.live[id]
+	return s.sum, ok
 }
 
 // poll refreshes the live stats of every running crawl every interval.
@@ -111,7 +115,7 @@ func (h *crawlHooks) poll(ctx context.Context, interval time.Duration) {
 		if err != nil {
 			continue
 		}
-		fresh := make(map[string]map[string]any, len(running))
+		fresh := make(map[string]liveStats, len(running))
 		var mu sync.Mutex
 		var wg sync.WaitGroup
 		for _, j := range running {
@@ -123,8 +127,12 @@ func (h *crawlHooks) poll(ctx context.Context, interval time.Duration) {
 				if err != nil || json.Unmarshal(raw, &m) != nil {
 					return
 				}
+				sum, err := crawlrpc.Summarize(raw)
+				if err != nil {
+					return
+				}
 				mu.Lock()
-				fresh[id] = m
+				fresh[id] = liveStats{raw: m, sum: sum}
 				mu.Unlock()
 			}(j.ID)
 		}

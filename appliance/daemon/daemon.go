@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -59,8 +58,8 @@ func Run(ctx context.Context, o Options) error {
 	current.Store(cfg)
 	conf := current.Load
 
-	for _, dir := range []string{cfg.EggsDir, cfg.DbsDir, cfg.LogsDir, cfg.ItemsDir} {
-		if dir != "" && !isURL(dir) {
+	for _, dir := range []string{cfg.EggsDir, cfg.DbsDir, cfg.LogsDir, dispatch.LocalItemsDir(cfg)} {
+		if dir != "" {
 			if err := os.MkdirAll(dir, 0o755); err != nil {
 				return fmt.Errorf("create %s: %w", dir, err)
 			}
@@ -215,9 +214,6 @@ loop:
 	wg.Wait()
 	return runErr
 }
-
-// isURL: items_dir may be a feed URL (s3://…), which is no directory to create.
-func isURL(s string) bool { return strings.Contains(s, "://") }
 
 // openLog opens the daemon's own log (scrapyd.log), as the seed documents;
 // it is mirrored to stderr when stderr is a terminal.

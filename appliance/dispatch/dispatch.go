@@ -216,11 +216,7 @@ func (d *Dispatcher) crawl(cfg *config.Config, j job.Job) (scrapy.Crawl, error) 
 		if err != nil {
 			return c, fmt.Errorf("version %q of project %q: %w", j.Version, j.Project, err)
 		}
-		data, err := os.ReadFile(v.Path)
-		if err != nil {
-			return c, err
-		}
-		mod, err := egg.SettingsModule(data)
+		mod, err := egg.SettingsModuleOf(v.Path)
 		if err != nil {
 			return c, err
 		}

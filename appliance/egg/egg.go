@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 )
 
@@ -31,6 +32,21 @@ func SettingsModule(data []byte) (string, error) {
 		return "", ErrNotZip
 	}
 	return settingsModule(zr)
+}
+
+// SettingsModuleOf is SettingsModule for a stored egg: only the zip's
+// directory and entry_points.txt are read, not the whole egg, so starting a
+// crawl costs no more for a large project.
+func SettingsModuleOf(path string) (string, error) {
+	zr, err := zip.OpenReader(path)
+	if err != nil {
+		if _, statErr := os.Stat(path); statErr != nil {
+			return "", statErr
+		}
+		return "", ErrNotZip
+	}
+	defer zr.Close()
+	return settingsModule(&zr.Reader)
 }
 
 func settingsModule(zr *zip.Reader) (string, error) {

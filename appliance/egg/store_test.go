@@ -137,3 +137,20 @@ func FuzzSettingsModule(f *testing.F) {
 		}
 	})
 }
+
+func TestSettingsModuleOfAStoredEgg(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.egg")
+	os.WriteFile(good, zipOf(t, map[string]string{"EGG-INFO/entry_points.txt": "[scrapy]\nsettings = mybot.settings\n"}), 0o644)
+	bad := filepath.Join(dir, "bad.egg")
+	os.WriteFile(bad, []byte("not a zip"), 0o644)
+	if mod, err := SettingsModuleOf(good); mod != "mybot.settings" || err != nil {
+		t.Errorf("SettingsModuleOf(good) = %q, %v", mod, err)
+	}
+	if _, err := SettingsModuleOf(bad); !errors.Is(err, ErrNotZip) {
+		t.Errorf("SettingsModuleOf(not a zip) = %v, want ErrNotZip", err)
+	}
+	if _, err := SettingsModuleOf(filepath.Join(dir, "missing.egg")); !os.IsNotExist(err) {
+		t.Errorf("SettingsModuleOf(missing) = %v, want not-exist", err)
+	}
+}

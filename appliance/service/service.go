@@ -147,12 +147,7 @@ func (s *Service) Spiders(ctx context.Context, project, version string) ([]strin
 		return f.names, f.err
 	}
 	defer func() { s.flights.Delete(key); close(f.done) }()
-	data, err := os.ReadFile(v.Path)
-	if err != nil {
-		f.err = err
-		return nil, err
-	}
-	mod, err := egg.SettingsModule(data)
+	mod, err := egg.SettingsModuleOf(v.Path)
 	if err != nil {
 		f.err = &Error{Message: err.Error()}
 		return nil, f.err
