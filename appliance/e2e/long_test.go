@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"io"
 	"math/rand"
 	"net/http"
 	"net/url"
@@ -219,13 +220,11 @@ func TestLongKillAtRandomMoments(t *testing.T) {
 	t.Logf("%d kills; %d acknowledged schedules and %d uploads all kept", 25, len(ackedJobs), len(ackedVersions))
 }
 
+// readOK reads a whole answer and says whether it was acknowledged.
 func readOK(resp *http.Response) bool {
 	defer resp.Body.Close()
-	var b strings.Builder
-	_, err := fmt.Fprint(&b, "")
-	buf := make([]byte, 4096)
-	n, _ := resp.Body.Read(buf)
-	return err == nil && strings.Contains(string(buf[:n]), `"status": "ok"`)
+	body, err := io.ReadAll(resp.Body)
+	return err == nil && strings.Contains(string(body), `"status": "ok"`)
 }
 
 func checkNothingLost(t *testing.T, d *testkit.Daemon, jobs, versions map[string]bool) {
