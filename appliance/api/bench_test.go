@@ -5,12 +5,12 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"sort"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/scrapyd-debian/scrapyd/appliance/job"
+	"github.com/scrapyd-debian/scrapyd/appliance/testkit"
 )
 
 // serve runs the harness's app on a real loopback socket, as clients meet it.
@@ -22,21 +22,6 @@ func (h *harness) serve(b testing.TB) string {
 	go h.app.Listener(ln)
 	b.Cleanup(func() { h.app.Shutdown() })
 	return "http://" + ln.Addr().String()
-}
-
-// latencies runs fn b.N times and reports p50 and p99 in microseconds.
-func latencies(b *testing.B, fn func()) {
-	d := make([]time.Duration, b.N)
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		t0 := time.Now()
-		fn()
-		d[i] = time.Since(t0)
-	}
-	b.StopTimer()
-	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
-	b.ReportMetric(float64(d[len(d)/2].Microseconds()), "p50-µs")
-	b.ReportMetric(float64(d[len(d)*99/100].Microseconds()), "p99-µs")
 }
 
 func mustOK(b *testing.B, resp *http.Response, err error) {
@@ -58,7 +43,7 @@ func BenchmarkScheduleJSON(b *testing.B) {
 	resp, err := postEgg(base)
 	mustOK(b, resp, err)
 	form := url.Values{"project": {"sample"}, "spider": {"params"}, "arg": {"v"}, "setting": {"A=1"}}.Encode()
-	latencies(b, func() {
+	testkit.Latencies(b, func() {
 		resp, err := http.Post(base+"/schedule.json", "application/x-www-form-urlencoded", strings.NewReader(form))
 		mustOK(b, resp, err)
 	})
@@ -79,7 +64,7 @@ func BenchmarkListJobs1000Finished(b *testing.B) {
 		code := 0
 		h.st.End(j.Seq, time.Now(), &code, job.OutcomeFinished, "", 1000)
 	}
-	latencies(b, func() {
+	testkit.Latencies(b, func() {
 		resp, err := http.Get(base + "/listjobs.json")
 		mustOK(b, resp, err)
 	})

@@ -52,19 +52,33 @@ func encode(b []byte, v any) []byte {
 		return encodeList(b, x, func(b []byte, o obj) []byte { return encode(b, o) })
 	case obj:
 		b = append(b, '{')
-		for i, e := range x {
-			if i > 0 {
-				b = append(b, ", "...)
-			}
-			b = encodeString(b, e.k)
-			b = append(b, ": "...)
-			b = encode(b, e.v)
-		}
+		b = encodeMembers(b, x)
 		return append(b, '}')
 	case rawJSON:
 		return append(b, x...)
+	case appender:
+		return x.appendJSON(b)
 	}
 	panic(fmt.Sprintf("api: cannot encode %T", v))
+}
+
+// encodeMembers writes an object's members without its braces, so that
+// an object can be encoded in parts.
+func encodeMembers(b []byte, o obj) []byte {
+	for i, e := range o {
+		if i > 0 {
+			b = append(b, ", "...)
+		}
+		b = encodeString(b, e.k)
+		b = append(b, ": "...)
+		b = encode(b, e.v)
+	}
+	return b
+}
+
+// appender is a value that encodes itself, with encode's rules.
+type appender interface {
+	appendJSON(b []byte) []byte
 }
 
 // encodeList writes a JSON array with Python's ", " separator.

@@ -2,6 +2,7 @@ package api
 
 import (
 	"strconv"
+	"sync"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -82,14 +83,21 @@ func setCORS(c *fiber.Ctx, methods string) {
 	c.Set(fiber.HeaderAccessControlAllowHeaders, "X-Requested-With")
 }
 
+// encodeBuffers are reused between answers: listjobs.json's can be hundreds
+// of KB, and growing a new buffer to that size cost more than encoding it.
+var encodeBuffers = sync.Pool{New: func() any { return new([]byte) }}
+
 // writeJSON sends body plus node_name, with Scrapyd's headers and trailing
 // newline.
 func writeJSON(c *fiber.Ctx, cfg *config.Config, methods string, body obj) error {
-	b := encode(make([]byte, 0, 256), append(body, kv{"node_name", cfg.NodeName}))
-	b = append(b, '\n')
+	buf := encodeBuffers.Get().(*[]byte)
+	defer encodeBuffers.Put(buf)
+	*buf = append(encode((*buf)[:0], append(body, kv{"node_name", cfg.NodeName})), '\n')
 	c.Set(fiber.HeaderContentType, "application/json")
 	setCORS(c, methods)
-	return c.Status(fiber.StatusOK).Send(b)
+	// SetBody copies into fasthttp's own (pooled) buffer, so ours can go back.
+	c.Status(fiber.StatusOK).Response().SetBody(*buf)
+	return nil
 }
 
 func (a *handlers) daemonStatus(c *fiber.Ctx, p *params) (obj, error) {
@@ -329,15 +337,30 @@ func (a *handlers) runningEntries(es []service.Entry) []obj {
 	return out
 }
 
-func finishedEntries(es []service.Entry) []obj {
-	out := make([]obj, len(es))
-	for i, e := range es {
-		out[i] = obj{{"id", e.ID}, {"project", e.Project}, {"spider", e.Spider},
-			{"start_time", pyTime(e.Started)}, {"end_time", pyTime(e.Ended)},
-			{"log_url", urlOrNil(e.LogURL)}, {"items_url", urlOrNil(e.ItemsURL)},
-			{"outcome", string(e.Outcome)}, {"exit_code", e.ExitCode}}
-	}
-	return out
+// finishedEntries is listjobs.json's finished section, which can hold
+// thousands of jobs. A finished job never changes, but its links can (its
+// log deleted, logs_dir or items_dir changed by a reload), so the members
+// before and after the links are encoded once per job and kept with it
+// (Entry.Memo); a listing then copies them and encodes only the links.
+type finishedEntries []service.Entry
+
+// finishedMembers is a finished job's encoded members around its links.
+type finishedMembers struct{ head, tail []byte }
+
+func (es finishedEntries) appendJSON(b []byte) []byte {
+	return encodeList(b, es, func(b []byte, e service.Entry) []byte {
+		m := e.Memo(func() any {
+			return finishedMembers{
+				head: encodeMembers(nil, obj{{"id", e.ID}, {"project", e.Project}, {"spider", e.Spider},
+					{"start_time", pyTime(e.Started)}, {"end_time", pyTime(e.Ended)}}),
+				tail: encodeMembers(nil, obj{{"outcome", string(e.Outcome)}, {"exit_code", e.ExitCode}}),
+			}
+		}).(finishedMembers)
+		b = append(append(b, '{'), m.head...)
+		b = encodeMembers(append(b, ", "...), obj{{"log_url", urlOrNil(e.LogURL)}, {"items_url", urlOrNil(e.ItemsURL)}})
+		b = append(append(b, ", "...), m.tail...)
+		return append(b, '}')
+	})
 }
 
 // pairs renders settings or arguments as a JSON object; a repeated name

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,6 +15,8 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/scrapyd-debian/scrapyd/appliance/job"
+	"github.com/scrapyd-debian/scrapyd/appliance/store"
 	"github.com/scrapyd-debian/scrapyd/appliance/testkit"
 )
 
@@ -46,6 +49,49 @@ func BenchmarkDaemonStatus16Conns(b *testing.B) {
 	}
 	wg.Wait()
 	b.ReportMetric(float64(b.N)/time.Since(t0).Seconds(), "req/s")
+}
+
+// BenchmarkListJobs1000Finished: listjobs.json from the real binary over
+// one keep-alive connection, with 1,000 finished jobs that each have a log
+// file (a history written straight into the daemon's database before it
+// starts, since a thousand real crawls would take minutes).
+func BenchmarkListJobs1000Finished(b *testing.B) {
+	root := b.TempDir()
+	st, err := store.Open(filepath.Join(root, "var", "lib", "scrapyd", "dbs"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	logs := filepath.Join(root, "var", "log", "scrapyd", "sample", "catalog")
+	if err := os.MkdirAll(logs, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	for range 1000 {
+		j, err := st.Enqueue(job.Spec{ID: job.NewID(), Project: "sample", Spider: "catalog"}, time.Now())
+		if err != nil {
+			b.Fatal(err)
+		}
+		st.Claim(time.Now())
+		code := 0
+		if err := st.End(j.Seq, time.Now(), &code, job.OutcomeFinished, "", 1000); err != nil {
+			b.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(logs, j.ID+".log"), nil, 0o644)
+	}
+	st.Close()
+	d := testkit.StartDaemon(b, testkit.Options{Root: root, Conf: "finished_to_keep = 1000\njobs_to_keep = 1000"})
+	hc := &fasthttp.HostClient{Addr: fmt.Sprintf("127.0.0.1:%d", d.Port), MaxConns: 1, MaxResponseBodySize: 8 << 20}
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.SetRequestURI(d.URL + "/listjobs.json")
+	testkit.Latencies(b, func() {
+		if err := hc.Do(req, resp); err != nil || resp.StatusCode() != 200 {
+			b.Fatal(err, resp.StatusCode())
+		}
+	})
+	if n := strings.Count(string(resp.Body()), `"log_url": "/logs/`); n != 1000 {
+		b.Fatalf("%d finished jobs with a log link, want 1000", n)
+	}
 }
 
 // BenchmarkDaemonRSS reports the daemon's resident memory idle and with

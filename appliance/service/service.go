@@ -379,8 +379,22 @@ var signals = map[string]syscall.Signal{
 // Entry is a job as listjobs.json shows it: with links to its log and
 // items, each "" when the file does not exist.
 type Entry struct {
-	job.Job
+	*job.Job         // a finished job is the store's own, shared by every listing: read only
 	LogURL, ItemsURL string
+
+	finished *store.Finished // nil for a pending or running job
+}
+
+// Memo returns what derive makes of the job. A finished job never changes,
+// so that is derived once and kept with it (store.Finished.Memo); a
+// pending or running job's is derived anew. The links are not part of the
+// job: a log can be deleted, and logs_dir or items_dir changed by a reload,
+// so derive must not depend on them.
+func (e Entry) Memo(derive func() any) any {
+	if e.finished == nil {
+		return derive()
+	}
+	return e.finished.Memo(derive)
 }
 
 // Listing is listjobs.json's three sections.
@@ -423,50 +437,68 @@ func (s *Service) Jobs(ctx context.Context, q JobsQuery) (Listing, error) {
 		return Listing{}, err
 	}
 	files := newFileIndex()
-	entries := func(jobs []job.Job, withFiles bool) []Entry {
-		out := make([]Entry, len(jobs))
-		for i, j := range jobs {
-			out[i] = Entry{Job: j}
-			if withFiles {
-				out[i].LogURL, out[i].ItemsURL = files.urls(cfg, j)
-			}
+	entry := func(j *job.Job, withFiles bool) Entry {
+		e := Entry{Job: j}
+		if withFiles {
+			e.LogURL, e.ItemsURL = files.urls(cfg, j)
 		}
-		return out
+		return e
 	}
-	return Listing{Pending: entries(pending, false), Running: entries(running, true), Finished: entries(finished, true)}, nil
+	l := Listing{Pending: make([]Entry, len(pending)), Running: make([]Entry, len(running)), Finished: make([]Entry, len(finished))}
+	for i := range pending {
+		l.Pending[i] = entry(&pending[i], false)
+	}
+	for i := range running {
+		l.Running[i] = entry(&running[i], true)
+	}
+	for i, f := range finished {
+		l.Finished[i] = entry(&f.Job, true)
+		l.Finished[i].finished = f
+	}
+	return l, nil
 }
 
 // JobURLs returns a job's log and items links ("" when missing).
 func (s *Service) JobURLs(j job.Job) (logURL, itemsURL string) {
-	return newFileIndex().urls(s.Config(), j)
+	return newFileIndex().urls(s.Config(), &j)
 }
 
 // fileIndex answers "does this job's log (items file) exist?" from one
-// directory listing per project and spider.
-type fileIndex map[string]map[string]bool
+// directory listing per project, spider and kind of file, not one stat per
+// job. It maps each such directory to the ids of the jobs with a file there,
+// so that a lookup builds no file name.
+type fileIndex map[fileDir]map[string]bool
+
+// fileDir is base/project/spider's files ending in ext.
+type fileDir struct{ base, project, spider, ext string }
 
 func newFileIndex() fileIndex { return fileIndex{} }
 
-func (fi fileIndex) has(base, project, spider, name string) bool {
-	key := base + "\x00" + project + "\x00" + spider
-	names, ok := fi[key]
+func (fi fileIndex) has(base, ext string, j *job.Job) bool {
+	key := fileDir{base, j.Project, j.Spider, ext}
+	ids, ok := fi[key]
 	if !ok {
-		names = map[string]bool{}
-		if ents, err := os.ReadDir(filepath.Join(base, project, spider)); err == nil {
-			for _, e := range ents {
-				names[e.Name()] = true
+		ids = map[string]bool{}
+		// Readdirnames neither sorts nor stats: only names are needed.
+		if d, err := os.Open(filepath.Join(base, j.Project, j.Spider)); err == nil {
+			names, _ := d.Readdirnames(-1)
+			d.Close()
+			for _, name := range names {
+				if id, ok := strings.CutSuffix(name, ext); ok {
+					ids[id] = true
+				}
 			}
 		}
-		fi[key] = names
+		fi[key] = ids
 	}
-	return names[name]
+	return ids[j.ID]
 }
 
-func (fi fileIndex) urls(cfg *config.Config, j job.Job) (logURL, itemsURL string) {
-	if cfg.LogsDir != "" && fi.has(cfg.LogsDir, j.Project, j.Spider, j.ID+".log") {
+func (fi fileIndex) urls(cfg *config.Config, j *job.Job) (logURL, itemsURL string) {
+	if cfg.LogsDir != "" && fi.has(cfg.LogsDir, ".log", j) {
 		logURL = "/logs/" + j.Project + "/" + j.Spider + "/" + j.ID + ".log"
 	}
-	if items := dispatch.LocalItemsDir(cfg); items != "" && fi.has(items, j.Project, j.Spider, j.ID+".jl") {
+	if items := dispatch.LocalItemsDir(cfg); items != "" && fi.has(items, ".jl", j) {
 		itemsURL = "/items/" + j.Project + "/" + j.Spider + "/" + j.ID + ".jl"
 	}
 	return logURL, itemsURL

@@ -18,6 +18,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	_ "modernc.org/sqlite" // the pure-Go SQLite driver, registered as "sqlite"
@@ -78,7 +79,31 @@ type Store struct {
 	// appended; listings read it backwards). Finished jobs never
 	// change, so listjobs.json serves them from memory instead of scanning
 	// SQLite (a thousand rows took ~10 ms through database/sql).
-	finished []job.Job
+	finished []*Finished
+}
+
+// Finished is a job of the finished history. A finished job never changes,
+// so every listing shares the store's *Finished rather than a copy, and
+// what a reader derives from the job can be kept with it (Memo).
+type Finished struct {
+	job.Job
+	memo atomic.Pointer[any]
+}
+
+// Memo returns what derive makes of the job, derived on first use and kept
+// until the job leaves the history: listjobs.json keeps each job's encoded
+// fields here, rather than encoding a thousand jobs on every request. One
+// reader owns the memo, so derive must always make the same kind of value;
+// two first uses at once may both derive it, and one of the results stays.
+func (f *Finished) Memo(derive func() any) any {
+	if v := f.memo.Load(); v != nil {
+		return *v
+	}
+	v := derive()
+	if !f.memo.CompareAndSwap(nil, &v) {
+		return *f.memo.Load()
+	}
+	return v
 }
 
 // Open opens (creating if needed) the database in dir.
@@ -125,12 +150,17 @@ func Open(dir string) (*Store, error) {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	frows, err := db.Query(`SELECT ` + columns + ` FROM jobs WHERE state = 'finished' ORDER BY ended, seq`)
+	var finished []job.Job
 	if err == nil {
-		s.finished, err = scanJobs(frows)
+		finished, err = scanJobs(frows)
 	}
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open store: %w", err)
+	}
+	s.finished = make([]*Finished, len(finished))
+	for i, j := range finished {
+		s.finished[i] = &Finished{Job: j}
 	}
 	return s, nil
 }
@@ -293,7 +323,7 @@ func (s *Store) addFinished(j job.Job, keep int) {
 		f := s.finished[i]
 		return f.Ended.After(j.Ended) || f.Ended.Equal(j.Ended) && f.Seq > j.Seq
 	})
-	s.finished = slices.Insert(s.finished, i, j)
+	s.finished = slices.Insert(s.finished, i, &Finished{Job: j})
 	s.keepNewest(keep)
 }
 
@@ -411,7 +441,11 @@ func (f Filter) page() string {
 // order, finished newest first (Scrapyd's orders).
 func (s *Store) List(ctx context.Context, state job.State, f Filter) ([]job.Job, error) {
 	if state == job.Finished {
-		return s.listFinished(f), nil
+		var out []job.Job
+		for _, j := range s.listFinished(f) {
+			out = append(out, j.Job)
+		}
+		return out, nil
 	}
 	if p, r, _ := s.Counts(); state == job.Pending && p == 0 || state == job.Running && r == 0 {
 		return nil, nil
@@ -431,31 +465,46 @@ func (s *Store) List(ctx context.Context, state job.State, f Filter) ([]job.Job,
 // Snapshot lists the three states as of one moment, so that a job that
 // starts or ends meanwhile is never shown twice or not at all. The read
 // transaction's WAL snapshot is taken under the write lock, together with
-// the copy of the finished jobs; the queries then run without blocking
-// writers. Only states in want are listed.
-func (s *Store) Snapshot(ctx context.Context, f, finished Filter, want map[job.State]bool) (pending, running, done []job.Job, err error) {
+// the finished jobs; the queries then run without blocking writers. Only
+// states in want are listed. The finished jobs are shared: read only.
+func (s *Store) Snapshot(ctx context.Context, f, finished Filter, want map[job.State]bool) (pending, running []job.Job, done []*Finished, err error) {
+	// With nothing pending or running (an idle daemon, or only finished
+	// jobs wanted) the history in memory is the whole answer, and SQLite
+	// is not asked at all.
+	s.mu.Lock()
+	if !(want[job.Pending] && s.counts[job.Pending] > 0 || want[job.Running] && s.counts[job.Running] > 0) {
+		if want[job.Finished] {
+			done = s.listFinishedLocked(finished)
+		}
+		s.mu.Unlock()
+		return nil, nil, done, nil
+	}
+	s.mu.Unlock()
 	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("snapshot: %w", err)
 	}
 	defer tx.Rollback()
 	s.mu.Lock()
-	// Any read starts the WAL snapshot; none can commit while s.mu is held.
+	// Any read starts the WAL snapshot; none can commit while s.mu is held,
+	// so the counts are the snapshot's too.
 	var one int
 	err = tx.QueryRowContext(ctx, `SELECT 1 FROM jobs LIMIT 1`).Scan(&one)
 	if want[job.Finished] {
 		done = s.listFinishedLocked(finished)
 	}
+	nPending, nRunning := s.counts[job.Pending], s.counts[job.Running]
 	s.mu.Unlock()
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return nil, nil, nil, fmt.Errorf("snapshot: %w", err)
 	}
 	for _, sec := range []struct {
 		state job.State
+		n     int // in the snapshot: a state with none needs no query
 		order string
 		out   *[]job.Job
-	}{{job.Pending, "priority DESC, seq", &pending}, {job.Running, "started, seq", &running}} {
-		if !want[sec.state] {
+	}{{job.Pending, nPending, "priority DESC, seq", &pending}, {job.Running, nRunning, "started, seq", &running}} {
+		if !want[sec.state] || sec.n == 0 {
 			continue
 		}
 		where, args := f.where(sec.state)
@@ -470,15 +519,19 @@ func (s *Store) Snapshot(ctx context.Context, f, finished Filter, want map[job.S
 	return pending, running, done, nil
 }
 
-func (s *Store) listFinished(f Filter) []job.Job {
+func (s *Store) listFinished(f Filter) []*Finished {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.listFinishedLocked(f)
 }
 
 // listFinishedLocked pages the finished jobs, newest first; s.mu held.
-func (s *Store) listFinishedLocked(f Filter) []job.Job {
-	var out []job.Job
+func (s *Store) listFinishedLocked(f Filter) []*Finished {
+	n := max(len(s.finished)-f.Offset, 0)
+	if f.Limit > 0 {
+		n = min(n, f.Limit)
+	}
+	out := make([]*Finished, 0, n) // exact when unfiltered, an upper bound otherwise
 	skip := f.Offset
 	for i := len(s.finished) - 1; i >= 0; i-- {
 		j := s.finished[i]

@@ -246,10 +246,10 @@ func browseRows(cfg *config.Config, l service.Listing) []browseRow {
 	var out []browseRow
 	for _, es := range [][]service.Entry{l.Running, l.Pending, l.Finished} {
 		for _, e := range es {
-			r := browseRow{Job: e.Job, Page: jobPath(e.Project, e.ID), Runtime: runtime(e.Started, e.Ended), Status: outcomeClass(e.Job)}
+			r := browseRow{Job: *e.Job, Page: jobPath(e.Project, e.ID), Runtime: runtime(e.Started, e.Ended), Status: outcomeClass(*e.Job)}
 			// Only link files that exist: this list is for people.
 			if e.LogURL != "" || e.ItemsURL != "" {
-				logURL, itemsURL := fileURLs(cfg, e.Job)
+				logURL, itemsURL := fileURLs(cfg, *e.Job)
 				if e.LogURL != "" {
 					r.LogURL = logURL
 				}

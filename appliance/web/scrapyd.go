@@ -85,7 +85,7 @@ func (h *handlers) jobs(c *fiber.Ctx) error {
 		var w strings.Builder
 		w.Grow(len(es) * 700)
 		for _, e := range es {
-			writeJobRow(&w, scrapydRow(cfg, e.Job, now), b.Prefix, b.LocalItems)
+			writeJobRow(&w, scrapydRow(cfg, *e.Job, now), b.Prefix, b.LocalItems)
 		}
 		return template.HTML(w.String())
 	}
