@@ -146,7 +146,10 @@ func (p *params) file(name string) ([]byte, bool, error) {
 			return nil, false, err
 		}
 		defer f.Close()
-		data, err := io.ReadAll(f)
+		// One allocation of the known size: io.ReadAll's doubling would hold
+		// up to twice an upload (64 MiB by default) in garbage meanwhile.
+		data := make([]byte, fh.Size)
+		_, err = io.ReadFull(f, data)
 		return data, true, err
 	}
 	if vs, ok := p.values[name]; ok && len(vs) > 0 {

@@ -5,6 +5,8 @@
 package testkit
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -104,13 +106,16 @@ func SampleEgg(t testing.TB) []byte {
 
 // Daemon is a running scrapyd.
 type Daemon struct {
-	URL  string // http://127.0.0.1:PORT
+	URL  string // http://127.0.0.1:PORT (https:// with Options.TLSRoots)
 	Root string // its --root: etc/scrapyd, var/lib/scrapyd, var/log/scrapyd below
 	Port int
 	Env  []string
-	cmd  *exec.Cmd
-	done chan struct{}
-	t    testing.TB
+	// Client makes Get, Post and Upload's requests (it trusts
+	// Options.TLSRoots).
+	Client *http.Client
+	cmd    *exec.Cmd
+	done   chan struct{}
+	t      testing.TB
 }
 
 // Options configure StartDaemon.
@@ -119,6 +124,13 @@ type Options struct {
 	Env  []string // extra environment
 	Root string   // reuse a root (restart tests); "" makes a new one
 	Port int      // 0 picks a free one
+	// BindAddress is the daemon's bind_address ("" means 127.0.0.1); the
+	// tests reach it through 127.0.0.1 whatever it is.
+	BindAddress string
+	// TLSRoots, when set, says the daemon speaks HTTPS (Conf sets tls_cert
+	// and tls_key) with a certificate these roots trust: URL is https://
+	// and Client trusts them.
+	TLSRoots *x509.CertPool
 }
 
 // StartDaemon starts scrapyd and waits until it answers daemonstatus.json.
@@ -139,14 +151,24 @@ func StartDaemon(t testing.TB, o Options) *Daemon {
 			t.Fatal(err)
 		}
 	}
+	bind := o.BindAddress
+	if bind == "" {
+		bind = "127.0.0.1"
+	}
 	port := o.Port
 	if port == 0 {
-		port = FreePort(t)
+		port = freePortOn(t, bind)
 	}
 	home := filepath.Join(root, "home")
 	os.MkdirAll(home, 0o755)
-	d := &Daemon{URL: fmt.Sprintf("http://127.0.0.1:%d", port), Root: root, Port: port, t: t}
-	d.Env = append(os.Environ(), "HOME="+home, fmt.Sprintf("SCRAPYD_HTTP_PORT=%d", port), "SCRAPYD_BIND_ADDRESS=127.0.0.1")
+	scheme, client := "http", http.DefaultClient
+	if o.TLSRoots != nil {
+		scheme = "https"
+		client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: o.TLSRoots}}}
+		t.Cleanup(client.CloseIdleConnections)
+	}
+	d := &Daemon{URL: fmt.Sprintf("%s://127.0.0.1:%d", scheme, port), Root: root, Port: port, Client: client, t: t}
+	d.Env = append(os.Environ(), "HOME="+home, fmt.Sprintf("SCRAPYD_HTTP_PORT=%d", port), "SCRAPYD_BIND_ADDRESS="+bind)
 	d.Env = append(d.Env, o.Env...)
 	d.cmd = exec.Command(bin, "--root", root)
 	d.cmd.Dir = root
@@ -165,7 +187,7 @@ func StartDaemon(t testing.TB, o Options) *Daemon {
 	t.Cleanup(func() { d.Stop() })
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		resp, err := http.Get(d.URL + "/daemonstatus.json")
+		resp, err := d.Client.Get(d.URL + "/daemonstatus.json")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 || resp.StatusCode == 401 {
@@ -227,7 +249,7 @@ func (d *Daemon) Get(t testing.TB, endpoint string, q url.Values) map[string]any
 	if len(q) > 0 {
 		u += "?" + q.Encode()
 	}
-	resp, err := http.Get(u)
+	resp, err := d.Client.Get(u)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,7 +259,7 @@ func (d *Daemon) Get(t testing.TB, endpoint string, q url.Values) map[string]any
 // Post calls a POST endpoint with a urlencoded form and decodes the answer.
 func (d *Daemon) Post(t testing.TB, endpoint string, form url.Values) map[string]any {
 	t.Helper()
-	resp, err := http.PostForm(d.URL+"/"+endpoint, form)
+	resp, err := d.Client.PostForm(d.URL+"/"+endpoint, form)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,7 +270,7 @@ func (d *Daemon) Post(t testing.TB, endpoint string, form url.Values) map[string
 func (d *Daemon) Upload(t testing.TB, project, version string, egg []byte) map[string]any {
 	t.Helper()
 	body, ct := Multipart(t, map[string]string{"project": project, "version": version}, "egg", egg)
-	resp, err := http.Post(d.URL+"/addversion.json", ct, body)
+	resp, err := d.Client.Post(d.URL+"/addversion.json", ct, body)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -285,7 +307,14 @@ func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bo
 // FreePort returns a TCP port that was free a moment ago on 127.0.0.1.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return freePortOn(t, "127.0.0.1")
+}
+
+// freePortOn returns a TCP port that was free a moment ago on host (on
+// every address for 0.0.0.0).
+func freePortOn(t testing.TB, host string) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}
