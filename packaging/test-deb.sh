@@ -126,8 +126,17 @@ check "apt install ./$name (dependencies resolved by apt)" \
 check "python3-scrapy is installed" ct dpkg-query -W python3-scrapy
 check "user scrapy: system user, home /var/lib/scrapyd, no login shell" \
 	ct sh -c 'getent passwd scrapy | grep -Eq "^scrapy:x:[0-9]+:[0-9]+:[^:]*:/var/lib/scrapyd:/usr/sbin/nologin$" && [ "$(id -u scrapy)" -lt 1000 ]'
-check "data and log directories belong to scrapy" \
-	ct sh -c 'for d in /var/lib/scrapyd /var/lib/scrapyd/eggs /var/lib/scrapyd/dbs /var/lib/scrapyd/items /var/log/scrapyd; do [ "$(stat -c %U:%G "$d")" = scrapy:scrapy ] || { echo "$d"; exit 1; }; done'
+# owners DIR=USER:GROUP:MODE...: each directory's owner and mode.
+owners() {
+	local spec d
+	for spec in "$@"; do
+		d=${spec%%=*}
+		[[ $(ct stat -c %U:%G:%a "$d") == "${spec#*=}" ]] || { echo "$d: $(ct stat -c %U:%G:%a "$d"), want ${spec#*=}"; return 1; }
+	done
+}
+data_owners=(/var/lib/scrapyd=root:root:755 /var/lib/scrapyd/eggs=root:root:755 /var/lib/scrapyd/dbs=root:root:700
+	/var/lib/scrapyd/items=scrapy:scrapy:755 /var/log/scrapyd=root:root:755)
+check "the daemon's state is root's (eggs, dbs 0700); crawls own only items" owners "${data_owners[@]}"
 check "scrapyd.socket is enabled and listening on 127.0.0.1:6800" \
 	ct sh -c 'systemctl is-enabled scrapyd.socket && systemctl is-active scrapyd.socket && ss -Hltn "sport = :6800" | grep -q "127.0.0.1:6800"'
 check "scrapyd.service is enabled (starts at boot for queued jobs)" ct systemctl is-enabled scrapyd.service
@@ -159,6 +168,32 @@ check "its items are /var/lib/scrapyd/items/sample/params/params1.jl (3 lines)" 
 check "scrapyd.out, scrapyd.err and the daemon's scrapyd.log are in /var/log/scrapyd" \
 	ct sh -c 'test -f /var/log/scrapyd/scrapyd.out && test -f /var/log/scrapyd/scrapyd.err && grep -q "scrapyd started" /var/log/scrapyd/scrapyd.log'
 
+# 2b. confinement: a hostile project's crawl cannot reach the daemon's state,
+# the sample project's egg and logs, or the system; only its own files
+lab cp "$here/testdata/intruder" /tmp/intruder-project >/dev/null
+check "addversion.json uploads a hostile project, intruder" \
+	eval 'ct sh -c "cd /tmp/intruder-project && scrapydctl deploy --build-egg /tmp/intruder.egg" && api addversion.json -F project=intruder -F version=1 -F egg=@/tmp/intruder.egg | grep -q "\"spiders\": 1"'
+check "schedule.json: intruder's probe" \
+	eval 'api schedule.json -d project=intruder -d spider=probe -d jobid=probe1 -d other_egg=/var/lib/scrapyd/eggs/sample/r1.egg | grep -q "\"status\": \"ok\""'
+wait_for "the probe finishes" 90 job_is probe1 "finished finished 0"
+# probed WANT: every attempt of the probe's item ended as WANT says.
+probed() {
+	ct cat /var/lib/scrapyd/items/intruder/probe/probe1.jl | python3 -c '
+import json, sys
+got, want = json.loads(sys.stdin.readline()), json.loads(sys.argv[1])
+bad = {k: (got.get(k), v) for k, v in want.items() if got.get(k) != v}
+sys.exit("(got, want): %s" % bad if bad else 0)' "$1"
+}
+check "the crawl cannot write eggs, dbs, other logs, the daemon's log or /etc (EROFS), nor read the sample's egg or the job database (ENOENT); its log is root's (EACCES)" \
+	probed '{"write_eggs": "EROFS", "read_other_egg": "ENOENT", "read_db": "ENOENT", "rename_dbs": "EROFS",
+		"write_other_log": "EROFS", "write_daemon_log": "EACCES", "write_etc": "EROFS", "see_pid1": false}'
+check "it writes its own items, Scrapy's .scrapy cache and its private /tmp, as scrapy" \
+	eval "probed '{\"write_own_items\": \"ok\", \"write_httpcache\": \"ok\", \"write_tmp\": \"ok\", \"uid\": '\$(ct id -u scrapy)'}'"
+check "nothing it planted outside its own directories exists" \
+	eval '! ct sh -c "ls -d /var/lib/scrapyd/eggs/intruder/planted.egg /var/lib/scrapyd/dbs.old /var/log/scrapyd/sample/params/planted.log /etc/scrapyd/conf.d/99-planted.conf /tmp/planted" 2>/dev/null'
+check "the sample project's egg and the job database are intact" \
+	eval 'api listversions.json?project=sample | grep -q "\"r1\"" && api listjobs.json?project=sample | grep -q params1'
+
 # 3. a crawl unit, its user and its limits
 ct sh -c 'printf "[scrapyd]\ncrawl_memory_max = 512M\ncrawl_tasks_max = 64\ncrawl_cpu_quota = 50\ncrawl_max_runtime = 3600\n" >/etc/scrapyd/conf.d/20-limits.conf'
 wait_for "conf.d/20-limits.conf is applied live" 30 \
@@ -177,8 +212,18 @@ check "its main process ($pid) runs with a uid other than 0 (the uid of scrapy)"
 check "the unit has MemoryMax=536870912 TasksMax=64 CPUQuotaPerSecUSec=500ms RuntimeMaxUSec=1h" \
 	eval "prop_is '$unit' MemoryMax 536870912 && prop_is '$unit' TasksMax 64 && prop_is '$unit' CPUQuotaPerSecUSec 500ms && prop_is '$unit' RuntimeMaxUSec 1h"
 check "listjobs.json shows the unit's MainPID as pid" job_is kill-9 "running $pid *"
+# exposure UNIT MAX: systemd-analyze security's overall exposure of UNIT
+# (0 confined .. 10 not at all) is at most MAX.
+exposure() {
+	local line score
+	line=$(ct systemd-analyze security --no-pager "$1" | tail -n 1)
+	score=$(sed -E 's/.*: ([0-9.]+).*/\1/' <<<"$line")
+	python3 -c 'import sys; sys.exit(float(sys.argv[1]) > float(sys.argv[2]))' "$score" "$2" || { echo "$line"; return 1; }
+}
 info "systemd-analyze security $unit: $(ct systemd-analyze security --no-pager "$unit" 2>&1 | tail -n 1)"
 info "systemd-analyze security scrapyd.service: $(ct systemd-analyze security --no-pager scrapyd.service 2>&1 | tail -n 1)"
+check "systemd-analyze security: the crawl unit's exposure is at most 2.5 (it was 9.0 unconfined)" exposure "$unit" 2.5
+check "systemd-analyze security: scrapyd.service's exposure is at most 3.0" exposure scrapyd.service 3.0
 
 # 4. kill -9 of the daemon and a restart: the crawl goes on and is adopted
 before=$(job kill-9)

@@ -53,6 +53,9 @@ type Config struct {
 	CrawlCPUQuota   int
 	CrawlTasksMax   int
 	CrawlMaxRuntime time.Duration
+	// CrawlWritablePaths are directories crawls may write besides their
+	// own, where the launcher confines them (systemd).
+	CrawlWritablePaths []string
 
 	WebserviceEnabled   bool
 	WebserviceResources []string
@@ -96,9 +99,13 @@ type Options struct {
 	Home  string   // "" means $HOME; "-" skips ~/.scrapyd.conf
 }
 
+// root is absolute, so that every built-in path is (see path).
 func (o Options) root() string {
 	if o.Root == "" {
 		return "/"
+	}
+	if abs, err := filepath.Abs(o.Root); err == nil {
+		return abs
 	}
 	return o.Root
 }
@@ -248,7 +255,17 @@ func (c *Config) validate() error {
 		return fail("bind_address", "empty, and unix_socket_path is empty too: the daemon would listen nowhere")
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
-		return fail("tls_cert", "tls_cert and tls_key must be set together")
+		// Name the one that is set: its file and line are where to look.
+		key := "tls_cert"
+		if c.TLSKey != "" {
+			key = "tls_key"
+		}
+		return fail(key, "tls_cert and tls_key must be set together")
+	}
+	for _, p := range c.CrawlWritablePaths {
+		if !filepath.IsAbs(p) {
+			return fail("crawl_writable_paths", "%q is not an absolute path", p)
+		}
 	}
 	for _, d := range []struct{ key, val string }{{"eggs_dir", c.EggsDir}, {"dbs_dir", c.DbsDir}} {
 		if d.val == "" {

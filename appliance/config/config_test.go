@@ -49,6 +49,27 @@ func TestDefaultsFollowTheRootPrefix(t *testing.T) {
 	}
 }
 
+// TestRelativePathsAreMadeAbsolute: a relative root (--root .) or path is
+// relative to the daemon's working directory, and resolved once at load:
+// crawls run in another directory, and their units take absolute paths only.
+func TestRelativePathsAreMadeAbsolute(t *testing.T) {
+	root := t.TempDir()
+	t.Chdir(root)
+	write(t, filepath.Join(root, "etc/scrapyd/scrapyd.conf"), "[scrapyd]\nlogs_dir = logs\nitems_dir = s3://bucket/items\n")
+	c, err := Load(Options{Root: ".", Env: []string{}, Cwd: root, Home: "-"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for got, want := range map[string]string{
+		c.Root: root, c.EggsDir: root + "/var/lib/scrapyd/eggs", c.LogsDir: root + "/logs",
+		c.ItemsDir: "s3://bucket/items", // a URL is kept as given
+	} {
+		if got != want {
+			t.Errorf("got %q, want %q", got, want)
+		}
+	}
+}
+
 func TestSearchOrderLaterFilesWin(t *testing.T) {
 	root := t.TempDir()
 	o := opts(root)

@@ -70,7 +70,7 @@ func parseINI(name string, data []byte) ([]entry, error) {
 		}
 		i := strings.IndexAny(line, "=:")
 		if i <= 0 {
-			return nil, fmt.Errorf("%s:%d: expected \"option = value\", got %q", name, n, line)
+			return nil, fmt.Errorf("%s:%d: expected \"option = value\", got %q", name, n, redacted(line))
 		}
 		if section == "" {
 			return nil, fmt.Errorf("%s:%d: option outside a [section]", name, n)
@@ -90,4 +90,14 @@ func parseINI(name string, data []byte) ([]entry, error) {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	return out, nil
+}
+
+// redacted is a malformed line as an error may quote it: errors reach the
+// log and daemonstatus.json, so a mistyped "password s3cret" line shows
+// its first word only.
+func redacted(line string) string {
+	if f := strings.Fields(line); len(f) > 1 && strings.EqualFold(strings.TrimRight(f[0], "=:"), "password") {
+		return f[0] + " …"
+	}
+	return line
 }

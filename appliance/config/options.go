@@ -70,6 +70,7 @@ var options = map[string]option{
 	"crawl_cpu_quota":      {"0", percent(func(c *Config) *int { return &c.CrawlCPUQuota }), ""},
 	"crawl_tasks_max":      {"0", intRange(0, math.MaxInt32, func(c *Config) *int { return &c.CrawlTasksMax }), ""},
 	"crawl_max_runtime":    {"0", seconds(0, func(c *Config) *time.Duration { return &c.CrawlMaxRuntime }), ""},
+	"crawl_writable_paths": {"", list(func(c *Config) *[]string { return &c.CrawlWritablePaths }), ""},
 	"webservice_enabled":   {"on", boolean(func(c *Config) *bool { return &c.WebserviceEnabled }), ""},
 	"webservice_resources": {"crawler, stats, enginestatus", list(func(c *Config) *[]string { return &c.WebserviceResources }), ""},
 	"webservice_logfile":   {"", path(func(c *Config) *string { return &c.WebserviceLogFile }), ""},
@@ -128,14 +129,19 @@ func str(f func(*Config) *string) field {
 	return parsed(f, func(v string) (string, error) { return v, nil })
 }
 
-// path keeps the value as given: relative paths are relative to the daemon's
-// working directory, as in Scrapyd. NUL bytes can never name a file.
+// path makes a relative path absolute from the daemon's working directory,
+// which is what it means in Scrapyd, once, here: crawls run elsewhere (their
+// own working directory, or a unit whose sandbox takes absolute paths only).
+// A URL (items_dir = s3://…) is kept as given. NUL bytes can never name a file.
 func path(f func(*Config) *string) field {
 	return parsed(f, func(v string) (string, error) {
 		if strings.ContainsRune(v, 0) {
 			return "", errors.New("contains a NUL byte")
 		}
-		return v, nil
+		if v == "" || filepath.IsAbs(v) || strings.Contains(v, "://") {
+			return v, nil
+		}
+		return filepath.Abs(v)
 	})
 }
 

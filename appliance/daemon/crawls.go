@@ -67,7 +67,8 @@ func (h *crawlHooks) Extras(j job.Job, settingsModule string) scrapy.Extras {
 			h.log.Error("cannot give the crawl its socket directory", "job", j.ID, "err", err)
 		}
 	}
-	return scrapy.Extras{Env: add.Env, PythonPath: add.PythonPath}
+	// The crawl creates its socket and writes its final stats there.
+	return scrapy.Extras{Env: add.Env, PythonPath: add.PythonPath, Writable: []string{h.rpc.SocketDir(j.ID)}}
 }
 
 // Ended implements dispatch.Hooks.

@@ -58,10 +58,15 @@ func Run(ctx context.Context, o Options) error {
 	current.Store(cfg)
 	conf := current.Load
 
-	for _, dir := range []string{cfg.EggsDir, cfg.DbsDir, cfg.LogsDir, dispatch.LocalItemsDir(cfg)} {
-		if dir != "" {
-			if err := os.MkdirAll(dir, 0o755); err != nil {
-				return fmt.Errorf("create %s: %w", dir, err)
+	// dbs_dir is the daemon's alone: the job database holds every spider
+	// argument, which may carry credentials.
+	for _, d := range []struct {
+		path string
+		mode os.FileMode
+	}{{cfg.EggsDir, 0o755}, {cfg.DbsDir, 0o700}, {cfg.LogsDir, 0o755}, {dispatch.LocalItemsDir(cfg), 0o755}} {
+		if d.path != "" {
+			if err := os.MkdirAll(d.path, d.mode); err != nil {
+				return fmt.Errorf("create %s: %w", d.path, err)
 			}
 		}
 	}
@@ -111,6 +116,11 @@ func Run(ctx context.Context, o Options) error {
 		applied: func(next *config.Config) {
 			if err := rpc.Reload(webserviceConfig(next)); err != nil {
 				log.Error("crawl web service settings not applied", "err", err)
+			}
+			// A reload that removes the password leaves the API open: say
+			// so in the log too, not only in daemonstatus.json.
+			for _, w := range securityWarnings(next) {
+				log.Warn(w)
 			}
 		}}
 	app := api.New(api.Options{

@@ -228,18 +228,50 @@ func (d *Dispatcher) crawl(cfg *config.Config, j job.Job) (scrapy.Crawl, error) 
 		c.ItemsFeed = paths.ItemsURL
 	}
 	for _, p := range []string{paths.Log, paths.Items} {
-		if p == "" {
-			continue
+		if p != "" {
+			prune(filepath.Dir(p), cfg.JobsToKeep)
 		}
-		if err := d.mkdir(filepath.Dir(p)); err != nil {
+	}
+	c.Sandbox = sandbox(cfg, paths, c.Project.Egg)
+	for _, dir := range c.Sandbox.Writable {
+		if err := d.mkdir(dir); err != nil {
 			return c, err
 		}
-		prune(filepath.Dir(p), cfg.JobsToKeep)
 	}
 	if d.Hooks != nil {
 		c.Extras = d.Hooks.Extras(j, c.Project.SettingsModule)
 	}
 	return c, nil
+}
+
+// sandbox is what a crawl may touch: it writes its own log, items and
+// JOBDIR directories, and Scrapy's .scrapy data directory (HTTP cache) in
+// its working directory; it reads its own egg but no other egg, nor the
+// job database. The working directory itself stays read-only, so the crawl
+// cannot replace the daemon's eggs/ or dbs/ in it.
+func sandbox(cfg *config.Config, paths JobPaths, egg string) launch.Sandbox {
+	sb := launch.Sandbox{
+		Writable: []string{filepath.Join(CrawlDir(cfg), ".scrapy")},
+		Optional: cfg.CrawlWritablePaths,
+		Hidden:   []string{cfg.EggsDir, cfg.DbsDir},
+	}
+	for _, dir := range []string{dirOf(paths.Log), dirOf(paths.Items), paths.JobDir} {
+		if dir != "" {
+			sb.Writable = append(sb.Writable, dir)
+		}
+	}
+	if egg != "" {
+		sb.Exposed = []string{egg}
+	}
+	return sb
+}
+
+// dirOf is the directory of a file path, "" for "".
+func dirOf(p string) string {
+	if p == "" {
+		return ""
+	}
+	return filepath.Dir(p)
 }
 
 // await waits for a crawl's end and hands it to the dispatch loop.

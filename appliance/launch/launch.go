@@ -24,6 +24,26 @@ type Command struct {
 	Stdout  string   // file the crawl's stdout is appended to ("" discards)
 	Stderr  string   // file the crawl's stderr is appended to ("" discards)
 	Limits  Limits
+	Sandbox Sandbox
+}
+
+// Sandbox is what a crawl may see and change of the file system: uploaded
+// code must not touch the daemon's state, other projects' eggs or the
+// system. The systemd launcher enforces it on the unit (everything else
+// read-only, a private /tmp); the exec launcher cannot, and leaves it to the
+// crawl user's file permissions.
+type Sandbox struct {
+	// Writable are the directories the crawl writes: its log, items, JOBDIR
+	// and socket directories. They must exist when the crawl starts.
+	Writable []string
+	// Optional are writable directories an administrator added; one that
+	// does not exist is skipped, not an error.
+	Optional []string
+	// Hidden are directories the crawl must not even read (the egg store
+	// and the job database): they appear empty.
+	Hidden []string
+	// Exposed are files under Hidden the crawl still reads (its own egg).
+	Exposed []string
 }
 
 // Limits are per-crawl resource limits; zero means unlimited. The exec

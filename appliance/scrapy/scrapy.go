@@ -34,6 +34,7 @@ type Extras struct {
 	Env        []string // KEY=VALUE, replacing the same key (SCRAPY_SETTINGS_MODULE may be wrapped)
 	PythonPath []string
 	Settings   []job.Pair
+	Writable   []string // directories the crawl must write besides its own (a socket's)
 }
 
 // Crawl is one crawl to start.
@@ -52,6 +53,7 @@ type Crawl struct {
 	Stdout    string
 	Stderr    string
 	Limits    launch.Limits
+	Sandbox   launch.Sandbox
 	Extras    Extras
 }
 
@@ -88,10 +90,12 @@ func Command(c Crawl) launch.Command {
 		env = append(env, "SCRAPYD_EGG_VERSION="+c.Version)
 	}
 	env = setEnv(env, c.Extras.Env...)
+	sandbox := c.Sandbox
+	sandbox.Writable = append(slices.Clip(sandbox.Writable), c.Extras.Writable...)
 	return launch.Command{
 		Job: c.Spec.ID, Project: c.Spec.Project, Spider: c.Spec.Spider,
 		Path: c.Python, Args: args, Env: env, Dir: c.Dir,
-		Stdout: c.Stdout, Stderr: c.Stderr, Limits: c.Limits,
+		Stdout: c.Stdout, Stderr: c.Stderr, Limits: c.Limits, Sandbox: sandbox,
 	}
 }
 

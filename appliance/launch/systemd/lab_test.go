@@ -19,6 +19,7 @@ package systemd
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -61,6 +62,7 @@ func TestLab(t *testing.T) {
 		t.Run("StartFails", labStartFails)
 		t.Run("Recover", labRecover)
 		t.Run("OutlivesDaemon", labOutlivesDaemon)
+		t.Run("Confinement", labConfinement)
 		return
 	}
 	if os.Geteuid() != 0 {
@@ -161,16 +163,7 @@ sys.exit(int(os.environ["EXIT_ON_FILE"]))
 `
 
 func crawlCommand(t testing.TB, job string, env ...string) launch.Command {
-	// Not t.TempDir: its parent is private to root, and the crawl user must
-	// see files the test creates here.
-	dir, err := os.MkdirTemp("", "crawl")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	dir := labDir(t)
 	return launch.Command{
 		Job: job, Project: "lab", Spider: "script",
 		Path: "/usr/bin/python3", Args: []string{"-c", crawlScript},
@@ -180,6 +173,22 @@ func crawlCommand(t testing.TB, job string, env ...string) launch.Command {
 		Stderr: filepath.Join(dir, "err"),
 		Limits: launch.Limits{MemoryMax: 256 << 20, CPUQuota: 50, TasksMax: 32, MaxRuntime: time.Hour},
 	}
+}
+
+// labDir is a directory the test and its crawls share. Not under /tmp:
+// crawls have their own (PrivateTmp), and not t.TempDir, whose parent is
+// private to root.
+func labDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("/srv", "crawl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 // eventually polls cond until it holds; the test's own timeout bounds it.
@@ -403,7 +412,7 @@ func labRecover(t *testing.T) {
 	wantCode(t, wait(t, w), 3)
 }
 
-const outliveOut = "/tmp/lab-outlive.out"
+const outliveOut = "/srv/lab-outlive.out"
 
 // labOutlivesDaemon: a crawl started from inside a service keeps running
 // when that service stops (KillMode=mixed kills the daemon's whole cgroup).
@@ -437,6 +446,125 @@ func labOutlivesDaemon(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantCode(t, wait(t, w), 0)
+}
+
+// confinementScript reports what a crawl could do to the files it must
+// not touch, as one JSON line: "ok" or the errno's name per attempt.
+const confinementScript = `
+import errno, json, os, sys
+def attempt(op):
+    try:
+        op()
+        return "ok"
+    except OSError as e:
+        return errno.errorcode.get(e.errno, str(e.errno))
+def write(path):
+    return attempt(lambda: open(path, "w").write("x"))
+def read(path):
+    return attempt(lambda: open(path).read())
+env = os.environ
+print(json.dumps({
+    "write_own": write(env["OWN"] + "/f"),
+    "write_optional": write(env["OPTIONAL"] + "/f"),
+    "write_other": write(env["OTHER"] + "/f"),
+    "write_etc": write("/etc/scrapyd-crawl-was-here"),
+    "write_tmp": write("/tmp/f"),
+    "read_own_egg": read(env["EGGS"] + "/own.egg"),
+    "read_other_egg": read(env["EGGS"] + "/other.egg"),
+    "read_db": read(env["DBS"] + "/scrapyd.db"),
+    "see_pid1": os.path.exists("/proc/1/cmdline"),
+    "uid": os.getuid(),
+}), flush=True)
+`
+
+// labConfinement: a crawl writes its own directories only (not another
+// directory it owns, not /etc), reads its own egg but not another
+// project's or the job database, and cannot see the system's processes;
+// Unix permissions alone would allow all of those but /etc.
+func labConfinement(t *testing.T) {
+	l := labLauncher(t)
+	u, _ := runas.Lookup("scrapy", "")
+	base := labDir(t)
+	dirs := map[string]string{}
+	for _, name := range []string{"OWN", "OPTIONAL", "OTHER", "EGGS", "DBS"} {
+		d := filepath.Join(base, strings.ToLower(name))
+		if err := os.Mkdir(d, 0o777); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(d, int(u.UID), int(u.GID)); err != nil {
+			t.Fatal(err)
+		}
+		dirs[name] = d
+	}
+	for _, f := range []string{"eggs/own.egg", "eggs/other.egg", "dbs/scrapyd.db"} {
+		if err := os.WriteFile(filepath.Join(base, f), []byte("data"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := crawlCommand(t, "lab-confined")
+	cmd.Args = []string{"-c", confinementScript}
+	for k, d := range dirs {
+		cmd.Env = append(cmd.Env, k+"="+d)
+	}
+	cmd.Sandbox = launch.Sandbox{
+		Writable: []string{dirs["OWN"]},
+		Optional: []string{dirs["OPTIONAL"], filepath.Join(base, "missing")},
+		Hidden:   []string{dirs["EGGS"], dirs["DBS"]},
+		Exposed:  []string{filepath.Join(dirs["EGGS"], "own.egg")},
+	}
+	h, w, err := l.Start(t.Context(), cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	score := securityScore(t, h.ID)
+	wantCode(t, wait(t, w), 0)
+	out, _ := os.ReadFile(cmd.Stdout)
+	var got map[string]any
+	if err := json.Unmarshal(out, &got); err != nil {
+		errOut, _ := os.ReadFile(cmd.Stderr)
+		t.Fatalf("crawl output %q (stderr %q): %v", out, errOut, err)
+	}
+	want := map[string]any{
+		"write_own": "ok", "write_optional": "ok", "write_other": "EROFS", "write_etc": "EROFS", "write_tmp": "ok",
+		"read_own_egg": "ok", "read_other_egg": "ENOENT", "read_db": "ENOENT",
+		"see_pid1": false, "uid": float64(u.UID),
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %v, want %v", k, got[k], v)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dirs["OWN"], "f")); err != nil {
+		t.Errorf("the crawl's write to its own directory is not on the host: %v", err)
+	}
+	// systemd-analyze security: 10 is unconfined (a crawl unit was 9.0
+	// before its sandbox), under 5 is "OK"; this sandbox scores 1.6 on
+	// systemd 252. Reported with -v, for the closing note.
+	t.Logf("systemd-analyze security %s: %.1f", h.ID, score)
+	if score > 2.5 {
+		t.Errorf("crawl unit exposure %.1f, want at most 2.5", score)
+	}
+}
+
+// securityScore is the unit's overall exposure by systemd-analyze security
+// (lower is safer), read while the unit is loaded.
+func securityScore(t testing.TB, unit string) float64 {
+	t.Helper()
+	out, err := exec.Command("systemd-analyze", "security", "--no-pager", unit).CombinedOutput()
+	if err != nil {
+		t.Fatalf("systemd-analyze security: %v\n%s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	last := strings.Fields(lines[len(lines)-1]) // "→ Overall exposure level for UNIT: 2.1 OK 🙂"
+	for i, f := range last {
+		if strings.HasSuffix(f, ":") && i+1 < len(last) {
+			if v, err := strconv.ParseFloat(last[i+1], 64); err == nil {
+				return v
+			}
+		}
+	}
+	t.Fatalf("no score in %q", lines[len(lines)-1])
+	return 0
 }
 
 // BenchmarkLabStart measures Start (StartTransientUnit until the start job

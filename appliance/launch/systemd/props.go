@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"syscall"
 
 	sddbus "github.com/coreos/go-systemd/v22/dbus"
@@ -72,7 +73,84 @@ func properties(cmd launch.Command, o Options) ([]sddbus.Property, error) {
 	if l.MaxRuntime > 0 {
 		props = append(props, prop("RuntimeMaxUSec", uint64(l.MaxRuntime.Microseconds())))
 	}
-	return props, nil
+	return append(props, confinement(cmd.Sandbox)...), nil
+}
+
+// confinement is the crawl's sandbox: uploaded code sees the system
+// read-only, writes only its own directories and a private /tmp, cannot
+// read the egg store (except its own egg) or the job database, and loses
+// what a crawl never needs (devices, kernel knobs, capabilities, other
+// processes, foreign system calls). Each property is what systemd-run -p
+// would send. Left out on purpose, because real crawls need them:
+// MemoryDenyWriteExecute (JIT engines in headless browsers), PrivateNetwork
+// and IP filters (crawls fetch the web), ProcSubset=pid (browsers read
+// /proc/meminfo), and RemoveIPC (all crawls share one user, so one crawl's
+// end would remove the others' IPC objects).
+func confinement(sb launch.Sandbox) []sddbus.Property {
+	writable := slices.Clone(sb.Writable)
+	for _, p := range sb.Optional {
+		writable = append(writable, "-"+p) // "-": skipped when missing
+	}
+	props := []sddbus.Property{
+		prop("ProtectSystem", "strict"),
+		prop("ReadWritePaths", nonNil(writable)),
+		prop("PrivateTmp", true),
+		// read-only, not yes: a project deployed through [settings] may be
+		// imported from under /home.
+		prop("ProtectHome", "read-only"),
+		prop("PrivateDevices", true),
+		prop("PrivateIPC", true),
+		prop("ProtectKernelTunables", true),
+		prop("ProtectKernelModules", true),
+		prop("ProtectKernelLogs", true),
+		prop("ProtectControlGroups", true),
+		prop("ProtectClock", true),
+		prop("ProtectHostname", true),
+		prop("ProtectProc", "invisible"),
+		prop("RestrictSUIDSGID", true),
+		prop("RestrictRealtime", true),
+		prop("RestrictNamespaces", uint64(0)), // the set allowed: none
+		prop("LockPersonality", true),
+		prop("CapabilityBoundingSet", uint64(0)),
+		prop("SystemCallArchitectures", []string{"native"}),
+		prop("SystemCallFilter", allowList{true, []string{"@system-service"}}),
+		prop("SystemCallErrorNumber", int32(syscall.EPERM)),
+		// AF_NETLINK: glibc's getaddrinfo asks the kernel for the host's
+		// addresses through it (AI_ADDRCONFIG).
+		prop("RestrictAddressFamilies", allowList{true, []string{"AF_UNIX", "AF_INET", "AF_INET6", "AF_NETLINK"}}),
+	}
+	if len(sb.Hidden) > 0 {
+		hidden := make([]tmpfs, len(sb.Hidden))
+		for i, d := range sb.Hidden {
+			hidden[i] = tmpfs{Path: d, Options: "ro,mode=0755"}
+		}
+		props = append(props, prop("TemporaryFileSystem", hidden))
+	}
+	if len(sb.Exposed) > 0 {
+		binds := make([]bind, len(sb.Exposed))
+		for i, f := range sb.Exposed {
+			binds[i] = bind{Source: f, Destination: f, Flags: syscall.MS_REC}
+		}
+		props = append(props, prop("BindReadOnlyPaths", binds))
+	}
+	return props
+}
+
+// allowList is the D-Bus shape (bas) of SystemCallFilter= and
+// RestrictAddressFamilies=: whether the list is allowed (or denied), and it.
+type allowList struct {
+	Allow bool
+	List  []string
+}
+
+// tmpfs is one TemporaryFileSystem= entry, D-Bus (ss).
+type tmpfs struct{ Path, Options string }
+
+// bind is one BindReadOnlyPaths= entry, D-Bus (ssbt).
+type bind struct {
+	Source, Destination string
+	IgnoreMissing       bool
+	Flags               uint64
 }
 
 // output is StandardOutput=append:FILE (systemd opens it before dropping

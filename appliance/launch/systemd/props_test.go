@@ -59,8 +59,66 @@ func TestProperties(t *testing.T) {
 	if _, ok := got["ExecStart"]; !ok {
 		t.Error("no ExecStart")
 	}
-	if len(got) != len(want)+1 {
-		t.Errorf("%d properties, want %d: %v", len(got), len(want)+1, got)
+	sandbox := len(confinement(launch.Sandbox{}))
+	if len(got) != len(want)+1+sandbox {
+		t.Errorf("%d properties, want %d: %v", len(got), len(want)+1+sandbox, got)
+	}
+}
+
+// TestConfinement checks the sandbox's values and their D-Bus signatures,
+// which systemd checks strictly (a wrong one fails every crawl's start).
+func TestConfinement(t *testing.T) {
+	sb := launch.Sandbox{
+		Writable: []string{"/var/log/scrapyd/p/s", "/run/scrapyd/crawlrpc/j1"},
+		Optional: []string{"/srv/exports"},
+		Hidden:   []string{"/var/lib/scrapyd/eggs", "/var/lib/scrapyd/dbs"},
+		Exposed:  []string{"/var/lib/scrapyd/eggs/p/1.egg"},
+	}
+	props, err := properties(launch.Command{Job: "j1", Path: "/bin/true", Sandbox: sb}, Options{Slice: DefaultSlice})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type want struct {
+		sig   string
+		value any
+	}
+	wants := map[string]want{
+		"ProtectSystem":           {"s", "strict"},
+		"ReadWritePaths":          {"as", []string{"/var/log/scrapyd/p/s", "/run/scrapyd/crawlrpc/j1", "-/srv/exports"}},
+		"PrivateTmp":              {"b", true},
+		"ProtectHome":             {"s", "read-only"},
+		"CapabilityBoundingSet":   {"t", uint64(0)},
+		"RestrictNamespaces":      {"t", uint64(0)},
+		"ProtectProc":             {"s", "invisible"},
+		"SystemCallArchitectures": {"as", []string{"native"}},
+		"SystemCallFilter":        {"(bas)", allowList{true, []string{"@system-service"}}},
+		"RestrictAddressFamilies": {"(bas)", allowList{true, []string{"AF_UNIX", "AF_INET", "AF_INET6", "AF_NETLINK"}}},
+		"TemporaryFileSystem": {"a(ss)", []tmpfs{
+			{"/var/lib/scrapyd/eggs", "ro,mode=0755"}, {"/var/lib/scrapyd/dbs", "ro,mode=0755"}}},
+		"BindReadOnlyPaths": {"a(ssbt)", []bind{
+			{"/var/lib/scrapyd/eggs/p/1.egg", "/var/lib/scrapyd/eggs/p/1.egg", false, 16384}}},
+	}
+	for _, p := range props {
+		w, ok := wants[p.Name]
+		if !ok {
+			continue
+		}
+		delete(wants, p.Name)
+		if sig := p.Value.Signature().String(); sig != w.sig {
+			t.Errorf("%s has D-Bus signature %s, want %s", p.Name, sig, w.sig)
+		}
+		if !reflect.DeepEqual(p.Value.Value(), w.value) {
+			t.Errorf("%s = %#v, want %#v", p.Name, p.Value.Value(), w.value)
+		}
+	}
+	for name := range wants {
+		t.Errorf("%s not set", name)
+	}
+	// No hidden directories: no empty TemporaryFileSystem= or bind list.
+	for _, p := range confinement(launch.Sandbox{}) {
+		if p.Name == "TemporaryFileSystem" || p.Name == "BindReadOnlyPaths" {
+			t.Errorf("%s set for an empty sandbox", p.Name)
+		}
 	}
 }
 
