@@ -32,6 +32,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scrapyd-debian/scrapyd/appliance/eggbuild"
 	"github.com/scrapyd-debian/scrapyd/appliance/testkit"
 )
 
@@ -776,4 +777,56 @@ func TestBombEggMembersStayInside(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestCrawlUserCannotTouchDaemonState runs a hostile project's probe
+// (packaging/testdata/intruder, which packaging/test-deb.sh runs in a
+// sandboxed unit too) as plain child processes of a root daemon: without a
+// sandbox, file ownership alone keeps the crawl user from the eggs, the job
+// database and the daemon's log, while its own files stay writable.
+func TestCrawlUserCannotTouchDaemonState(t *testing.T) {
+	testkit.RequireScrapy(t)
+	if os.Geteuid() != 0 {
+		t.Skip("crawls run as another user only under a root daemon (CI runs as root)")
+	}
+	t.Parallel()
+	egg, err := eggbuild.Build(eggbuild.Options{
+		Dir: filepath.Join(testkit.RepoRoot(), "packaging", "testdata", "intruder"), Settings: "intruder.settings"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := testkit.StartDaemon(t, testkit.Options{})
+	if r := d.Upload(t, "sample", "r1", testkit.SampleEgg(t)); r["status"] != "ok" {
+		t.Fatal(r)
+	}
+	if r := d.Upload(t, "intruder", "1", egg); r["status"] != "ok" {
+		t.Fatal(r)
+	}
+	lib, logs, etc := d.Path("var/lib/scrapyd"), d.Path("var/log/scrapyd"), d.Path("etc/scrapyd")
+	if err := os.MkdirAll(filepath.Join(etc, "conf.d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	id := schedule(t, d, url.Values{"project": {"intruder"}, "spider": {"probe"},
+		"lib": {lib}, "log": {logs}, "etc": {etc}, "other_egg": {filepath.Join(lib, "eggs/sample/r1.egg")}})
+	if fin := waitState(t, d, id, "finished"); fin["outcome"] != "finished" {
+		t.Fatalf("probe: %v\n%s", fin, readFile(filepath.Join(logs, "intruder/probe", id+".log")))
+	}
+	var got map[string]any
+	if err := json.Unmarshal([]byte(readFile(filepath.Join(lib, "items/intruder/probe", id+".jl"))), &got); err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]any{
+		"write_eggs": "EACCES", "read_db": "EACCES", "rename_dbs": "EACCES", "write_daemon_log": "EACCES",
+		"write_etc": "EACCES", "write_own_items": "ok", "write_httpcache": "ok",
+	} {
+		if got[k] != want {
+			t.Errorf("%s = %v, want %v", k, got[k], want)
+		}
+	}
+	if uid, _ := got["uid"].(float64); uid == 0 {
+		t.Error("the crawl ran as root")
+	}
+	if _, err := os.Stat(filepath.Join(lib, "dbs")); err != nil {
+		t.Errorf("dbs: %v", err)
+	}
 }

@@ -24,13 +24,17 @@ def read(path):
 class ProbeSpider(scrapy.Spider):
     """Yields one item: what happened to each attempt to reach the daemon's
     state, another project's files or the system. -a other_egg=PATH names
-    another project's egg."""
+    another project's egg; -a lib=DIR, -a log=DIR and -a etc=DIR the daemon's
+    data, log and configuration directories (a test's root)."""
 
     name = "probe"
     start_urls = ["data:,probe"]
+    lib = "/var/lib/scrapyd"
+    log = "/var/log/scrapyd"
+    etc = "/etc/scrapyd"
 
     def parse(self, response):
-        lib, log = "/var/lib/scrapyd", "/var/log/scrapyd"
+        lib, log = self.lib, self.log
         yield {
             "uid": os.getuid(),
             "write_eggs": write(lib + "/eggs/intruder/planted.egg"),
@@ -39,7 +43,7 @@ class ProbeSpider(scrapy.Spider):
             "rename_dbs": attempt(lambda: os.rename(lib + "/dbs", lib + "/dbs.old")),
             "write_other_log": write(log + "/sample/params/planted.log"),
             "write_daemon_log": write(log + "/scrapyd.log"),
-            "write_etc": write("/etc/scrapyd/conf.d/99-planted.conf"),
+            "write_etc": write(self.etc + "/conf.d/99-planted.conf"),
             "write_own_items": write(lib + "/items/intruder/probe/planted"),
             "write_httpcache": write(".scrapy/planted"),
             "write_tmp": write("/tmp/planted"),
