@@ -5,7 +5,7 @@ ARCH    ?= $(shell go env GOARCH)
 DEB     := dist/scrapyd_$(VERSION)_$(ARCH).deb
 GOFLAGS_BUILD := -trimpath -ldflags=-s
 
-.PHONY: build deb lint-deb test-deb clean
+.PHONY: build deb lint-deb test-deb test-long fuzz clean
 
 build: bin/scrapyd bin/scrapydctl
 
@@ -31,6 +31,24 @@ lint-deb: deb
 # apt install/purge in the systemd lab (needs root).
 test-deb: deb
 	packaging/test-deb.sh $(DEB)
+
+# The long reliability tests (issue 9): 50 clients scheduling 20,000 jobs,
+# and kill -9 of the daemon at seeded random moments (SCRAPYD_FAULT_SEED
+# replays a run). Bounded: a few minutes on two cores, 20 at most.
+test-long:
+	packaging/test-long.sh
+
+# A bounded fuzzing pass (FUZZTIME per target) over the inputs a remote
+# client controls, the configuration parser, version ordering and name
+# checks. Each package's testdata/fuzz corpus is replayed by `go test`.
+FUZZTIME ?= 8s
+FUZZ_TARGETS := ./appliance/api:FuzzScheduleParams ./appliance/api:FuzzCheckUTF8 \
+	./appliance/egg:FuzzSettingsModule ./appliance/egg:FuzzCompare \
+	./appliance/config:FuzzParseINI ./appliance/job:FuzzCheckName
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		go test -run '^$$' -fuzz "^$${t#*:}\$$" -fuzztime $(FUZZTIME) "$${t%%:*}"; \
+	done
 
 clean:
 	rm -rf bin build dist

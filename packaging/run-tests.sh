@@ -26,27 +26,6 @@ if [ "$(id -u)" = 0 ]; then
 	packaging/test-deb.sh dist/scrapyd_*.deb
 fi
 
-# The long tests of reliability: 50 clients scheduling 20,000 jobs, and
-# kill -9 of the daemon at seeded random moments (SCRAPYD_FAULT_SEED replays
-# a run). Bounded: a few minutes on two cores.
-long=$(mktemp)
-if ! SCRAPYD_LONG_TESTS=1 go test -count=1 -timeout 20m -run '^TestLong' -v ./appliance/e2e >"$long" 2>&1; then
-	cat "$long"
-	rm -f "$long"
-	exit 1
-fi
-grep -E '^(--- |ok|[[:space:]]+long_test)' "$long" || true
-rm -f "$long"
-
-# A bounded fuzzing pass over the inputs a remote client controls, the
-# configuration parser, version ordering and name checks. The corpus in each
-# package's testdata/fuzz is replayed by `go test` above on every run.
-for target in \
-	./appliance/api:FuzzScheduleParams \
-	./appliance/api:FuzzCheckUTF8 \
-	./appliance/egg:FuzzSettingsModule \
-	./appliance/egg:FuzzCompare \
-	./appliance/config:FuzzParseINI \
-	./appliance/job:FuzzCheckName; do
-	go test -run '^$' -fuzz "^${target#*:}\$" -fuzztime "${FUZZTIME:-8s}" "${target%%:*}"
-done
+# The long reliability tests and the bounded fuzzing pass (Makefile).
+make test-long
+make fuzz FUZZTIME="${FUZZTIME:-8s}"
