@@ -529,35 +529,6 @@ func gibBomb(name, head string, declared uint64) rawMember {
 	return rawMember{zip.FileHeader{Name: name, CRC32: crc, UncompressedSize64: declared}, comp}
 }
 
-// emptyEntries is a zip of n central directory entries all naming one
-// empty file: 47 bytes each, the cheapest entries a zip can have, and
-// some 300 bytes each in the memory of a reader that keeps them all.
-func emptyEntries(n int) []byte {
-	var b bytes.Buffer
-	lh := make([]byte, 30)
-	binary.LittleEndian.PutUint32(lh, 0x04034b50)
-	binary.LittleEndian.PutUint16(lh[26:], 1)
-	b.Write(lh)
-	b.WriteByte('a')
-	start := b.Len()
-	ch := make([]byte, 46)
-	binary.LittleEndian.PutUint32(ch, 0x02014b50)
-	binary.LittleEndian.PutUint16(ch[28:], 1)
-	b.Grow(n * 47)
-	for i := 0; i < n; i++ {
-		b.Write(ch)
-		b.WriteByte('a')
-	}
-	end := make([]byte, 22)
-	binary.LittleEndian.PutUint32(end, 0x06054b50)
-	binary.LittleEndian.PutUint16(end[8:], uint16(n)) // readers compare the count modulo 2^16
-	binary.LittleEndian.PutUint16(end[10:], uint16(n))
-	binary.LittleEndian.PutUint32(end[12:], uint32(b.Len()-start))
-	binary.LittleEndian.PutUint32(end[16:], uint32(start))
-	b.Write(end)
-	return b.Bytes()
-}
-
 // claimsEntries is a one-file zip whose zip64 end record claims n entries.
 func claimsEntries(t *testing.T, n uint64) []byte {
 	t.Helper()
@@ -687,7 +658,7 @@ func TestBombEggsAreRefusedBounded(t *testing.T) {
 			return zipOf(t, nil, rawMember{zip.FileHeader{Name: "EGG-INFO/entry_points.txt", CRC32: crc32.ChecksumIEEE([]byte(entryPoints)), UncompressedSize64: 1 << 62}, b.Bytes()})
 		}, "entry_points.txt is 4611686018427387904 bytes"},
 		{"2^62 entries claimed", func() []byte { return claimsEntries(t, 1<<62) }, "egg is not a ZIP file"},
-		{"700,000 entries", func() []byte { return emptyEntries(32 << 20 / 47) }, "egg has too many files"},
+		{"700,000 entries", func() []byte { return testkit.EmptyEntriesZip(32 << 20 / 47) }, "egg has too many files"},
 		{"random bytes", func() []byte { return garbage }, "egg is not a ZIP file"},
 		{"a zip signature and random bytes", func() []byte { return append([]byte("PK\x03\x04"), garbage...) }, "egg is not a ZIP file"},
 		{"an empty file", func() []byte { return []byte{} }, "egg is not a ZIP file"},

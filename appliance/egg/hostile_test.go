@@ -4,7 +4,6 @@ import (
 	"archive/zip"
 	"bytes"
 	"compress/flate"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -12,35 +11,9 @@ import (
 	"runtime"
 	"strings"
 	"testing"
-)
 
-// emptyEntries is a zip of n central directory entries, all naming the same
-// empty stored file: 47 bytes each, the cheapest entries a zip can hold.
-func emptyEntries(n int) []byte {
-	var b bytes.Buffer
-	lh := make([]byte, 30)
-	binary.LittleEndian.PutUint32(lh, 0x04034b50)
-	binary.LittleEndian.PutUint16(lh[26:], 1)
-	b.Write(lh)
-	b.WriteByte('a')
-	start := b.Len()
-	ch := make([]byte, 46)
-	binary.LittleEndian.PutUint32(ch, 0x02014b50)
-	binary.LittleEndian.PutUint16(ch[28:], 1)
-	b.Grow(n * 47)
-	for i := 0; i < n; i++ {
-		b.Write(ch)
-		b.WriteByte('a')
-	}
-	end := make([]byte, 22)
-	binary.LittleEndian.PutUint32(end, 0x06054b50)
-	binary.LittleEndian.PutUint16(end[8:], uint16(n)) // zip readers compare the count modulo 2^16
-	binary.LittleEndian.PutUint16(end[10:], uint16(n))
-	binary.LittleEndian.PutUint32(end[12:], uint32(b.Len()-start))
-	binary.LittleEndian.PutUint32(end[16:], uint32(start))
-	b.Write(end)
-	return b.Bytes()
-}
+	"github.com/scrapyd-debian/scrapyd/appliance/testkit"
+)
 
 // allocated is how many bytes f allocates.
 func allocated(f func()) uint64 {
@@ -56,7 +29,7 @@ func allocated(f func()) uint64 {
 // entry in memory (~300 bytes for 47 bytes of upload), so 16 MiB of empty
 // entries would cost ~100 MiB; the directory budget refuses them early.
 func TestManyEntriesAreRefusedBounded(t *testing.T) {
-	data := emptyEntries(16 << 20 / 47)
+	data := testkit.EmptyEntriesZip(16 << 20 / 47)
 	var err error
 	n := allocated(func() { _, err = SettingsModule(data) })
 	if !errors.Is(err, ErrTooManyFiles) {
