@@ -172,7 +172,11 @@ check "scrapyd.out, scrapyd.err and the daemon's scrapyd.log are in /var/log/scr
 # the sample project's egg and logs, or the system; only its own files
 lab cp "$here/testdata/intruder" /tmp/intruder-project >/dev/null
 check "addversion.json uploads a hostile project, intruder" \
-	eval 'ct sh -c "cd /tmp/intruder-project && scrapydctl deploy --build-egg /tmp/intruder.egg" && api addversion.json -F project=intruder -F version=1 -F egg=@/tmp/intruder.egg | grep -q "\"spiders\": 1"'
+	eval 'ct sh -c "cd /tmp/intruder-project && scrapydctl deploy --build-egg /tmp/intruder.egg" && api addversion.json -F project=intruder -F version=1 -F egg=@/tmp/intruder.egg | grep -q "\"spiders\": 2"'
+check "listing its spiders on upload runs confined too: its import-time write got EROFS, and nothing was planted" \
+	eval 'api "listspiders.json?project=intruder" | grep -q "\"atimport-erofs\"" && ! ct test -e /var/lib/scrapyd/items/planted-at-import'
+wait_for "the listing's unit and output files are gone" 10 \
+	eval '[ -z "$(ct systemctl list-units --all --no-legend "scrapyd-crawl-list*")" ] && [ -z "$(ct ls -A /run/scrapyd/list)" ]'
 check "schedule.json: intruder's probe" \
 	eval 'api schedule.json -d project=intruder -d spider=probe -d jobid=probe1 -d other_egg=/var/lib/scrapyd/eggs/sample/r1.egg | grep -q "\"status\": \"ok\""'
 wait_for "the probe finishes" 90 job_is probe1 "finished finished 0"

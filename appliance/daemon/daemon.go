@@ -24,6 +24,7 @@ import (
 	"github.com/scrapyd-debian/scrapyd/appliance/crawlrpc"
 	"github.com/scrapyd-debian/scrapyd/appliance/dispatch"
 	"github.com/scrapyd-debian/scrapyd/appliance/egg"
+	"github.com/scrapyd-debian/scrapyd/appliance/launch"
 	"github.com/scrapyd-debian/scrapyd/appliance/notify"
 	"github.com/scrapyd-debian/scrapyd/appliance/scrapy"
 	"github.com/scrapyd-debian/scrapyd/appliance/service"
@@ -109,7 +110,15 @@ func Run(ctx context.Context, o Options) error {
 	svc := &service.Service{
 		Config: conf, Store: st, Eggs: eggs, Dispatch: disp,
 		Lister: func(c *config.Config) service.Lister {
-			return scrapy.Lister{Python: c.Python, BaseEnv: crawlEnv, Dir: dispatch.CrawlDir(c), Credential: crawlUser.credential()}
+			l := scrapy.Lister{Python: c.Python, BaseEnv: crawlEnv, Dir: dispatch.CrawlDir(c), Credential: crawlUser.credential()}
+			if launcher.Name() == "systemd" {
+				// Listing imports the uploaded project: it gets a crawl's unit
+				// and sandbox, not the daemon's unit and its write access.
+				l.Launcher, l.OutputDir = launcher, filepath.Join(runtimeDir(c, os.Getenv), "list")
+				l.Sandbox = launch.Sandbox{Hidden: []string{c.EggsDir, c.DbsDir}}
+				l.Limits = launch.Limits{MemoryMax: c.CrawlMemoryMax, CPUQuota: c.CrawlCPUQuota, TasksMax: c.CrawlTasksMax}
+			}
+			return l
 		},
 	}
 	rl := &reloader{opts: o.Config, current: &current, log: log, level: &level, disp: disp, store: st,

@@ -6,9 +6,12 @@ package scrapy
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -157,7 +160,8 @@ type RunnerError struct{ Output string }
 
 func (e *RunnerError) Error() string { return "RunnerError: " + e.Output }
 
-// Lister runs `scrapy list`.
+// Lister runs `scrapy list`: uploaded code, run when an egg is uploaded
+// and when a schedule needs the spider names.
 type Lister struct {
 	Python  string
 	BaseEnv []string
@@ -166,6 +170,13 @@ type Lister struct {
 	// never runs as root.
 	Credential *syscall.Credential
 	Timeout    time.Duration // 0 means one minute
+	// Launcher, when set, runs the listing as a crawl is run (a transient
+	// unit, confined by Sandbox and Limits) instead of as a child process.
+	// Its output goes through files in OutputDir, which the launcher opens.
+	Launcher  launch.Launcher
+	OutputDir string
+	Sandbox   launch.Sandbox // the project's egg is added to Exposed
+	Limits    launch.Limits
 }
 
 // List runs `python -m scrapy list -s LOG_STDOUT=0` for a project (Scrapyd
@@ -177,16 +188,17 @@ func (l Lister) List(ctx context.Context, p Project) ([]string, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, l.Python, "-m", "scrapy", "list", "-s", "LOG_STDOUT=0")
-	cmd.Env = projectEnv(l.BaseEnv, p, nil)
-	cmd.Dir = l.Dir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: l.Credential, Setpgid: true}
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		out := stderr.String()
+	args := []string{"-m", "scrapy", "list", "-s", "LOG_STDOUT=0"}
+	env := projectEnv(l.BaseEnv, p, nil)
+	run := l.runChild
+	if l.Launcher != nil {
+		run = l.runLaunched
+	}
+	stdout, stderr, err := run(ctx, p, args, env)
+	if err != nil {
+		out := stderr
 		if out == "" {
-			out = stdout.String()
+			out = stdout
 		}
 		if out == "" || ctx.Err() != nil {
 			out = fmt.Sprintf("%s -m scrapy list: %v", l.Python, err)
@@ -197,12 +209,77 @@ func (l Lister) List(ctx context.Context, p Project) ([]string, error) {
 		return nil, &RunnerError{Output: out}
 	}
 	var names []string
-	for _, line := range strings.Split(stdout.String(), "\n") {
+	for _, line := range strings.Split(stdout, "\n") {
 		if line = strings.TrimSpace(line); line != "" {
 			names = append(names, line)
 		}
 	}
 	return names, nil
+}
+
+// runChild runs the listing as a child process of the daemon.
+func (l Lister) runChild(ctx context.Context, _ Project, args, env []string) (stdout, stderr string, err error) {
+	cmd := exec.CommandContext(ctx, l.Python, args...)
+	cmd.Env = env
+	cmd.Dir = l.Dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: l.Credential, Setpgid: true}
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err = cmd.Run()
+	return out.String(), errOut.String(), err
+}
+
+// runLaunched runs the listing through the launcher, under the crawls'
+// confinement: it sees its own egg and no other, and writes nothing.
+func (l Lister) runLaunched(ctx context.Context, p Project, args, env []string) (stdout, stderr string, err error) {
+	id := make([]byte, 12)
+	rand.Read(id)
+	name := "list-" + hex.EncodeToString(id)
+	if err := os.MkdirAll(l.OutputDir, 0o700); err != nil {
+		return "", "", err
+	}
+	outFile, errFile := filepath.Join(l.OutputDir, name+".out"), filepath.Join(l.OutputDir, name+".err")
+	defer os.Remove(outFile)
+	defer os.Remove(errFile)
+	sb := l.Sandbox
+	if p.Egg != "" {
+		sb.Exposed = append(slices.Clip(sb.Exposed), p.Egg)
+	}
+	limits := l.Limits
+	limits.MaxRuntime = 0 // ctx bounds the listing
+	h, w, err := l.Launcher.Start(ctx, launch.Command{
+		Job: name, Project: p.Name, Path: l.Python, Args: args, Env: env, Dir: l.Dir,
+		Stdout: outFile, Stderr: errFile, Limits: limits, Sandbox: sb,
+	})
+	if err != nil {
+		return "", "", err
+	}
+	select {
+	case <-w.Done():
+	case <-ctx.Done():
+		l.Launcher.Signal(context.WithoutCancel(ctx), h, syscall.SIGKILL)
+		<-w.Done()
+	}
+	out, _ := os.ReadFile(outFile)
+	errOut, _ := os.ReadFile(errFile)
+	if e := w.Exit(); !e.Known || e.Code == nil || *e.Code != 0 {
+		err = fmt.Errorf("%s", describeExit(e))
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		}
+	}
+	return string(out), string(errOut), err
+}
+
+// describeExit words a listing's exit as exec.ExitError does.
+func describeExit(e launch.Exit) string {
+	switch {
+	case e.Code != nil:
+		return fmt.Sprintf("exit status %d", *e.Code)
+	case e.Signal != 0:
+		return "signal: " + e.Signal.String()
+	}
+	return "ended with an unknown status"
 }
 
 // CrawlEnv is the daemon's environment minus what must not reach a crawl:

@@ -451,7 +451,7 @@ func labOutlivesDaemon(t *testing.T) {
 // confinementScript reports what a crawl could do to the files it must
 // not touch, as one JSON line: "ok" or the errno's name per attempt.
 const confinementScript = `
-import errno, json, os, sys
+import errno, json, os, sys, time
 def attempt(op):
     try:
         op()
@@ -475,6 +475,8 @@ print(json.dumps({
     "see_pid1": os.path.exists("/proc/1/cmdline"),
     "uid": os.getuid(),
 }), flush=True)
+while not os.path.exists(env["FILE"]):  # stay, to be scored, until told
+    time.sleep(0.05)
 `
 
 // labConfinement: a crawl writes its own directories only (not another
@@ -512,11 +514,20 @@ func labConfinement(t *testing.T) {
 		Hidden:   []string{dirs["EGGS"], dirs["DBS"]},
 		Exposed:  []string{filepath.Join(dirs["EGGS"], "own.egg")},
 	}
+	stop := filepath.Join(base, "stop")
+	cmd.Env = append(cmd.Env, "FILE="+stop)
 	h, w, err := l.Start(t.Context(), cmd)
 	if err != nil {
 		t.Fatal(err)
 	}
+	eventually(t, "the probe reported", func() bool {
+		b, _ := os.ReadFile(cmd.Stdout)
+		return strings.HasSuffix(string(b), "\n")
+	})
 	score := securityScore(t, h.ID)
+	if err := os.WriteFile(stop, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	wantCode(t, wait(t, w), 0)
 	out, _ := os.ReadFile(cmd.Stdout)
 	var got map[string]any

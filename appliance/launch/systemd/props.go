@@ -27,6 +27,9 @@ func properties(cmd launch.Command, o Options) ([]sddbus.Property, error) {
 		return nil, fmt.Errorf("%w: working directory %q is not absolute", errBadCommand, cmd.Dir)
 	}
 	desc := fmt.Sprintf("Scrapy crawl %s/%s, job %s", cmd.Project, cmd.Spider, cmd.Job)
+	if cmd.Spider == "" {
+		desc = fmt.Sprintf("scrapy list of project %s (%s)", cmd.Project, cmd.Job)
+	}
 	props := []sddbus.Property{
 		sddbus.PropDescription(desc),
 		sddbus.PropSlice(o.Slice),
