@@ -43,7 +43,8 @@ func webserviceConfig(c *config.Config) crawlrpc.Config {
 }
 
 // runtimeDir is where crawl sockets live: runtime_dir, systemd's
-// RuntimeDirectory, or <root>/run/scrapyd.
+// RuntimeDirectory, or <root>/var/run/scrapyd (/run/scrapyd on Debian,
+// where /var/run links to /run; inside the tree under --root .).
 func runtimeDir(c *config.Config, env func(string) string) string {
 	if c.RuntimeDir != "" {
 		return c.RuntimeDir
@@ -51,7 +52,7 @@ func runtimeDir(c *config.Config, env func(string) string) string {
 	if d := env("RUNTIME_DIRECTORY"); d != "" {
 		return d
 	}
-	return filepath.Join(c.Root, "run", "scrapyd")
+	return filepath.Join(c.Root, "var", "run", "scrapyd")
 }
 
 // Extras implements dispatch.Hooks.
