@@ -6,6 +6,7 @@ package launch
 import (
 	"context"
 	"errors"
+	"fmt"
 	"syscall"
 	"time"
 )
@@ -68,6 +69,18 @@ type Exit struct {
 	Code   *int           // exit status; nil if killed by a signal or unknown
 	Signal syscall.Signal // the signal that killed it, 0 if none
 	Known  bool           // false when the launcher could not learn the status
+}
+
+// String words the exit for messages: "exit status 1", "killed by
+// signal N" as the signal is named, or "exit unknown".
+func (e Exit) String() string {
+	switch {
+	case e.Code != nil:
+		return fmt.Sprintf("exit status %d", *e.Code)
+	case e.Signal != 0:
+		return "killed by " + e.Signal.String()
+	}
+	return "exit unknown"
 }
 
 // ErrGone is returned by Recover and Signal when the crawl no longer exists.

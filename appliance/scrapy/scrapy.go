@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -263,23 +264,12 @@ func (l Lister) runLaunched(ctx context.Context, p Project, args, env []string) 
 	out, _ := os.ReadFile(outFile)
 	errOut, _ := os.ReadFile(errFile)
 	if e := w.Exit(); !e.Known || e.Code == nil || *e.Code != 0 {
-		err = fmt.Errorf("%s", describeExit(e))
+		err = errors.New(e.String())
 		if ctx.Err() != nil {
 			err = ctx.Err()
 		}
 	}
 	return string(out), string(errOut), err
-}
-
-// describeExit words a listing's exit as exec.ExitError does.
-func describeExit(e launch.Exit) string {
-	switch {
-	case e.Code != nil:
-		return fmt.Sprintf("exit status %d", *e.Code)
-	case e.Signal != 0:
-		return "signal: " + e.Signal.String()
-	}
-	return "ended with an unknown status"
 }
 
 // CrawlEnv is the daemon's environment minus what must not reach a crawl:

@@ -259,7 +259,7 @@ func wait(t testing.TB, w launch.Watch) launch.Exit {
 func wantCode(t testing.TB, e launch.Exit, code int) {
 	t.Helper()
 	if !e.Known || e.Code == nil || *e.Code != code || e.Signal != 0 {
-		t.Fatalf("exit = %s, want code %d", describe(e), code)
+		t.Fatalf("exit = %s, want code %d", e, code)
 	}
 }
 

@@ -206,7 +206,7 @@ func (l *Launcher) startFailed(ctx context.Context, unit, result string) error {
 		return fmt.Errorf("systemd: start %s: job %s", unit, result)
 	}
 	l.release(ctx, unit, st, false)
-	return fmt.Errorf("systemd: start %s: job %s (unit result %s, %s)", unit, result, st.result, describe(st.exit))
+	return fmt.Errorf("systemd: start %s: job %s (unit result %s, %s)", unit, result, st.result, st.exit)
 }
 
 // Recover implements launch.Launcher.
@@ -526,16 +526,6 @@ func exitOf(code, status int32) launch.Exit {
 		return launch.Exit{Signal: syscall.Signal(status), Known: true}
 	}
 	return launch.Exit{}
-}
-
-func describe(e launch.Exit) string {
-	switch {
-	case e.Code != nil:
-		return fmt.Sprintf("exit status %d", *e.Code)
-	case e.Signal != 0:
-		return "killed by " + e.Signal.String()
-	}
-	return "exit unknown"
 }
 
 func str(v any) string {
