@@ -115,7 +115,7 @@ func Run(ctx context.Context, o Options) error {
 				// Listing imports the uploaded project: it gets a crawl's unit
 				// and sandbox, not the daemon's unit and its write access.
 				l.Launcher, l.OutputDir = launcher, filepath.Join(runtimeDir(c, os.Getenv), "list")
-				l.Sandbox = launch.Sandbox{Hidden: []string{c.EggsDir, c.DbsDir}}
+				l.Sandbox = launch.Sandbox{Hidden: dispatch.Hidden(c)}
 				l.Limits = launch.Limits{MemoryMax: c.CrawlMemoryMax, CPUQuota: c.CrawlCPUQuota, TasksMax: c.CrawlTasksMax}
 			}
 			return l

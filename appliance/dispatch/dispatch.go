@@ -253,7 +253,7 @@ func sandbox(cfg *config.Config, paths JobPaths, egg string) launch.Sandbox {
 	sb := launch.Sandbox{
 		Writable: []string{filepath.Join(CrawlDir(cfg), ".scrapy")},
 		Optional: cfg.CrawlWritablePaths,
-		Hidden:   []string{cfg.EggsDir, cfg.DbsDir},
+		Hidden:   Hidden(cfg),
 	}
 	for _, dir := range []string{dirOf(paths.Log), dirOf(paths.Items), paths.JobDir} {
 		if dir != "" {

@@ -49,6 +49,11 @@ func LocalItemsDir(cfg *config.Config) string {
 	return strings.TrimPrefix(cfg.ItemsDir, "file://")
 }
 
+// Hidden are the directories uploaded code must not even read, in a crawl
+// or while its spiders are listed: the egg store (other projects' code and
+// settings) and the job database (every spider argument).
+func Hidden(cfg *config.Config) []string { return []string{cfg.EggsDir, cfg.DbsDir} }
+
 // CrawlDir is the crawls' working directory: the data directory, the
 // `scrapy` user's home on an installed system.
 func CrawlDir(cfg *config.Config) string { return filepath.Join(cfg.Root, "var", "lib", "scrapyd") }

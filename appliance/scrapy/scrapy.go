@@ -177,7 +177,7 @@ type Lister struct {
 	Launcher  launch.Launcher
 	OutputDir string
 	Sandbox   launch.Sandbox // the project's egg is added to Exposed
-	Limits    launch.Limits
+	Limits    launch.Limits  // leave MaxRuntime zero: Timeout bounds a listing
 }
 
 // List runs `python -m scrapy list -s LOG_STDOUT=0` for a project (Scrapyd
@@ -246,11 +246,9 @@ func (l Lister) runLaunched(ctx context.Context, p Project, args, env []string) 
 	if p.Egg != "" {
 		sb.Exposed = append(slices.Clip(sb.Exposed), p.Egg)
 	}
-	limits := l.Limits
-	limits.MaxRuntime = 0 // ctx bounds the listing
 	h, w, err := l.Launcher.Start(ctx, launch.Command{
 		Job: name, Project: p.Name, Path: l.Python, Args: args, Env: env, Dir: l.Dir,
-		Stdout: outFile, Stderr: errFile, Limits: limits, Sandbox: sb,
+		Stdout: outFile, Stderr: errFile, Limits: l.Limits, Sandbox: sb,
 	})
 	if err != nil {
 		return "", "", err
