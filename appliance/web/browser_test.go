@@ -169,8 +169,8 @@ func TestBrowser(t *testing.T) {
 	// Scrapyd's /jobs, read as ScrapydWeb reads it.
 	body := fetch(t, d.URL+"/jobs")
 	found := map[string]map[string]string{}
-	for _, m := range jobPattern.FindAllStringSubmatch(body, -1) {
-		row := named(jobPattern, m)
+	for _, m := range jobRe.FindAllStringSubmatch(body, -1) {
+		row := named(jobRe, m)
 		found[row["Job"]] = row
 	}
 	for _, id := range []string{finishedID, cancelledID} {
@@ -180,7 +180,7 @@ func TestBrowser(t *testing.T) {
 		}
 	}
 	listing := fetch(t, d.URL+"/logs/sample/slow/")
-	if n := len(directoryPattern.FindAllString(listing, -1)); n != 2 {
+	if n := len(pythonRows(t, listing)); n != 2 {
 		t.Errorf("/logs/sample/slow/ has %d rows DIRECTORY_PATTERN reads, want 2:\n%s", n, listing)
 	}
 

@@ -148,32 +148,6 @@ func (f *fixture) post(t testing.TB, path string, form url.Values) (*http.Respon
 	return f.do(t, req)
 }
 
-// jobPattern is ScrapydWeb's JOB_PATTERN (scrapydweb/vars.py), the regex
-// its dashboard and poller read /jobs with.
-var jobPattern = regexp.MustCompile(`<tr>\s*<td>(?P<Project>.*?)</td>\s*<td>(?P<Spider>.*?)</td>\s*<td>(?P<Job>.*?)</td>\s*` +
-	`(?:<td>(?P<PID>.*?)</td>\s*)?(?:<td>(?P<Start>.*?)</td>\s*)?(?:<td>(?P<Runtime>.*?)</td>\s*)?(?:<td>(?P<Finish>.*?)</td>\s*)?` +
-	`(?:<td>(?P<Log>.*?)</td>\s*)?(?:<td>(?P<Items>.*?)</td>\s*)?[\w\W]*?</tr>`)
-
-// directoryPattern is the strict listing-row shape (each cell right after
-// a newline, Last modified optional); indentedPattern is the same row as
-// Twisted lays it out in the reference transcript (#68), cells indented.
-var (
-	directoryPattern = regexp.MustCompile(`<tr class="(odd|even)">\n<td>(?P<filename>.*?)</td>\n<td>(?P<size>.*?)</td>\n` +
-		`(?:<td>(?P<last_modified>.*?)</td>\n)?<td>(?P<content_type>.*?)</td>\n<td>(?P<content_encoding>.*?)</td>\n</tr>`)
-	indentedPattern = regexp.MustCompile(`<tr class="(odd|even)">\n\s*<td>(?P<filename>.*?)</td>\n\s*<td>(?P<size>.*?)</td>\n` +
-		`\s*(?:<td>(?P<last_modified>.*?)</td>\n\s*)?<td>(?P<content_type>.*?)</td>\n\s*<td>(?P<content_encoding>.*?)</td>\n</tr>`)
-)
-
-func named(re *regexp.Regexp, m []string) map[string]string {
-	out := map[string]string{}
-	for i, n := range re.SubexpNames() {
-		if n != "" {
-			out[n] = m[i]
-		}
-	}
-	return out
-}
-
 func TestJobsMatchesScrapydWeb(t *testing.T) {
 	f := newFixture(t)
 	f.project(t, "sample", "catalog", "slow")
@@ -188,7 +162,7 @@ func TestJobsMatchesScrapydWeb(t *testing.T) {
 	if !strings.Contains(body, "<h1>Jobs</h1>") {
 		t.Fatal("no <h1>Jobs</h1>")
 	}
-	matches := jobPattern.FindAllStringSubmatch(body, -1)
+	matches := jobRe.FindAllStringSubmatch(body, -1)
 	if len(matches) != 3 {
 		t.Fatalf("JOB_PATTERN matched %d rows, want 3:\n%s", len(matches), body)
 	}
@@ -204,7 +178,7 @@ func TestJobsMatchesScrapydWeb(t *testing.T) {
 	}
 	want := map[string]string{"wait1": "pending", "run1": "running", "done1": "finished"}
 	for _, m := range matches {
-		row := named(jobPattern, m)
+		row := named(jobRe, m)
 		if got := state(row); got != want[row["Job"]] || row["Project"] != "sample" {
 			t.Errorf("row %v: state %s, want %s", row, got, want[row["Job"]])
 		}
@@ -281,27 +255,37 @@ func TestListingMatchesDirectoryPattern(t *testing.T) {
 		{"filename": `<a href="j1.log">j1.log</a>`, "size": "2K", "content_type": "[text/plain]", "content_encoding": ""},
 		{"filename": `<a href="stats.json">stats.json</a>`, "size": "2B", "content_type": "[application/json]", "content_encoding": ""},
 	}
-	for _, re := range []*regexp.Regexp{directoryPattern, indentedPattern} {
-		ms := re.FindAllStringSubmatch(body, -1)
-		if len(ms) != len(want) {
-			t.Fatalf("%d rows matched, want %d:\n%s", len(ms), len(want), body)
+	check := func(how string, got []map[string]string) {
+		t.Helper()
+		if len(got) != len(want) {
+			t.Fatalf("%s: %d rows matched, want %d:\n%s", how, len(got), len(want), body)
 		}
-		for i, m := range ms {
-			row := named(re, m)
+		for i, row := range got {
 			if !regexp.MustCompile(`^\d{4}-\d\d-\d\d \d\d:\d\d$`).MatchString(row["last_modified"]) {
-				t.Errorf("last modified %q", row["last_modified"])
+				t.Errorf("%s: last modified %q", how, row["last_modified"])
 			}
 			for k, v := range want[i] {
 				if row[k] != v {
-					t.Errorf("row %d %s = %q, want %q", i, k, row[k], v)
+					t.Errorf("%s: row %d %s = %q, want %q", how, i, k, row[k], v)
 				}
 			}
 		}
 	}
+	check("Go", rows(directoryRe, body))
+	// ScrapydWeb's own lines in Python: the filename cell becomes the name
+	// and href HREF_NAME_PATTERN reads from it.
+	py := pythonRows(t, body)
+	for i := range py {
+		if i < len(want) {
+			py[i]["filename"] = `<a href="` + py[i]["href"] + `">` + py[i]["filename"] + `</a>`
+		}
+		delete(py[i], "href")
+	}
+	check("Python", py)
 	_, body = f.get(t, "/logs/sample/")
-	ms := directoryPattern.FindAllStringSubmatch(body, -1)
-	if len(ms) != 2 || ms[0][1] != "odd" || ms[1][1] != "even" || named(directoryPattern, ms[0])["content_type"] != "[Directory]" ||
-		named(directoryPattern, ms[1])["filename"] != `<a href="params/">params/</a>` {
+	ms := rows(directoryRe, body)
+	if len(ms) != 2 || ms[0]["odd_even"] != "odd" || ms[1]["odd_even"] != "even" || ms[0]["content_type"] != "[Directory]" ||
+		ms[1]["filename"] != `<a href="params/">params/</a>` {
 		t.Errorf("directory rows %q", ms)
 	}
 	if !strings.Contains(body, "<title>Directory listing for /logs/sample/</title>") {
