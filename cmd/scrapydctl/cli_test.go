@@ -181,7 +181,7 @@ func TestCommandErrors(t *testing.T) {
 		{[]string{"projects", "--url", auth.URL, "-u", "john", "--password", "bad"}, "the server refused the credentials (HTTP 401)", ""},
 		{[]string{"daemonstatus", "--url", "http://" + closed}, "cannot reach http://" + closed + ": connection refused", ""},
 		{[]string{"daemonstatus", "--host", "127.0.0.1", "--port", closed[strings.LastIndex(closed, ":")+1:]}, "cannot reach http://" + closed + ": connection refused", ""},
-		{[]string{"schedule", "sample", "--url", f.srv.URL}, "schedule: wrong number of arguments (usage: schedule PROJECT SPIDER)", ""},
+		{[]string{"schedule", "sample", "--url", f.srv.URL}, "schedule: wrong number of arguments (usage: schedule [-p] PROJECT SPIDER)", ""},
 		{[]string{"schedule", "sample", "s", "-a", "novalue", "--url", f.srv.URL}, `-a "novalue": want NAME=VALUE`, ""},
 		{[]string{"cancel", "p", "j", "--force", "--signal", "TERM", "--url", f.srv.URL}, "give either --signal or --force, not both", ""},
 		{[]string{"ws", "stop", "--url", f.srv.URL}, "ws stop: which job? (give --job ID or the id as the first argument)", ""},
@@ -197,6 +197,123 @@ func TestCommandErrors(t *testing.T) {
 				t.Errorf("output %q, want %q", out, tt.wantOut)
 			}
 		})
+	}
+}
+
+// TestRefusedDeployOnce: a server's multi-line refusal appears once in
+// everything scrapydctl prints, as main prints it.
+func TestRefusedDeployOnce(t *testing.T) {
+	traceback := "Traceback (most recent call last):\n  File \"x.py\", line 1\nImportError: No module named 'nope'"
+	f := newFake(t, map[string]string{"/addversion.json": `{"status": "error", "message": "` + strings.ReplaceAll(strings.ReplaceAll(traceback, `"`, `\"`), "\n", `\n`) + `", "node_name": "vm"}`})
+	dir := copyProject(t)
+	egg := filepath.Join(dir, "sample.egg")
+	writeFile(t, egg, "not really an egg")
+	t.Chdir(dir)
+	var stdout, stderr bytes.Buffer
+	err := run(t.Context(), []string{"scrapydctl", "deploy", "--url", f.srv.URL, "--egg", egg, "--version", "1"}, &stdout, &stderr)
+	if err == nil {
+		t.Fatal("a refused deploy succeeded")
+	}
+	all := stdout.String() + stderr.String() + "scrapydctl: " + err.Error() + "\n" // what main adds
+	if n := strings.Count(all, "ImportError: No module named 'nope'"); n != 1 {
+		t.Errorf("the server's message is printed %d times:\n%s", n, all)
+	}
+	if !strings.Contains(err.Error(), traceback) {
+		t.Errorf("error %q does not carry the server's message", err)
+	}
+}
+
+// TestProjectFlag: every command that takes a project takes it as -p too,
+// and sends the same request either way.
+func TestProjectFlag(t *testing.T) {
+	f := newFake(t, map[string]string{
+		"/listversions.json":       `{"versions": ["1.0"], "status": "ok", "node_name": "vm"}`,
+		"/listspiders.json":        `{"spiders": ["params"], "status": "ok", "node_name": "vm"}`,
+		"/schedule.json":           `{"jobid": "abc", "status": "ok", "node_name": "vm"}`,
+		"/listjobs.json":           jobsAnswer,
+		"/status.json":             `{"currstate": "running", "status": "ok", "node_name": "vm"}`,
+		"/cancel.json":             `{"prevstate": "running", "status": "ok", "node_name": "vm"}`,
+		"/delversion.json":         `{"status": "ok", "node_name": "vm"}`,
+		"/delproject.json":         `{"status": "ok", "node_name": "vm"}`,
+		"/logs/shop/params/j9.log": "a log line",
+	})
+	tests := []struct {
+		positional, flag string
+		path             string
+	}{
+		{"versions shop", "versions -p shop", "/listversions.json"},
+		{"spiders shop --version 1.0", "spiders --project shop --version 1.0", "/listspiders.json"},
+		{"schedule shop params -a x=1", "schedule params -p shop -a x=1", "/schedule.json"},
+		{"cancel shop j2", "cancel -p shop j2", "/cancel.json"},
+		{"delversion shop 1.0", "delversion 1.0 -p shop", "/delversion.json"},
+		{"delproject shop", "delproject -p shop", "/delproject.json"},
+		{"jobs --project shop", "jobs -p shop", "/listjobs.json"},
+		{"status j2 --project shop", "status j2 -p shop", "/status.json"},
+		{"log shop params j9", "log -p shop params j9", "/status.json"},
+	}
+	for _, tt := range tests {
+		var outs []string
+		var forms []map[string][]string
+		for _, args := range []string{tt.positional, tt.flag} {
+			out, stderr, err := scrapydctl(t, append(strings.Fields(args), "--url", f.srv.URL)...)
+			if err != nil {
+				t.Errorf("%s: %v\n%s", args, err, stderr)
+			}
+			outs, forms = append(outs, out), append(forms, f.form(tt.path))
+		}
+		if outs[0] != outs[1] || !reflect.DeepEqual(forms[0], forms[1]) || forms[1]["project"][0] != "shop" {
+			t.Errorf("%q and %q differ: output %q, %q; %s %v, %v", tt.positional, tt.flag, outs[0], outs[1], tt.path, forms[0], forms[1])
+		}
+	}
+	for _, args := range []string{"versions -p shop shop", "schedule -p shop shop params", "delversion -p shop", "cancel shop"} {
+		_, _, err := scrapydctl(t, append(strings.Fields(args), "--url", f.srv.URL)...)
+		if exitStatus(err) != exitUsage {
+			t.Errorf("%s: %v (status %d), want a usage error", args, err, exitStatus(err))
+		}
+	}
+	if _, _, err := scrapydctl(t, "versions", "-p", "shop", "shop", "--url", f.srv.URL); err == nil ||
+		err.Error() != `versions: the project is given twice, as -p shop and as "shop" (give one)` {
+		t.Errorf("versions -p shop shop: %v", err)
+	}
+}
+
+// TestExitStatus: the statuses --help documents, for each kind of failure.
+func TestExitStatus(t *testing.T) {
+	f := newFake(t, map[string]string{
+		"/listprojects.json": `{"projects": [], "status": "ok", "node_name": "vm"}`,
+		"/listversions.json": `{"status": "error", "message": "project 'nope' not found", "node_name": "vm"}`,
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := "http://" + ln.Addr().String()
+	ln.Close()
+	tests := []struct {
+		args string
+		want int
+	}{
+		{"projects --url " + f.srv.URL, 0},
+		{"versions nope --url " + f.srv.URL, 1},                // the server said no
+		{"daemonstatus --url " + f.srv.URL, 1},                 // HTTP 404
+		{"projects --url " + closed, 3},                        // nobody listens
+		{"projects --url " + f.srv.URL + " --no-such-flag", 2}, // a flag urfave/cli does not know
+		{"no-such-command", 2},
+		{"ws no-such-command", 2},
+		{"versions --url " + f.srv.URL, 2}, // no project
+		{"jobs --state done --url " + f.srv.URL, 2},
+		{"schedule p s -a novalue --url " + f.srv.URL, 2},
+		{"projects --url " + f.srv.URL + " --host localhost", 2},
+	}
+	for _, tt := range tests {
+		_, _, err := scrapydctl(t, strings.Fields(tt.args)...)
+		if got := exitStatus(err); got != tt.want {
+			t.Errorf("scrapydctl %s: status %d (%v), want %d", tt.args, got, err, tt.want)
+		}
+	}
+	out, _, err := scrapydctl(t, "--help")
+	if err != nil || !strings.Contains(strings.Join(strings.Fields(out), " "), strings.Join(strings.Fields(exitStatusHelp), " ")) {
+		t.Errorf("--help does not document the exit statuses: %v\n%s", err, out)
 	}
 }
 
@@ -270,7 +387,7 @@ func TestLogErrors(t *testing.T) {
 		{"log j1", "the job is pending: it has no log file yet (-f waits for it)"},
 		{"log j3", "the job has no log file"},
 		{"items j9", "job not found: j9 (the server does not list it; try items PROJECT SPIDER JOB)"},
-		{"log a b", "log: want JOB or PROJECT SPIDER JOB"},
+		{"log a b", "log: want JOB or [-p] PROJECT SPIDER JOB"},
 	}
 	for _, tt := range tests {
 		_, _, err := scrapydctl(t, append(strings.Fields(tt.args), "--url", f.srv.URL)...)
@@ -342,10 +459,22 @@ url = `+bad.srv.URL+`/
 		t.Errorf("egg has %s", files)
 	}
 
-	out, _, err = scrapydctl(t, "deploy", "broken", "-p", "sample")
-	if err == nil || err.Error() != "target broken: egg has no [scrapy] settings entry point" ||
-		!strings.Contains(out, `"status": "error"`) {
-		t.Errorf("deploy to an erroring server: %v, output %q", err, out)
+	// A refusal is said once: by main, from the returned error, not also
+	// as the raw answer (scrapyd's tracebacks are long).
+	out, stderr, err = scrapydctl(t, "deploy", "broken", "-p", "sample")
+	if err == nil || err.Error() != "target broken: egg has no [scrapy] settings entry point" || exitStatus(err) != exitFailed ||
+		out != "" || strings.Contains(stderr, "settings entry point") {
+		t.Errorf("deploy to an erroring server: %v (status %d), stdout %q, stderr %q", err, exitStatus(err), out, stderr)
+	}
+
+	// --url instead of a target; the project is still [deploy]'s.
+	other := newFake(t, map[string]string{"/addversion.json": `{"project": "sample", "version": "3.0", "spiders": 4, "status": "ok", "node_name": "other"}`})
+	out, _, err = scrapydctl(t, "deploy", "--url", other.srv.URL, "--version", "3.0")
+	if err != nil || !strings.Contains(out, `"node_name": "other"`) || other.form("/addversion.json")["project"][0] != "sample" {
+		t.Errorf("deploy --url: %v, %q, form %v", err, out, other.form("/addversion.json"))
+	}
+	if _, _, err := scrapydctl(t, "deploy", "broken", "--url", other.srv.URL); err == nil || exitStatus(err) != exitUsage {
+		t.Errorf("deploy TARGET --url: %v, want a usage error", err)
 	}
 
 	eggPath := filepath.Join(t.TempDir(), "out.egg")

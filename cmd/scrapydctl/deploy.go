@@ -20,9 +20,15 @@ func deployCommand() *cli.Command {
 		Description: "Targets are the [deploy] and [deploy:NAME] sections of scrapy.cfg. The egg is built\n" +
 			"by the project's setup.py when it has one, else without setuptools from [settings] default.\n" +
 			"--version GIT or HG names the version after the project's repository; the default is the\n" +
-			"current unix time. Unlike scrapyd-deploy, an error answer from the server exits non-zero.",
+			"current unix time. --url uploads to that server instead of a target (the project is then\n" +
+			"-p, or [deploy] project). Unlike scrapyd-deploy, a refused upload exits non-zero and prints\n" +
+			"the server's message once, on stderr; an accepted one prints the server's answer on stdout.\n\n" +
+			exitStatusHelp,
 		ArgsUsage: "[TARGET]",
 		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "url", Usage: "upload to the server at `URL` instead of a target"},
+			&cli.StringFlag{Name: "username", Aliases: []string{"u"}, Usage: "HTTP Basic user (instead of the target's)", EnvVars: []string{"SCRAPYD_USERNAME"}},
+			&cli.StringFlag{Name: "password", Usage: "HTTP Basic password (instead of the target's)", EnvVars: []string{"SCRAPYD_PASSWORD"}},
 			&cli.StringFlag{Name: "project", Aliases: []string{"p"}, Usage: "the `PROJECT` name on the server (default: the target's)"},
 			&cli.StringFlag{Name: "version", Aliases: []string{"v"}, Usage: "`VERSION` to upload, or GIT or HG"},
 			&cli.BoolFlag{Name: "list-targets", Aliases: []string{"l"}, Usage: "list the targets"},
@@ -43,7 +49,7 @@ func deploy(cCtx *cli.Context) error {
 		return cfgErr
 	}
 	if cCtx.NArg() > 1 {
-		return fmt.Errorf("deploy: too many arguments: %v", cCtx.Args().Slice())
+		return usagef("deploy: too many arguments: %v", cCtx.Args().Slice())
 	}
 	switch {
 	case cCtx.Bool("list-targets"):
@@ -74,22 +80,9 @@ func deploy(cCtx *cli.Context) error {
 		return os.WriteFile(out, b, 0o644)
 	}
 
-	var targets []scrapycfg.Target
-	if cCtx.Bool("all-targets") {
-		targets = cfg.Targets()
-		if len(targets) == 0 {
-			return errors.New("deploy: scrapy.cfg has no deploy targets")
-		}
-	} else {
-		name := cCtx.Args().First()
-		if name == "" {
-			name = "default"
-		}
-		t, err := cfg.Target(name)
-		if err != nil {
-			return err
-		}
-		targets = []scrapycfg.Target{t}
+	targets, err := deployTargets(cCtx, cfg)
+	if err != nil {
+		return err
 	}
 	// One version for all targets, from the first, as scrapyd-deploy -a does.
 	v := cCtx.String("version")
@@ -115,6 +108,43 @@ func deploy(cCtx *cli.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// deployTargets are the targets to upload to: every target with -a, the
+// server --url names, or the target named by the argument ("default").
+// The credential flags override the targets' own.
+func deployTargets(cCtx *cli.Context, cfg *scrapycfg.Config) ([]scrapycfg.Target, error) {
+	var targets []scrapycfg.Target
+	url, name := cCtx.String("url"), cCtx.Args().First()
+	switch {
+	case url != "" && (name != "" || cCtx.Bool("all-targets")):
+		return nil, usagef("deploy: give either --url or a target, not both")
+	case url != "":
+		// [deploy] project still names the project: the same scrapy.cfg
+		// then deploys to a test server and to production alike.
+		project, _ := cfg.Get("deploy", "project")
+		targets = []scrapycfg.Target{{Name: url, URL: url, Project: scrapycfg.ExpandEnv(project)}}
+	case cCtx.Bool("all-targets"):
+		targets = cfg.Targets()
+		if len(targets) == 0 {
+			return nil, errors.New("deploy: scrapy.cfg has no deploy targets")
+		}
+	default:
+		if name == "" {
+			name = "default"
+		}
+		t, err := cfg.Target(name)
+		if err != nil {
+			return nil, err
+		}
+		targets = []scrapycfg.Target{t}
+	}
+	if cCtx.IsSet("username") || cCtx.IsSet("password") {
+		for i := range targets {
+			targets[i].Username, targets[i].Password = cCtx.String("username"), cCtx.String("password")
+		}
+	}
+	return targets, nil
 }
 
 // lazyEgg builds the egg on first use only: listing needs none, and -a
@@ -151,8 +181,9 @@ func listProjects(ctx context.Context, cfg *scrapycfg.Config, name string, w io.
 	return nil
 }
 
-// deployTo uploads the egg to one target and prints the server's answer as
-// it came, like scrapyd-deploy; an error answer is also returned.
+// deployTo uploads the egg to one target. An accepted upload's answer is
+// printed as it came, like scrapyd-deploy; a refusal is only returned, so
+// that the server's message (often a traceback) is printed once, by main.
 func deployTo(ctx context.Context, t scrapycfg.Target, project, version string, egg func() ([]byte, error), stdout, stderr io.Writer) error {
 	if t.URL == "" {
 		return errors.New("no url in scrapy.cfg")
@@ -170,7 +201,7 @@ func deployTo(ctx context.Context, t scrapycfg.Target, project, version string, 
 	p := &progress{w: stderr, total: int64(len(b)), label: fmt.Sprintf("Deploying to project %q in %saddversion.json", project, c.URL()), tty: isTerminal(stderr)}
 	_, err = c.AddVersion(ctx, project, version, p.reader(bytes.NewReader(b)), int64(len(b)))
 	p.finish()
-	if answer != nil {
+	if err == nil && answer != nil {
 		stdout.Write(answer)
 		if !bytes.HasSuffix(answer, []byte("\n")) {
 			io.WriteString(stdout, "\n")

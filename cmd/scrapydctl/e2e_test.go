@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -75,6 +76,24 @@ func TestEndToEnd(t *testing.T) {
 	// The daemon orders versions by name, not by upload time.
 	if out := ctl("versions", "sample"); out != "r0-default\nr1-main\n" {
 		t.Errorf("versions: %q", out)
+	}
+	if out := ctl("versions", "-p", "sample"); out != "r0-default\nr1-main\n" {
+		t.Errorf("versions -p: %q", out)
+	}
+
+	// A project whose settings fail to import: the daemon refuses it with
+	// Scrapy's traceback, which scrapydctl prints once (main prints err).
+	brokenDir := copyProject(t)
+	writeFile(t, filepath.Join(brokenDir, "sample", "settings.py"), "raise ImportError('settings-cannot-import')\n")
+	t.Chdir(brokenDir)
+	out, stderr, err := scrapydctl(t, "deploy", "--url", d.URL, "-p", "broken", "--version", "1")
+	if all := out + stderr + "scrapydctl: " + fmt.Sprint(err); err == nil || exitStatus(err) != exitFailed ||
+		strings.Count(all, "settings-cannot-import") != 1 {
+		t.Errorf("a refused deploy: %v (status %d); printed:\n%s", err, exitStatus(err), all)
+	}
+	t.Chdir(hgDir)
+	if out := ctl("projects"); out != "sample\n" {
+		t.Errorf("projects after a refused deploy: %q", out)
 	}
 	if out := ctl("spiders", "sample", "--version", "r1-main"); out != "catalog\nfailing\nparams\nslow\n" {
 		t.Errorf("spiders: %q", out)

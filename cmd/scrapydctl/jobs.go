@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -16,8 +15,9 @@ func scheduleCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "schedule",
 		Usage:     "queue a crawl; prints its job id",
-		ArgsUsage: "PROJECT SPIDER",
+		ArgsUsage: projectArg + " SPIDER",
 		Flags: withServer(
+			projectFlag("the `PROJECT` (instead of the first argument)"),
 			&cli.StringSliceFlag{Name: "arg", Aliases: []string{"a"}, Usage: "spider argument `NAME=VALUE` (repeatable)"},
 			&cli.StringSliceFlag{Name: "setting", Aliases: []string{"s"}, Usage: "Scrapy setting `NAME=VALUE` (repeatable)"},
 			&cli.Float64Flag{Name: "priority", Usage: "higher runs first"},
@@ -25,7 +25,8 @@ func scheduleCommand() *cli.Command {
 			&cli.StringFlag{Name: "jobid", Usage: "job `ID` (default: one chosen by the server)"},
 		),
 		Action: serverAction(func(cCtx *cli.Context, s *session) error {
-			if err := needArgs(cCtx, 2, 2); err != nil {
+			project, rest, err := projectArgs(cCtx, 1)
+			if err != nil {
 				return err
 			}
 			args, err := pairs("-a", cCtx.StringSlice("arg"))
@@ -38,8 +39,8 @@ func scheduleCommand() *cli.Command {
 			}
 			id, err := s.c.Schedule(cCtx.Context, job.Spec{
 				ID:       cCtx.String("jobid"),
-				Project:  cCtx.Args().Get(0),
-				Spider:   cCtx.Args().Get(1),
+				Project:  project,
+				Spider:   rest[0],
 				Version:  cCtx.String("version"),
 				Settings: settings,
 				Args:     args,
@@ -60,7 +61,7 @@ func pairs(flag string, values []string) ([]job.Pair, error) {
 	for _, v := range values {
 		name, value, ok := strings.Cut(v, "=")
 		if !ok || name == "" {
-			return nil, fmt.Errorf("%s %q: want NAME=VALUE", flag, v)
+			return nil, usagef("%s %q: want NAME=VALUE", flag, v)
 		}
 		out = append(out, job.Pair{Name: name, Value: value})
 	}
@@ -72,7 +73,7 @@ func jobsCommand() *cli.Command {
 		Name:  "jobs",
 		Usage: "list pending, running and finished jobs",
 		Flags: withServer(
-			&cli.StringFlag{Name: "project", Aliases: []string{"p"}, Usage: "only this `PROJECT`"},
+			projectFlag("only this `PROJECT`"),
 			&cli.StringFlag{Name: "state", Usage: "only `STATE`: pending, running or finished"},
 		),
 		Action: serverAction(func(cCtx *cli.Context, s *session) error {
@@ -83,7 +84,7 @@ func jobsCommand() *cli.Command {
 			switch state {
 			case "", job.Pending, job.Running, job.Finished:
 			default:
-				return fmt.Errorf("--state %q: want pending, running or finished", state)
+				return usagef("--state %q: want pending, running or finished", state)
 			}
 			jobs, err := s.c.ListJobs(cCtx.Context, cCtx.String("project"))
 			if err != nil {
@@ -129,7 +130,7 @@ func statusCommand() *cli.Command {
 		Name:      "status",
 		Usage:     "show a job's state",
 		ArgsUsage: "JOB",
-		Flags:     withServer(&cli.StringFlag{Name: "project", Aliases: []string{"p"}, Usage: "the job's `PROJECT`"}),
+		Flags:     withServer(projectFlag("the job's `PROJECT`")),
 		Action: serverAction(func(cCtx *cli.Context, s *session) error {
 			if err := needArgs(cCtx, 1, 1); err != nil {
 				return err
@@ -157,23 +158,25 @@ func cancelCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "cancel",
 		Usage:     "cancel a pending or running job",
-		ArgsUsage: "PROJECT JOB",
+		ArgsUsage: projectArg + " JOB",
 		Flags: withServer(
+			projectFlag("the job's `PROJECT` (instead of the first argument)"),
 			&cli.StringFlag{Name: "signal", Usage: "`SIGNAL` name or number for a running crawl (server default: INT)"},
 			&cli.BoolFlag{Name: "force", Usage: "stop it now (send KILL)"},
 		),
 		Action: serverAction(func(cCtx *cli.Context, s *session) error {
-			if err := needArgs(cCtx, 2, 2); err != nil {
+			project, args, err := projectArgs(cCtx, 1)
+			if err != nil {
 				return err
 			}
 			signal := cCtx.String("signal")
 			if cCtx.Bool("force") {
 				if signal != "" {
-					return errors.New("give either --signal or --force, not both")
+					return usagef("give either --signal or --force, not both")
 				}
 				signal = "KILL"
 			}
-			prev, err := s.c.Cancel(cCtx.Context, cCtx.Args().Get(0), cCtx.Args().Get(1), signal)
+			prev, err := s.c.Cancel(cCtx.Context, project, args[0], signal)
 			if err != nil {
 				return err
 			}

@@ -39,23 +39,21 @@ func fileCommand(f jobFile) *cli.Command {
 		Name:  f.name,
 		Usage: "print a job's " + f.name + " file; -f follows a running crawl until it finishes",
 		Description: "JOB is looked up in listjobs.json (narrowed by --project). PROJECT SPIDER JOB\n" +
-			"addresses the file directly, for jobs the server no longer lists.",
-		ArgsUsage: "JOB | PROJECT SPIDER JOB",
+			"(or -p PROJECT SPIDER JOB) addresses the file directly, for jobs the server no longer lists.",
+		ArgsUsage: "JOB | [-p] PROJECT SPIDER JOB",
 		Flags: append(serverFlags(),
-			&cli.StringFlag{Name: "project", Aliases: []string{"p"}, Usage: "the job's `PROJECT`"},
+			projectFlag("the job's `PROJECT`"),
 			&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "keep printing until the job is finished"},
 			&cli.DurationFlag{Name: "interval", Value: time.Second, Usage: "how often to poll with -f"},
 		),
 		Action: serverAction(func(cCtx *cli.Context, s *session) error {
 			var locate locator
-			args := cCtx.Args()
-			switch cCtx.NArg() {
-			case 1:
-				locate = f.byListing(s.c, cCtx.String("project"), args.Get(0))
-			case 3:
-				locate = f.byPath(s.c, args.Get(0), args.Get(1), args.Get(2))
-			default:
-				return fmt.Errorf("%s: want JOB or PROJECT SPIDER JOB", f.name)
+			if project := cCtx.String("project"); cCtx.NArg() == 1 {
+				locate = f.byListing(s.c, project, cCtx.Args().First())
+			} else if project, args, err := projectArgs(cCtx, 2); err == nil {
+				locate = f.byPath(s.c, project, args[0], args[1])
+			} else {
+				return usagef("%s: want JOB or [-p] PROJECT SPIDER JOB", f.name)
 			}
 			return f.copy(cCtx.Context, s, locate, cCtx.Bool("follow"), cCtx.Duration("interval"))
 		}),

@@ -7,7 +7,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -21,14 +20,11 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args, os.Stdout, os.Stderr)
 	stop()
-	switch {
-	case err == nil:
-	case errors.Is(err, context.Canceled):
-		os.Exit(130) // interrupted: the shell's convention, and nothing to add
-	default:
+	code := exitStatus(err)
+	if code != exitOK && code != exitInterrupted { // interrupted: nothing to add
 		fmt.Fprintln(os.Stderr, "scrapydctl:", err)
-		os.Exit(1)
 	}
+	os.Exit(code)
 }
 
 // run is main without the process: tests call it with their own writers.
@@ -38,11 +34,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 }
 
 func newApp(stdout, stderr io.Writer) *cli.App {
-	return &cli.App{
+	app := &cli.App{
 		Name:  "scrapydctl",
 		Usage: "deploy Scrapy projects to Scrapyd and control their crawls",
 		Description: "The server is a deploy target of the closest scrapy.cfg (-t NAME, default \"default\"),\n" +
-			"or --url (or --host/--port); credentials come from the flags, the target, or ~/.netrc.",
+			"or --url (or --host/--port); credentials come from the flags, the target, or ~/.netrc.\n\n" +
+			exitStatusHelp,
 		Writer:    stdout,
 		ErrWriter: stderr,
 		// Spider arguments and settings may contain commas.
@@ -57,5 +54,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			delversionCommand(), delprojectCommand(), daemonstatusCommand(),
 			wsCommand(),
 		},
+		OnUsageError: asUsageError,
 	}
+	onUsageErrors(app.Commands)
+	return app
 }

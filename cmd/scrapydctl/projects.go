@@ -28,13 +28,14 @@ func versionsCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "versions",
 		Usage:     "list a project's versions, oldest first (the last one runs)",
-		ArgsUsage: "PROJECT",
-		Flags:     withServer(),
+		ArgsUsage: projectArg,
+		Flags:     withServer(projectFlag("the `PROJECT` (instead of the argument)")),
 		Action: serverAction(func(cCtx *cli.Context, s *session) error {
-			if err := needArgs(cCtx, 1, 1); err != nil {
+			project, _, err := projectArgs(cCtx, 0)
+			if err != nil {
 				return err
 			}
-			versions, err := s.c.ListVersions(cCtx.Context, cCtx.Args().First())
+			versions, err := s.c.ListVersions(cCtx.Context, project)
 			s.human(func(w io.Writer) { lines(w, versions) })
 			return err
 		}),
@@ -45,13 +46,15 @@ func spidersCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "spiders",
 		Usage:     "list a project's spiders",
-		ArgsUsage: "PROJECT",
-		Flags:     withServer(&cli.StringFlag{Name: "version", Usage: "project `VERSION` (default: the latest)"}),
+		ArgsUsage: projectArg,
+		Flags: withServer(projectFlag("the `PROJECT` (instead of the argument)"),
+			&cli.StringFlag{Name: "version", Usage: "project `VERSION` (default: the latest)"}),
 		Action: serverAction(func(cCtx *cli.Context, s *session) error {
-			if err := needArgs(cCtx, 1, 1); err != nil {
+			project, _, err := projectArgs(cCtx, 0)
+			if err != nil {
 				return err
 			}
-			spiders, err := s.c.ListSpiders(cCtx.Context, cCtx.Args().First(), cCtx.String("version"))
+			spiders, err := s.c.ListSpiders(cCtx.Context, project, cCtx.String("version"))
 			s.human(func(w io.Writer) { lines(w, spiders) })
 			return err
 		}),
@@ -62,13 +65,14 @@ func delversionCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "delversion",
 		Usage:     "delete one version of a project",
-		ArgsUsage: "PROJECT VERSION",
-		Flags:     withServer(),
+		ArgsUsage: projectArg + " VERSION",
+		Flags:     withServer(projectFlag("the `PROJECT` (instead of the first argument)")),
 		Action: serverAction(func(cCtx *cli.Context, s *session) error {
-			if err := needArgs(cCtx, 2, 2); err != nil {
+			project, args, err := projectArgs(cCtx, 1)
+			if err != nil {
 				return err
 			}
-			project, version := cCtx.Args().Get(0), cCtx.Args().Get(1)
+			version := args[0]
 			if err := s.c.DelVersion(cCtx.Context, project, version); err != nil {
 				return err
 			}
@@ -82,13 +86,13 @@ func delprojectCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "delproject",
 		Usage:     "delete a project and all its versions",
-		ArgsUsage: "PROJECT",
-		Flags:     withServer(),
+		ArgsUsage: projectArg,
+		Flags:     withServer(projectFlag("the `PROJECT` (instead of the argument)")),
 		Action: serverAction(func(cCtx *cli.Context, s *session) error {
-			if err := needArgs(cCtx, 1, 1); err != nil {
+			project, _, err := projectArgs(cCtx, 0)
+			if err != nil {
 				return err
 			}
-			project := cCtx.Args().First()
 			if err := s.c.DelProject(cCtx.Context, project); err != nil {
 				return err
 			}

@@ -126,10 +126,10 @@ func newClient(t scrapycfg.Target, onAnswer func([]byte)) (*client.Client, error
 func pickTarget(cCtx *cli.Context) (scrapycfg.Target, error) {
 	url, host := cCtx.String("url"), cCtx.String("host")
 	if cCtx.IsSet("target") && (url != "" || host != "") {
-		return scrapycfg.Target{}, errors.New("give either --target or --url/--host, not both")
+		return scrapycfg.Target{}, usagef("give either --target or --url/--host, not both")
 	}
 	if url != "" && host != "" {
-		return scrapycfg.Target{}, errors.New("give either --url or --host, not both")
+		return scrapycfg.Target{}, usagef("give either --url or --host, not both")
 	}
 	if host != "" {
 		return scrapycfg.Target{URL: "http://" + net.JoinHostPort(host, strconv.Itoa(cCtx.Int("port"))) + "/"}, nil
@@ -174,7 +174,38 @@ func loadConfig() (*scrapycfg.Config, string, error) {
 // needArgs checks the number of positional arguments.
 func needArgs(cCtx *cli.Context, min, max int) error {
 	if n := cCtx.NArg(); n < min || n > max {
-		return fmt.Errorf("%s: wrong number of arguments (usage: %s %s)", cCtx.Command.Name, cCtx.Command.Name, cCtx.Command.ArgsUsage)
+		return wrongArgs(cCtx)
 	}
 	return nil
+}
+
+func wrongArgs(cCtx *cli.Context) error {
+	return usagef("%s: wrong number of arguments (usage: %s %s)", cCtx.Command.Name, cCtx.Command.Name, cCtx.Command.ArgsUsage)
+}
+
+// projectFlag is the same -p/--project on every command that takes a
+// project; a fresh one each time, as urfave/cli flags keep their values.
+func projectFlag(usage string) cli.Flag {
+	return &cli.StringFlag{Name: "project", Aliases: []string{"p"}, Usage: usage}
+}
+
+// projectArg is the ArgsUsage of a command whose first argument is the
+// project, which -p may give instead.
+const projectArg = "[-p] PROJECT"
+
+// projectArgs returns the project, from -p/--project or else the first
+// argument, and the n arguments after it: `versions -p shop` and
+// `versions shop` are the same command.
+func projectArgs(cCtx *cli.Context, n int) (string, []string, error) {
+	args := cCtx.Args().Slice()
+	project := cCtx.String("project")
+	switch {
+	case project == "" && len(args) == n+1:
+		return args[0], args[1:], nil
+	case project != "" && len(args) == n:
+		return project, args, nil
+	case project != "" && len(args) == n+1:
+		return "", nil, usagef("%s: the project is given twice, as -p %s and as %q (give one)", cCtx.Command.Name, project, args[0])
+	}
+	return "", nil, wrongArgs(cCtx)
 }

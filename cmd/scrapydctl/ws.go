@@ -106,12 +106,12 @@ func wsSub(name, usage, argsUsage string, fn wsFunc) *cli.Command {
 			id := cCtx.String("job")
 			if id == "" {
 				if len(args) == 0 {
-					return fmt.Errorf("ws %s: which job? (give --job ID or the id as the first argument)", name)
+					return usagef("ws %s: which job? (give --job ID or the id as the first argument)", name)
 				}
 				id, args = args[0], args[1:]
 			}
 			if len(args) > maxArgs {
-				return fmt.Errorf("ws %s: too many arguments (usage: ws %s %s)", name, name, cCtx.Command.ArgsUsage)
+				return usagef("ws %s: too many arguments (usage: ws %s %s)", name, name, cCtx.Command.ArgsUsage)
 			}
 			return fn(cCtx.Context, s.c.WebService(id), args, s)
 		}),
