@@ -19,6 +19,7 @@ const module = "github.com/scrapyd-debian/scrapyd/"
 var forbidden = map[string][]string{
 	"appliance/job":      {"*"},
 	"appliance/config":   {"*"},
+	"appliance/jobfiles": {"appliance/job", "appliance/egg", "appliance/store", "appliance/scrapy", "appliance/launch", "appliance/dispatch", "appliance/service", "appliance/api", "appliance/web", "appliance/daemon", "appliance/crawlrpc"},
 	"appliance/launch":   {"appliance/store", "appliance/dispatch", "appliance/service", "appliance/api", "appliance/web", "appliance/daemon", "appliance/crawlrpc", "appliance/config"},
 	"appliance/egg":      {"*"},
 	"appliance/store":    {"appliance/egg", "appliance/scrapy", "appliance/launch", "appliance/dispatch", "appliance/service", "appliance/api", "appliance/web", "appliance/daemon", "appliance/config"},

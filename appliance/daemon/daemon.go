@@ -24,6 +24,7 @@ import (
 	"github.com/scrapyd-debian/scrapyd/appliance/crawlrpc"
 	"github.com/scrapyd-debian/scrapyd/appliance/dispatch"
 	"github.com/scrapyd-debian/scrapyd/appliance/egg"
+	"github.com/scrapyd-debian/scrapyd/appliance/jobfiles"
 	"github.com/scrapyd-debian/scrapyd/appliance/launch"
 	"github.com/scrapyd-debian/scrapyd/appliance/notify"
 	"github.com/scrapyd-debian/scrapyd/appliance/scrapy"
@@ -64,7 +65,7 @@ func Run(ctx context.Context, o Options) error {
 	for _, d := range []struct {
 		path string
 		mode os.FileMode
-	}{{cfg.EggsDir, 0o755}, {cfg.DbsDir, 0o700}, {cfg.LogsDir, 0o755}, {dispatch.LocalItemsDir(cfg), 0o755}} {
+	}{{cfg.EggsDir, 0o755}, {cfg.DbsDir, 0o700}, {cfg.LogsDir, 0o755}, {jobfiles.LocalItemsDir(cfg), 0o755}} {
 		if d.path != "" {
 			if err := os.MkdirAll(d.path, d.mode); err != nil {
 				return fmt.Errorf("create %s: %w", d.path, err)
@@ -110,12 +111,12 @@ func Run(ctx context.Context, o Options) error {
 	svc := &service.Service{
 		Config: conf, Store: st, Eggs: eggs, Dispatch: disp,
 		Lister: func(c *config.Config) service.Lister {
-			l := scrapy.Lister{Python: c.Python, BaseEnv: crawlEnv, Dir: dispatch.CrawlDir(c), Credential: crawlUser.credential()}
+			l := scrapy.Lister{Python: c.Python, BaseEnv: crawlEnv, Dir: jobfiles.CrawlDir(c), Credential: crawlUser.credential()}
 			if launcher.Name() == "systemd" {
 				// Listing imports the uploaded project: it gets a crawl's unit
 				// and sandbox, not the daemon's unit and its write access.
 				l.Launcher, l.OutputDir = launcher, filepath.Join(runtimeDir(c, os.Getenv), "list")
-				l.Sandbox = launch.Sandbox{Hidden: dispatch.Hidden(c)}
+				l.Sandbox = launch.Sandbox{Hidden: jobfiles.Hidden(c)}
 				l.Limits = launch.Limits{MemoryMax: c.CrawlMemoryMax, CPUQuota: c.CrawlCPUQuota, TasksMax: c.CrawlTasksMax}
 			}
 			return l

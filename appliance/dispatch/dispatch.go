@@ -19,6 +19,7 @@ import (
 	"github.com/scrapyd-debian/scrapyd/appliance/config"
 	"github.com/scrapyd-debian/scrapyd/appliance/egg"
 	"github.com/scrapyd-debian/scrapyd/appliance/job"
+	"github.com/scrapyd-debian/scrapyd/appliance/jobfiles"
 	"github.com/scrapyd-debian/scrapyd/appliance/launch"
 	"github.com/scrapyd-debian/scrapyd/appliance/scrapy"
 	"github.com/scrapyd-debian/scrapyd/appliance/store"
@@ -200,9 +201,9 @@ func (d *Dispatcher) start(ctx context.Context, cfg *config.Config, j job.Job) {
 
 // crawl resolves everything a job's command needs.
 func (d *Dispatcher) crawl(cfg *config.Config, j job.Job) (scrapy.Crawl, error) {
-	paths := Paths(cfg, j.Project, j.Spider, j.ID)
+	paths := jobfiles.Of(cfg, j.Project, j.Spider, j.ID)
 	c := scrapy.Crawl{
-		Python: cfg.Python, BaseEnv: d.Env, Dir: CrawlDir(cfg), Spec: j.Spec, Version: j.Version,
+		Python: cfg.Python, BaseEnv: d.Env, Dir: jobfiles.CrawlDir(cfg), Spec: j.Spec, Version: j.Version,
 		LogFile: paths.Log, JobDir: paths.JobDir,
 		Stdout: filepath.Join(filepath.Dir(cfg.LogFile), "scrapyd.out"),
 		Stderr: filepath.Join(filepath.Dir(cfg.LogFile), "scrapyd.err"),
@@ -224,8 +225,8 @@ func (d *Dispatcher) crawl(cfg *config.Config, j job.Job) (scrapy.Crawl, error) 
 	}
 	if paths.Items != "" {
 		c.ItemsFeed = scrapy.FileFeed(paths.Items)
-	} else if paths.ItemsURL != "" {
-		c.ItemsFeed = paths.ItemsURL
+	} else if paths.Feed != "" {
+		c.ItemsFeed = paths.Feed
 	}
 	for _, p := range []string{paths.Log, paths.Items} {
 		if p != "" {
@@ -249,11 +250,11 @@ func (d *Dispatcher) crawl(cfg *config.Config, j job.Job) (scrapy.Crawl, error) 
 // its working directory; it reads its own egg but no other egg, nor the
 // job database. The working directory itself stays read-only, so the crawl
 // cannot replace the daemon's eggs/ or dbs/ in it.
-func sandbox(cfg *config.Config, paths JobPaths, egg string) launch.Sandbox {
+func sandbox(cfg *config.Config, paths jobfiles.Paths, egg string) launch.Sandbox {
 	sb := launch.Sandbox{
-		Writable: []string{filepath.Join(CrawlDir(cfg), ".scrapy")},
+		Writable: []string{filepath.Join(jobfiles.CrawlDir(cfg), ".scrapy")},
 		Optional: cfg.CrawlWritablePaths,
-		Hidden:   Hidden(cfg),
+		Hidden:   jobfiles.Hidden(cfg),
 	}
 	for _, dir := range []string{dirOf(paths.Log), dirOf(paths.Items), paths.JobDir} {
 		if dir != "" {
@@ -292,7 +293,7 @@ func (d *Dispatcher) finish(e ended) {
 	if d.Hooks != nil {
 		stats = d.Hooks.Ended(j)
 	}
-	reason := finishReason(Paths(cfg, j.Project, j.Spider, j.ID).Log)
+	reason := finishReason(jobfiles.Of(cfg, j.Project, j.Spider, j.ID).Log)
 	outcome := Outcome(e.exit, j.Cancelled, reason)
 	var code *int
 	if e.exit.Known {

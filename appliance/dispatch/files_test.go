@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/scrapyd-debian/scrapyd/appliance/config"
+	"github.com/scrapyd-debian/scrapyd/appliance/jobfiles"
 	"github.com/scrapyd-debian/scrapyd/appliance/launch"
 )
 
@@ -17,7 +18,7 @@ func TestSandbox(t *testing.T) {
 		CrawlWritablePaths: []string{"/srv/exports"},
 	}
 	egg := "/var/lib/scrapyd/eggs/p/r1.egg"
-	got := sandbox(cfg, Paths(cfg, "p", "s", "j1"), egg)
+	got := sandbox(cfg, jobfiles.Of(cfg, "p", "s", "j1"), egg)
 	want := launch.Sandbox{
 		Writable: []string{"/var/lib/scrapyd/.scrapy", "/var/log/scrapyd/p/s", "/var/lib/scrapyd/items/p/s", "/var/lib/scrapyd/jobs/p/s/j1"},
 		Optional: []string{"/srv/exports"},
@@ -30,7 +31,7 @@ func TestSandbox(t *testing.T) {
 
 	// No logs, a remote items feed, no JOBDIR, a [settings] project (no egg).
 	cfg.LogsDir, cfg.ItemsDir, cfg.JobsDir, cfg.CrawlWritablePaths = "", "s3://bucket/items", "", nil
-	got = sandbox(cfg, Paths(cfg, "p", "s", "j1"), "")
+	got = sandbox(cfg, jobfiles.Of(cfg, "p", "s", "j1"), "")
 	want = launch.Sandbox{
 		Writable: []string{"/var/lib/scrapyd/.scrapy"},
 		Hidden:   []string{"/var/lib/scrapyd/eggs", "/var/lib/scrapyd/dbs"},

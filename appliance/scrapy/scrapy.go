@@ -76,7 +76,12 @@ func Command(c Crawl) launch.Command {
 		args = append(args, "-s", "LOG_FILE="+c.LogFile)
 	}
 	if c.ItemsFeed != "" {
-		feeds, _ := json.Marshal(map[string]map[string]string{c.ItemsFeed: {"format": "jsonlines"}})
+		// Scrapy expands a feed URI with Python's %-formatting (`uri %
+		// uri_params`, scrapy/extensions/feedexport.py), so the percent
+		// escapes of a name with a space or `%` (file:///…/my%20shop/…) are
+		// doubled to reach the file as named, not a mangled one.
+		uri := strings.ReplaceAll(c.ItemsFeed, "%", "%%")
+		feeds, _ := json.Marshal(map[string]map[string]string{uri: {"format": "jsonlines"}})
 		args = append(args, "-s", "FEEDS="+string(feeds))
 	}
 	if c.JobDir != "" {
@@ -106,17 +111,6 @@ func Command(c Crawl) launch.Command {
 // FileFeed is the items feed URI for a local items file.
 func FileFeed(path string) string {
 	return (&url.URL{Scheme: "file", Path: filepath.ToSlash(path)}).String()
-}
-
-// URLFeed joins project/spider/job.jl onto a remote items_dir URL, keeping
-// its query and fragment (Scrapyd does the same for s3:// and the like).
-func URLFeed(base, project, spider, id string) (string, error) {
-	u, err := url.Parse(base)
-	if err != nil {
-		return "", err
-	}
-	u.Path = strings.TrimSuffix(u.Path, "/") + "/" + project + "/" + spider + "/" + id + ".jl"
-	return u.String(), nil
 }
 
 // projectEnv is the environment that makes Python import the project:

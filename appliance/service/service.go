@@ -20,6 +20,7 @@ import (
 	"github.com/scrapyd-debian/scrapyd/appliance/dispatch"
 	"github.com/scrapyd-debian/scrapyd/appliance/egg"
 	"github.com/scrapyd-debian/scrapyd/appliance/job"
+	"github.com/scrapyd-debian/scrapyd/appliance/jobfiles"
 	"github.com/scrapyd-debian/scrapyd/appliance/scrapy"
 	"github.com/scrapyd-debian/scrapyd/appliance/store"
 )
@@ -436,11 +437,11 @@ func (s *Service) Jobs(ctx context.Context, q JobsQuery) (Listing, error) {
 	if err != nil {
 		return Listing{}, err
 	}
-	files := newFileIndex()
+	files := jobfiles.NewIndex()
 	entry := func(j *job.Job, withFiles bool) Entry {
 		e := Entry{Job: j}
 		if withFiles {
-			e.LogURL, e.ItemsURL = files.urls(cfg, j)
+			e.LogURL, e.ItemsURL = files.URLs(cfg, j.Project, j.Spider, j.ID)
 		}
 		return e
 	}
@@ -460,46 +461,5 @@ func (s *Service) Jobs(ctx context.Context, q JobsQuery) (Listing, error) {
 
 // JobURLs returns a job's log and items links ("" when missing).
 func (s *Service) JobURLs(j job.Job) (logURL, itemsURL string) {
-	return newFileIndex().urls(s.Config(), &j)
-}
-
-// fileIndex answers "does this job's log (items file) exist?" from one
-// directory listing per project, spider and kind of file, not one stat per
-// job. It maps each such directory to the ids of the jobs with a file there,
-// so that a lookup builds no file name.
-type fileIndex map[fileDir]map[string]bool
-
-// fileDir is base/project/spider's files ending in ext.
-type fileDir struct{ base, project, spider, ext string }
-
-func newFileIndex() fileIndex { return fileIndex{} }
-
-func (fi fileIndex) has(base, ext string, j *job.Job) bool {
-	key := fileDir{base, j.Project, j.Spider, ext}
-	ids, ok := fi[key]
-	if !ok {
-		ids = map[string]bool{}
-		// Readdirnames neither sorts nor stats: only names are needed.
-		if d, err := os.Open(filepath.Join(base, j.Project, j.Spider)); err == nil {
-			names, _ := d.Readdirnames(-1)
-			d.Close()
-			for _, name := range names {
-				if id, ok := strings.CutSuffix(name, ext); ok {
-					ids[id] = true
-				}
-			}
-		}
-		fi[key] = ids
-	}
-	return ids[j.ID]
-}
-
-func (fi fileIndex) urls(cfg *config.Config, j *job.Job) (logURL, itemsURL string) {
-	if cfg.LogsDir != "" && fi.has(cfg.LogsDir, ".log", j) {
-		logURL = "/logs/" + j.Project + "/" + j.Spider + "/" + j.ID + ".log"
-	}
-	if items := dispatch.LocalItemsDir(cfg); items != "" && fi.has(items, ".jl", j) {
-		itemsURL = "/items/" + j.Project + "/" + j.Spider + "/" + j.ID + ".jl"
-	}
-	return logURL, itemsURL
+	return jobfiles.NewIndex().URLs(s.Config(), j.Project, j.Spider, j.ID)
 }

@@ -16,13 +16,14 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/scrapyd-debian/scrapyd/appliance/config"
+	"github.com/scrapyd-debian/scrapyd/appliance/jobfiles"
 )
 
 // logsRoot and itemsRoot pick the served directory from a config snapshot
 // ("" when not served: /logs/ only with a logs_dir, /items/ only with a
 // local items_dir, as in Scrapyd).
 func logsRoot(cfg *config.Config) string  { return cfg.LogsDir }
-func itemsRoot(cfg *config.Config) string { return itemsDir(cfg) }
+func itemsRoot(cfg *config.Config) string { return jobfiles.LocalItemsDir(cfg) }
 
 // files serves a directory the way Scrapyd's Twisted static.File does:
 // listings with a Last modified column, files with Range support, and

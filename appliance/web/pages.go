@@ -14,9 +14,9 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/scrapyd-debian/scrapyd/appliance/config"
-	"github.com/scrapyd-debian/scrapyd/appliance/dispatch"
 	"github.com/scrapyd-debian/scrapyd/appliance/egg"
 	"github.com/scrapyd-debian/scrapyd/appliance/job"
+	"github.com/scrapyd-debian/scrapyd/appliance/jobfiles"
 	"github.com/scrapyd-debian/scrapyd/appliance/service"
 )
 
@@ -115,13 +115,13 @@ func (h *handlers) jobPage(c *fiber.Ctx) error {
 	if j == nil {
 		return h.errorPage(c, fiber.StatusNotFound, &service.Error{Message: fmt.Sprintf("no job %q in project %q", id, project)})
 	}
-	paths := dispatch.Paths(cfg, j.Project, j.Spider, j.ID)
+	paths := jobfiles.Of(cfg, j.Project, j.Spider, j.ID)
 	var items *lineCounter
 	if paths.Items != "" {
 		items = &lineCounter{path: paths.Items}
 	}
 	logText, offset, truncated := readTail(paths.Log, logTail, j.State != job.Finished)
-	logURL, itemsURL := fileURLs(cfg, *j)
+	logURL, itemsURL := jobfiles.URLs(cfg, j.Project, j.Spider, j.ID)
 	b := h.base(c, cfg, j.Spider+" "+j.ID)
 	return render(c, fiber.StatusOK, "job.html", struct {
 		base
@@ -137,7 +137,7 @@ func (h *handlers) jobPage(c *fiber.Ctx) error {
 		HasLog           bool
 		Live             bool
 	}{b, j, jobPath(j.Project, j.ID), h.summarize(j, items), pairs(j.Args), pairs(j.Settings),
-		logURL, itemsURL, paths.ItemsURL, logText, offset, truncated, paths.Log != "", j.State != job.Finished})
+		logURL, itemsURL, paths.Feed, logText, offset, truncated, paths.Log != "", j.State != job.Finished})
 }
 
 func (h *handlers) cancel(c *fiber.Ctx) error {
@@ -248,15 +248,7 @@ func browseRows(cfg *config.Config, l service.Listing) []browseRow {
 		for _, e := range es {
 			r := browseRow{Job: *e.Job, Page: jobPath(e.Project, e.ID), Runtime: runtime(e.Started, e.Ended), Status: outcomeClass(*e.Job)}
 			// Only link files that exist: this list is for people.
-			if e.LogURL != "" || e.ItemsURL != "" {
-				logURL, itemsURL := fileURLs(cfg, *e.Job)
-				if e.LogURL != "" {
-					r.LogURL = logURL
-				}
-				if e.ItemsURL != "" {
-					r.ItemsURL = itemsURL
-				}
-			}
+			r.LogURL, r.ItemsURL = e.LogURL, e.ItemsURL
 			out = append(out, r)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/scrapyd-debian/scrapyd/appliance/config"
 	"github.com/scrapyd-debian/scrapyd/appliance/job"
+	"github.com/scrapyd-debian/scrapyd/appliance/jobfiles"
 	"github.com/scrapyd-debian/scrapyd/appliance/service"
 )
 
@@ -43,7 +44,7 @@ type jobRow struct {
 // 1.5 lays it out. It is written by hand rather than by html/template: the
 // bytes must stay exactly what JOB_PATTERN reads, and a thousand finished
 // jobs render several times faster (see BenchmarkJobsPage). Every value
-// goes through html.EscapeString; the URLs are path-escaped already and
+// goes through html.EscapeString; the URLs are path-escaped already (jobfiles.URLs) and
 // the prefix is checked by handlers.prefix.
 func writeJobRow(w *strings.Builder, r jobRow, prefix string, itemsColumn bool) {
 	cell := func(inner string) { w.WriteString("<td>" + inner + "</td>\n") }
@@ -120,21 +121,8 @@ func scrapydRow(cfg *config.Config, j job.Job, now time.Time) jobRow {
 		r.Finish = clock(j.Ended)
 	}
 	r.Start = clock(j.Started)
-	r.LogURL, r.ItemsURL = fileURLs(cfg, j)
+	r.LogURL, r.ItemsURL = jobfiles.URLs(cfg, j.Project, j.Spider, j.ID)
 	return r
-}
-
-// fileURLs are a job's /logs/ and /items/ links, path-escaped ("" when the
-// directory is not served).
-func fileURLs(cfg *config.Config, j job.Job) (logURL, itemsURL string) {
-	rel := "/" + url.PathEscape(j.Project) + "/" + url.PathEscape(j.Spider) + "/" + url.PathEscape(j.ID)
-	if cfg.LogsDir != "" {
-		logURL = "/logs" + rel + ".log"
-	}
-	if itemsDir(cfg) != "" {
-		itemsURL = "/items" + rel + ".jl"
-	}
-	return logURL, itemsURL
 }
 
 func jobPath(project, id string) string {

@@ -11,8 +11,8 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
-	"github.com/scrapyd-debian/scrapyd/appliance/dispatch"
 	"github.com/scrapyd-debian/scrapyd/appliance/job"
+	"github.com/scrapyd-debian/scrapyd/appliance/jobfiles"
 )
 
 // Polling, not fsnotify: a log is one file appended by one process, and a
@@ -103,7 +103,7 @@ func (h *handlers) followLog(c *fiber.Ctx) error {
 	if last, err := strconv.ParseInt(c.Get("Last-Event-ID"), 10, 64); err == nil {
 		from = last
 	}
-	paths := dispatch.Paths(h.o.Config(), j.Project, j.Spider, j.ID)
+	paths := jobfiles.Of(h.o.Config(), j.Project, j.Spider, j.ID)
 	var items *lineCounter
 	if paths.Items != "" {
 		items = &lineCounter{path: paths.Items}

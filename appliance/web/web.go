@@ -20,6 +20,7 @@ import (
 
 	"github.com/scrapyd-debian/scrapyd/appliance/config"
 	"github.com/scrapyd-debian/scrapyd/appliance/job"
+	"github.com/scrapyd-debian/scrapyd/appliance/jobfiles"
 	"github.com/scrapyd-debian/scrapyd/appliance/service"
 )
 
@@ -91,7 +92,7 @@ type base struct {
 }
 
 func (h *handlers) base(c *fiber.Ctx, cfg *config.Config, title string) base {
-	return base{Prefix: h.prefix(c), Title: title, LocalItems: itemsDir(cfg) != "", HasLogs: cfg.LogsDir != ""}
+	return base{Prefix: h.prefix(c), Title: title, LocalItems: jobfiles.LocalItemsDir(cfg) != "", HasLogs: cfg.LogsDir != ""}
 }
 
 func render(c *fiber.Ctx, status int, name string, data any) error {
@@ -201,12 +202,3 @@ func outcomeClass(j job.Job) string {
 }
 
 func cancellable(j job.Job) bool { return j.State == job.Pending || j.State == job.Running }
-
-// itemsDir is items_dir when it is local (Scrapyd's local_items: a path or
-// a file:// URL, the rule dispatch.Paths applies), else "".
-func itemsDir(cfg *config.Config) string {
-	if strings.Contains(cfg.ItemsDir, "://") && !strings.HasPrefix(cfg.ItemsDir, "file://") {
-		return ""
-	}
-	return strings.TrimPrefix(cfg.ItemsDir, "file://")
-}

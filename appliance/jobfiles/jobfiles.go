@@ -1,0 +1,139 @@
+// Package jobfiles owns where a job's files live (its log, items and
+// JOBDIR, Scrapyd's layout under logs_dir, items_dir and jobs_dir) and the
+// URLs the daemon serves them at. Crawls, listings and pages all ask here,
+// so a path and its link cannot disagree.
+package jobfiles
+
+import (
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/scrapyd-debian/scrapyd/appliance/config"
+)
+
+// Paths are where a job's files live; "" when disabled.
+type Paths struct {
+	Log    string // logs_dir/P/S/ID.log
+	Items  string // items_dir/P/S/ID.jl, for a local items_dir
+	Feed   string // the feed URI, for a remote items_dir (s3://…)
+	JobDir string // jobs_dir/P/S/ID
+}
+
+// Of returns Scrapyd's file locations for a job, so an existing Scrapyd
+// data directory keeps working and tools that read them (ScrapydWeb,
+// LogParser) find them.
+func Of(cfg *config.Config, project, spider, id string) Paths {
+	var p Paths
+	if cfg.LogsDir != "" {
+		p.Log = filepath.Join(cfg.LogsDir, project, spider, id+logExt)
+	}
+	if local := LocalItemsDir(cfg); local != "" {
+		p.Items = filepath.Join(local, project, spider, id+itemsExt)
+	} else if cfg.ItemsDir != "" {
+		p.Feed, _ = feedURL(cfg.ItemsDir, project, spider, id)
+	}
+	if cfg.JobsDir != "" {
+		p.JobDir = filepath.Join(cfg.JobsDir, project, spider, id)
+	}
+	return p
+}
+
+const (
+	logExt   = ".log"
+	itemsExt = ".jl"
+)
+
+// feedURL joins project/spider/job.jl onto a remote items_dir URL, keeping
+// its scheme, host and query (Scrapyd's feed URI for a non-local items_dir).
+func feedURL(base, project, spider, id string) (string, error) {
+	u, err := url.Parse(base)
+	if err != nil {
+		return "", err
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/") + "/" + project + "/" + spider + "/" + id + itemsExt
+	return u.String(), nil
+}
+
+// LocalItemsDir is items_dir when it is a local directory (a path or a
+// file:// URL, Scrapyd's local_items), "" when it is empty or a remote feed
+// URL (s3://…). Only a local items_dir is served under /items/.
+func LocalItemsDir(cfg *config.Config) string {
+	if strings.Contains(cfg.ItemsDir, "://") && !strings.HasPrefix(cfg.ItemsDir, "file://") {
+		return ""
+	}
+	return strings.TrimPrefix(cfg.ItemsDir, "file://")
+}
+
+// Hidden are the directories uploaded code must not even read, in a crawl
+// or while its spiders are listed: the egg store (other projects' code and
+// settings) and the job database (every spider argument).
+func Hidden(cfg *config.Config) []string { return []string{cfg.EggsDir, cfg.DbsDir} }
+
+// CrawlDir is the crawls' working directory: the data directory, the
+// `scrapy` user's home on an installed system.
+func CrawlDir(cfg *config.Config) string { return filepath.Join(cfg.Root, "var", "lib", "scrapyd") }
+
+// URLs are a job's /logs/ and /items/ links, whether or not the files
+// exist ("" when the directory is not served, as in Scrapyd). Every name is
+// percent-escaped here and nowhere else: a job id or project may hold a
+// space, `%`, `#` or `?` (job.CheckName allows them), and the link must
+// still reach the file.
+func URLs(cfg *config.Config, project, spider, id string) (logURL, itemsURL string) {
+	rel := "/" + url.PathEscape(project) + "/" + url.PathEscape(spider) + "/" + url.PathEscape(id)
+	if cfg.LogsDir != "" {
+		logURL = "/logs" + rel + logExt
+	}
+	if LocalItemsDir(cfg) != "" {
+		itemsURL = "/items" + rel + itemsExt
+	}
+	return logURL, itemsURL
+}
+
+// Index answers "does this job's log (items file) exist?" from one
+// directory listing per project, spider and kind of file, not one stat per
+// job, so that a thousand finished jobs list in a millisecond or two. It
+// maps each such directory to the ids of the jobs with a file there, so a
+// lookup builds no file name. An Index is for one listing: it does not see
+// files created after it read a directory.
+type Index map[dir]map[string]bool
+
+// dir is base/project/spider's files ending in ext.
+type dir struct{ base, project, spider, ext string }
+
+// NewIndex returns an empty Index.
+func NewIndex() Index { return Index{} }
+
+func (ix Index) has(base, ext, project, spider, id string) bool {
+	key := dir{base, project, spider, ext}
+	ids, ok := ix[key]
+	if !ok {
+		ids = map[string]bool{}
+		// Readdirnames neither sorts nor stats: only names are needed.
+		if d, err := os.Open(filepath.Join(base, project, spider)); err == nil {
+			names, _ := d.Readdirnames(-1)
+			d.Close()
+			for _, name := range names {
+				if id, ok := strings.CutSuffix(name, ext); ok {
+					ids[id] = true
+				}
+			}
+		}
+		ix[key] = ids
+	}
+	return ids[id]
+}
+
+// URLs are the job's links as URLs gives them, each "" when its file does
+// not exist (listjobs.json's log_url and items_url).
+func (ix Index) URLs(cfg *config.Config, project, spider, id string) (logURL, itemsURL string) {
+	logURL, itemsURL = URLs(cfg, project, spider, id)
+	if logURL != "" && !ix.has(cfg.LogsDir, logExt, project, spider, id) {
+		logURL = ""
+	}
+	if itemsURL != "" && !ix.has(LocalItemsDir(cfg), itemsExt, project, spider, id) {
+		itemsURL = ""
+	}
+	return logURL, itemsURL
+}

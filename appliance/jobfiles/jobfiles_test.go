@@ -1,0 +1,72 @@
+package jobfiles
+
+import (
+	"net/url"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/scrapyd-debian/scrapyd/appliance/config"
+)
+
+// TestLayout: Scrapyd's layout, so an existing Scrapyd data directory and
+// the tools that read it (ScrapydWeb, LogParser) keep working.
+func TestLayout(t *testing.T) {
+	cfg := &config.Config{LogsDir: "/l", ItemsDir: "file:///i", JobsDir: "/j"}
+	got := Of(cfg, "p", "s", "id")
+	want := Paths{Log: "/l/p/s/id.log", Items: "/i/p/s/id.jl", JobDir: "/j/p/s/id"}
+	if got != want {
+		t.Errorf("Of = %+v, want %+v", got, want)
+	}
+	cfg = &config.Config{ItemsDir: "s3://bucket/items/?region=eu"}
+	if got := Of(cfg, "p", "s", "id"); got != (Paths{Feed: "s3://bucket/items/p/s/id.jl?region=eu"}) {
+		t.Errorf("remote items: %+v", got)
+	}
+	if l, i := URLs(cfg, "p", "s", "id"); l != "" || i != "" {
+		t.Errorf("no logs_dir and a remote items_dir are not served, got %q %q", l, i)
+	}
+}
+
+// TestURLsEscaped: every name that job.CheckName allows gives a link that
+// decodes back to the file's own path (issue 13 point 10).
+func TestURLsEscaped(t *testing.T) {
+	cfg := &config.Config{LogsDir: "/l", ItemsDir: "/i"}
+	for _, name := range []string{"plain", "a b", "100%", "x#y", "why?", "%2F", "é ü", "a+b&c=d;e"} {
+		logURL, itemsURL := URLs(cfg, name, "s "+name, "j"+name)
+		for _, u := range []string{logURL, itemsURL} {
+			parsed, err := url.Parse("http://h" + u)
+			if err != nil {
+				t.Fatalf("%q: %v", u, err)
+			}
+			if parsed.RawQuery != "" || parsed.Fragment != "" {
+				t.Errorf("%q: the name leaks into the query or fragment", u)
+			}
+		}
+		p := Of(cfg, name, "s "+name, "j"+name)
+		for _, c := range []struct{ link, prefix, file, root string }{{logURL, "/logs", p.Log, "/l"}, {itemsURL, "/items", p.Items, "/i"}} {
+			path, err := url.PathUnescape(c.link[len(c.prefix):])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if filepath.Join(c.root, path) != c.file {
+				t.Errorf("%q decodes to %q, the file is %q", c.link, path, c.file)
+			}
+		}
+	}
+}
+
+// TestIndex: listjobs.json links only files that exist.
+func TestIndex(t *testing.T) {
+	dir := t.TempDir()
+	cfg := &config.Config{LogsDir: filepath.Join(dir, "logs"), ItemsDir: filepath.Join(dir, "items")}
+	p := Of(cfg, "p q", "s", "a#1")
+	os.MkdirAll(filepath.Dir(p.Log), 0o755)
+	os.WriteFile(p.Log, nil, 0o644)
+	ix := NewIndex()
+	if l, i := ix.URLs(cfg, "p q", "s", "a#1"); l != "/logs/p%20q/s/a%231.log" || i != "" {
+		t.Errorf("log only: %q %q", l, i)
+	}
+	if l, i := ix.URLs(cfg, "p q", "s", "b"); l != "" || i != "" {
+		t.Errorf("no files: %q %q", l, i)
+	}
+}
