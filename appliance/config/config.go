@@ -31,12 +31,16 @@ type Config struct {
 	MaxProc       int
 	MaxProcPerCPU int
 
-	EggsDir        string
-	DbsDir         string
-	LogsDir        string
-	ItemsDir       string
-	JobsDir        string
-	RuntimeDir     string
+	EggsDir    string
+	DbsDir     string
+	LogsDir    string
+	ItemsDir   string
+	JobsDir    string
+	RuntimeDir string
+	// CrawlDir is the working directory of crawls and `scrapy list`;
+	// empty in the files means the directory that holds eggs_dir (see
+	// derive).
+	CrawlDir       string
 	LogFile        string
 	JobsToKeep     int
 	FinishedToKeep int
@@ -234,7 +238,20 @@ func (c *Config) apply(entries []entry) error {
 			c.Sources[settingsKey(e.key)] = e.source
 		}
 	}
+	c.derive()
 	return c.validate()
+}
+
+// derive fills the options whose default depends on others. crawl_dir's
+// default is the directory holding eggs_dir, which the daemon creates at
+// start, so it exists in every layout (issue 13): /var/lib/scrapyd when
+// installed, DIR/var/lib/scrapyd with --root DIR, and the daemon's working
+// directory when a scrapyd.conf there says eggs_dir = eggs, as Scrapyd's
+// own default file does (Scrapyd runs crawls in its working directory).
+func (c *Config) derive() {
+	if c.Raw["crawl_dir"] == "" {
+		c.CrawlDir = filepath.Dir(c.EggsDir)
+	}
 }
 
 func (c *Config) validate() error {

@@ -1,8 +1,10 @@
 package config
 
 import (
+	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -151,4 +153,44 @@ func FuzzParseINI(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestCrawlDirExistsInEveryLayout: crawls and listings run in crawl_dir,
+// by default the directory holding eggs_dir, which the daemon creates at
+// start (issue 13: with a fixed <root>/var/lib/scrapyd, the Scrapyd way of
+// starting failed every upload with "fork/exec /usr/bin/python3: no such
+// file or directory").
+func TestCrawlDirExistsInEveryLayout(t *testing.T) {
+	root := t.TempDir()
+	o := opts(root)
+	if c := load(t, o); c.CrawlDir != root+"/var/lib/scrapyd" {
+		t.Errorf("--root layout: crawl_dir = %q", c.CrawlDir)
+	}
+	// The Scrapyd way: a scrapyd.conf with Scrapyd's own relative eggs_dir
+	// in the daemon's working directory.
+	write(t, filepath.Join(o.Cwd, "scrapyd.conf"), "[scrapyd]\neggs_dir = eggs\n")
+	t.Chdir(o.Cwd)
+	if c := load(t, o); c.CrawlDir != o.Cwd || Show(io.Discard, c) != nil {
+		t.Errorf("Scrapyd way: crawl_dir = %q, want the working directory %q", c.CrawlDir, o.Cwd)
+	}
+	write(t, filepath.Join(o.Cwd, "scrapyd.conf"), "[scrapyd]\neggs_dir = eggs\ncrawl_dir = work\n")
+	if c := load(t, o); c.CrawlDir != o.Cwd+"/work" {
+		t.Errorf("crawl_dir set: %q", c.CrawlDir)
+	}
+}
+
+// TestLiveCrawlDirFollowsTheRunningEggsDir: eggs_dir waits for a restart,
+// so the crawl_dir derived from it does too.
+func TestLiveCrawlDirFollowsTheRunningEggsDir(t *testing.T) {
+	root := t.TempDir()
+	o := opts(root)
+	running := load(t, o)
+	write(t, filepath.Join(root, "etc/scrapyd/conf.d/10.conf"), "[scrapyd]\neggs_dir = /srv/x/eggs\n")
+	next, pending, err := Live(running, load(t, o))
+	if err != nil || !slices.Equal(pending, []string{"eggs_dir"}) {
+		t.Fatal(err, pending)
+	}
+	if next.CrawlDir != running.CrawlDir || len(Changed(running, next)) != 0 {
+		t.Errorf("crawl_dir = %q, want the running %q", next.CrawlDir, running.CrawlDir)
+	}
 }

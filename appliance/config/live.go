@@ -47,6 +47,8 @@ func Live(running, loaded *Config) (next *Config, pending []string, err error) {
 		n.Raw[k] = running.Raw[k]
 		pending = append(pending, k)
 	}
+	// A default derived from a kept value follows the kept value.
+	n.derive()
 	if err := n.validate(); err != nil {
 		return nil, nil, fmt.Errorf("%w (with the running %v, which needs a restart to change)", err, pending)
 	}

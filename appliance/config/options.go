@@ -56,6 +56,7 @@ var options = map[string]option{
 	"logs_dir":             {"{root}/var/log/scrapyd", path(func(c *Config) *string { return &c.LogsDir }), ""},
 	"jobs_dir":             {"", path(func(c *Config) *string { return &c.JobsDir }), ""},
 	"runtime_dir":          {"", path(func(c *Config) *string { return &c.RuntimeDir }), atStart},
+	"crawl_dir":            {"", path(func(c *Config) *string { return &c.CrawlDir }), ""},
 	"log_file":             {"{root}/var/log/scrapyd/scrapyd.log", path(func(c *Config) *string { return &c.LogFile }), "the daemon's log is opened at start"},
 	"jobs_to_keep":         {"5", intRange(0, math.MaxInt32, func(c *Config) *int { return &c.JobsToKeep }), ""},
 	"finished_to_keep":     {"100", intRange(0, math.MaxInt32, func(c *Config) *int { return &c.FinishedToKeep }), ""},

@@ -65,7 +65,7 @@ func Run(ctx context.Context, o Options) error {
 	for _, d := range []struct {
 		path string
 		mode os.FileMode
-	}{{cfg.EggsDir, 0o755}, {cfg.DbsDir, 0o700}, {cfg.LogsDir, 0o755}, {jobfiles.LocalItemsDir(cfg), 0o755}} {
+	}{{cfg.EggsDir, 0o755}, {cfg.DbsDir, 0o700}, {cfg.LogsDir, 0o755}, {jobfiles.LocalItemsDir(cfg), 0o755}, {cfg.CrawlDir, 0o755}} {
 		if d.path != "" {
 			if err := os.MkdirAll(d.path, d.mode); err != nil {
 				return fmt.Errorf("create %s: %w", d.path, err)
@@ -124,6 +124,10 @@ func Run(ctx context.Context, o Options) error {
 	}
 	rl := &reloader{opts: o.Config, current: &current, log: log, level: &level, disp: disp, store: st,
 		applied: func(next *config.Config) {
+			// A new crawl_dir is made as at start: listings chdir into it.
+			if err := os.MkdirAll(next.CrawlDir, 0o755); err != nil {
+				log.Error("cannot create crawl_dir", "err", err)
+			}
 			if err := rpc.Reload(webserviceConfig(next)); err != nil {
 				log.Error("crawl web service settings not applied", "err", err)
 			}

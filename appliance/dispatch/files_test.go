@@ -13,7 +13,7 @@ import (
 // Scrapy's cache, and reads no egg but its own, nor the job database.
 func TestSandbox(t *testing.T) {
 	cfg := &config.Config{
-		Root: "/", EggsDir: "/var/lib/scrapyd/eggs", DbsDir: "/var/lib/scrapyd/dbs",
+		Root: "/", EggsDir: "/var/lib/scrapyd/eggs", DbsDir: "/var/lib/scrapyd/dbs", CrawlDir: "/var/lib/scrapyd",
 		LogsDir: "/var/log/scrapyd", ItemsDir: "/var/lib/scrapyd/items", JobsDir: "/var/lib/scrapyd/jobs",
 		CrawlWritablePaths: []string{"/srv/exports"},
 	}

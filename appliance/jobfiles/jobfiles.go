@@ -71,9 +71,10 @@ func LocalItemsDir(cfg *config.Config) string {
 // settings) and the job database (every spider argument).
 func Hidden(cfg *config.Config) []string { return []string{cfg.EggsDir, cfg.DbsDir} }
 
-// CrawlDir is the crawls' working directory: the data directory, the
-// `scrapy` user's home on an installed system.
-func CrawlDir(cfg *config.Config) string { return filepath.Join(cfg.Root, "var", "lib", "scrapyd") }
+// CrawlDir is the working directory of crawls and listings: crawl_dir,
+// whose default is the data directory (the `scrapy` user's home on an
+// installed system).
+func CrawlDir(cfg *config.Config) string { return cfg.CrawlDir }
 
 // URLs are a job's /logs/ and /items/ links, whether or not the files
 // exist ("" when the directory is not served, as in Scrapyd). Every name is

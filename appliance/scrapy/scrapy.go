@@ -220,7 +220,7 @@ func (l Lister) runChild(ctx context.Context, _ Project, args, env []string) (st
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: l.Credential, Setpgid: true}
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err = cmd.Run()
+	err = launch.StartError(l.Dir, cmd.Run())
 	return out.String(), errOut.String(), err
 }
 

@@ -131,6 +131,11 @@ type Options struct {
 	// and tls_key) with a certificate these roots trust: URL is https://
 	// and Client trusts them.
 	TLSRoots *x509.CertPool
+	// ScrapydWay starts the binary as Scrapyd is started: without --root,
+	// in Root as its working directory, with Conf in Root/scrapyd.conf
+	// (Conf must then place every file below Root, and log_file at
+	// var/log/scrapyd/scrapyd.log for Logs).
+	ScrapydWay bool
 }
 
 // StartDaemon starts scrapyd and waits until it answers daemonstatus.json.
@@ -146,8 +151,12 @@ func StartDaemon(t testing.TB, o Options) *Daemon {
 	if err := os.MkdirAll(confD, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	confFile := filepath.Join(confD, "50-test.conf")
+	if o.ScrapydWay {
+		confFile = filepath.Join(root, "scrapyd.conf")
+	}
 	if o.Conf != "" {
-		if err := os.WriteFile(filepath.Join(confD, "50-test.conf"), []byte("[scrapyd]\n"+o.Conf+"\n"), 0o644); err != nil {
+		if err := os.WriteFile(confFile, []byte("[scrapyd]\n"+o.Conf+"\n"), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -171,6 +180,9 @@ func StartDaemon(t testing.TB, o Options) *Daemon {
 	d.Env = append(os.Environ(), "HOME="+home, fmt.Sprintf("SCRAPYD_HTTP_PORT=%d", port), "SCRAPYD_BIND_ADDRESS="+bind)
 	d.Env = append(d.Env, o.Env...)
 	d.cmd = exec.Command(bin, "--root", root)
+	if o.ScrapydWay {
+		d.cmd = exec.Command(bin)
+	}
 	d.cmd.Dir = root
 	d.cmd.Env = d.Env
 	logf, err := os.OpenFile(filepath.Join(root, "daemon-stderr.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)

@@ -61,7 +61,7 @@ func (l *Launcher) Start(ctx context.Context, c launch.Command) (launch.Handle, 
 		*o.dst = f
 	}
 	if err := cmd.Start(); err != nil {
-		return launch.Handle{}, nil, fmt.Errorf("start crawl %s: %w", c.Job, err)
+		return launch.Handle{}, nil, fmt.Errorf("start crawl %s: %w", c.Job, launch.StartError(c.Dir, err))
 	}
 	pid := cmd.Process.Pid
 	h := launch.Handle{ID: handleID(pid, startTime(pid)), PID: pid}
