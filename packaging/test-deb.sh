@@ -150,7 +150,9 @@ check "conffiles are registered" \
 check "scrapyd.service is inactive before the first request" \
 	eval '! ct systemctl is-active scrapyd.service'
 check "the first request on the socket starts the daemon: JSON with \"launcher\": \"systemd\"" \
-	eval "ct curl -fsS -m 20 http://127.0.0.1:6800/daemonstatus.json | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d[\"launcher\"] == \"systemd\" and d[\"status\"] == \"ok\" and d[\"config_error\"] is None, d'"
+	eval "ct curl -fsS -m 20 http://127.0.0.1:6800/diagnostics.json | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d[\"launcher\"] == \"systemd\" and d[\"status\"] == \"ok\" and d[\"config_error\"] is None, d'"
+check "daemonstatus.json answers exactly Scrapyd's keys, in its order" \
+	eval "ct curl -fsS -m 20 http://127.0.0.1:6800/daemonstatus.json | python3 -c 'import json,sys; d=json.load(sys.stdin); assert list(d) == [\"pending\", \"running\", \"finished\", \"status\", \"node_name\"], d'"
 check "scrapyd.service is active after it" ct systemctl is-active scrapyd.service
 
 # 2. deploy and a crawl that finishes
@@ -203,7 +205,7 @@ ct sh -c 'printf "[scrapyd]\ncrawl_memory_max = 512M\ncrawl_tasks_max = 64\ncraw
 wait_for "conf.d/20-limits.conf is applied live" 30 \
 	ct grep -q "configuration reloaded.*crawl_memory_max" /var/log/scrapyd/scrapyd.log
 check "systemctl reload scrapyd succeeds; config_error stays null" \
-	eval 'ct systemctl reload scrapyd && ct systemctl is-active scrapyd && api daemonstatus.json | grep -q "\"config_error\": null"'
+	eval 'ct systemctl reload scrapyd && ct systemctl is-active scrapyd && api diagnostics.json | grep -q "\"config_error\": null"'
 check "schedule.json: slow (job id kill-9)" schedule kill-9 slow
 unit=$(unit_of kill-9)
 wait_for "the crawl runs as the transient unit $unit" 60 prop_is "$unit" SubState running

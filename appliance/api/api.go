@@ -1,8 +1,9 @@
 // Package api serves Scrapyd's HTTP API with fiber: the eleven JSON
 // endpoints exactly as existing clients expect them (parameter sources, the
-// ordered envelope, HTTP 200 application errors, CORS, OPTIONS, HEAD),
-// Basic auth on every path, and the hooks other packages use to add their
-// routes (the web pages, the crawl web service).
+// ordered envelope, HTTP 200 application errors, CORS, OPTIONS, HEAD), our
+// own endpoints in the same envelope (diagnostics.json), Basic auth on every
+// path, and the hooks other packages use to add their routes (the web
+// pages, the crawl web service).
 package api
 
 import (
@@ -28,8 +29,6 @@ type Options struct {
 	BodyLimit int
 	// Routes add more routes after the JSON API and before the 404 fallback.
 	Routes []func(r fiber.Router)
-	// Status adds fields to daemonstatus.json after Scrapyd's three.
-	Status func() []Field
 	// Running adds fields (live crawl stats) to a running job's entry in
 	// listjobs.json, after Scrapyd's.
 	Running func(jobID string) []Field
@@ -55,6 +54,7 @@ func New(o Options) *fiber.App {
 		// Upload limits are enforced by BodyLimit; large eggs stream to disk.
 		StreamRequestBody: false,
 	})
+	app.Use(singleSlashes)
 	app.Use(authenticate(o.Config))
 	a := &handlers{o: o}
 	for _, e := range a.endpoints() {
@@ -66,6 +66,23 @@ func New(o Options) *fiber.App {
 	}
 	app.Use(notFound)
 	return app
+}
+
+// singleSlashes serves a path with repeated slashes as the single-slash
+// path: scrapyd-client asks for //listprojects.json when the URL in
+// scrapy.cfg ends in "/", as `scrapy startproject` writes it (Scrapyd
+// answers 404 there; issue 13).
+func singleSlashes(c *fiber.Ctx) error {
+	if p := c.Path(); strings.Contains(p, "//") {
+		var b strings.Builder
+		for i := 0; i < len(p); i++ {
+			if p[i] != '/' || i == 0 || p[i-1] != '/' {
+				b.WriteByte(p[i])
+			}
+		}
+		c.Path(b.String())
+	}
+	return c.Next()
 }
 
 // notFound is Twisted's 404 page, which is what clients have always seen.

@@ -54,6 +54,7 @@ type harness struct {
 	app  *fiber.App
 	root string
 	st   *store.Store
+	svc  *service.Service
 }
 
 func newHarness(t testing.TB, conf string) *harness {
@@ -78,7 +79,7 @@ func newHarness(t testing.TB, conf string) *harness {
 	disp := dispatch.New(dispatch.Options{Config: conf2, Store: st, Eggs: eggs, Launcher: process.New(), Log: log})
 	svc := &service.Service{Config: conf2, Store: st, Eggs: eggs, Dispatch: disp,
 		Lister: func(*config.Config) service.Lister { return fakeLister{} }}
-	return &harness{app: New(Options{Config: conf2, Service: svc, Log: log, BodyLimit: 4 << 20}), root: root, st: st}
+	return &harness{app: New(Options{Config: conf2, Service: svc, Log: log, BodyLimit: 4 << 20}), root: root, st: st, svc: svc}
 }
 
 type request struct {

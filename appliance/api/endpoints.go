@@ -32,6 +32,8 @@ func (a *handlers) endpoints() []endpoint {
 		{"listjobs.json", fiber.MethodGet, a.listJobs},
 		{"delversion.json", fiber.MethodPost, a.delVersion},
 		{"delproject.json", fiber.MethodPost, a.delProject},
+		// Ours: the eleven above gain no top-level keys (issue 13).
+		{"diagnostics.json", fiber.MethodGet, a.diagnostics},
 	}
 }
 
@@ -100,15 +102,23 @@ func writeJSON(c *fiber.Ctx, cfg *config.Config, methods string, body obj) error
 	return nil
 }
 
+// daemonStatus answers exactly Scrapyd's keys, in Scrapyd's order: its
+// integration suite compares the whole answer. Ours are in diagnostics.json.
 func (a *handlers) daemonStatus(c *fiber.Ctx, p *params) (obj, error) {
 	pending, running, finished := a.o.Service.DaemonStatus()
-	out := obj{{"pending", pending}, {"running", running}, {"finished", finished}}
-	if a.o.Status != nil {
-		for _, f := range a.o.Status() {
-			out = append(out, kv{f.Key, f.Value})
-		}
+	return obj{{"pending", pending}, {"running", running}, {"finished", finished}}, nil
+}
+
+// diagnostics is what daemonstatus.json used to add to Scrapyd's answer:
+// config_error is null while the configuration files are valid.
+func (a *handlers) diagnostics(c *fiber.Ctx, p *params) (obj, error) {
+	d := a.o.Service.Diagnostics()
+	var configError any
+	if d.ConfigError != "" {
+		configError = d.ConfigError
 	}
-	return out, nil
+	return obj{{"launcher", d.Launcher}, {"version", d.Version}, {"config_error", configError},
+		{"restart_needed", nonNil(d.RestartNeeded)}, {"warnings", nonNil(d.Warnings)}}, nil
 }
 
 func (a *handlers) addVersion(c *fiber.Ctx, p *params) (obj, error) {

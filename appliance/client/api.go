@@ -30,6 +30,24 @@ func (c *Client) DaemonStatus(ctx context.Context) (DaemonStatus, error) {
 	return out, err
 }
 
+// Diagnostics is diagnostics.json's answer: what this daemon reports about
+// itself beyond Scrapyd's counts (Scrapyd itself has no such endpoint).
+type Diagnostics struct {
+	Launcher      string   `json:"launcher"`
+	Version       string   `json:"version"`
+	ConfigError   string   `json:"config_error"` // "" while the configuration is valid
+	RestartNeeded []string `json:"restart_needed"`
+	Warnings      []string `json:"warnings"`
+}
+
+// Diagnostics fetches diagnostics.json. Against a server without it (Scrapyd)
+// the error is an *HTTPError with StatusCode 404.
+func (c *Client) Diagnostics(ctx context.Context) (Diagnostics, error) {
+	var out Diagnostics
+	err := c.get(ctx, "diagnostics.json", nil, &out)
+	return out, err
+}
+
 // Added is addversion.json's answer.
 type Added struct {
 	Project string `json:"project"`

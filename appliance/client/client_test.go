@@ -71,6 +71,14 @@ func TestEndpoints(t *testing.T) {
 		want:   DaemonStatus{NodeName: "vm", Pending: 1, Running: 2, Finished: 3},
 		method: "GET", path: "/prefix/daemonstatus.json", wantForm: map[string][]string{},
 	}, {
+		name: "diagnostics",
+		answer: `{"launcher": "process", "version": "1.2.3", "config_error": "scrapyd.conf:3: bad", "restart_needed": ["dbs_dir"], ` +
+			`"warnings": ["w"], "status": "ok", "node_name": "vm"}`,
+		call: func(c *Client) (any, error) { return c.Diagnostics(ctx) },
+		want: Diagnostics{Launcher: "process", Version: "1.2.3", ConfigError: "scrapyd.conf:3: bad",
+			RestartNeeded: []string{"dbs_dir"}, Warnings: []string{"w"}},
+		method: "GET", path: "/prefix/diagnostics.json", wantForm: map[string][]string{},
+	}, {
 		name:   "listprojects",
 		answer: `{"projects": ["b", "a"], "status": "ok", "node_name": "vm"}`,
 		call:   func(c *Client) (any, error) { return c.ListProjects(ctx) },

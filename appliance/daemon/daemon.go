@@ -132,11 +132,14 @@ func Run(ctx context.Context, o Options) error {
 				log.Error("crawl web service settings not applied", "err", err)
 			}
 			// A reload that removes the password leaves the API open: say
-			// so in the log too, not only in daemonstatus.json.
+			// so in the log too, not only in /diagnostics.json.
 			for _, w := range securityWarnings(next) {
 				log.Warn(w)
 			}
 		}}
+	svc.Diagnose = func() service.Diagnostics {
+		return rl.diagnose(service.Diagnostics{Launcher: launcher.Name(), Version: o.Version, Warnings: securityWarnings(conf())})
+	}
 	app := api.New(api.Options{
 		Config: conf, Service: svc, Log: log, BodyLimit: int(cfg.UploadLimit),
 		Routes: []func(fiber.Router){rpc.Register, web.Register(web.Options{Config: conf, Service: svc, Stats: hooks.Live})},
@@ -147,10 +150,6 @@ func Run(ctx context.Context, o Options) error {
 			}
 			return []api.Field{{Key: "items_scraped", Value: sum.ItemsScraped}, {Key: "requests", Value: sum.Requests},
 				{Key: "responses", Value: sum.Responses}, {Key: "errors", Value: sum.Errors}}
-		},
-		Status: func() []api.Field {
-			fields := []api.Field{{Key: "launcher", Value: launcher.Name()}, {Key: "version", Value: o.Version}}
-			return append(append(fields, rl.status()...), api.Field{Key: "warnings", Value: securityWarnings(conf())})
 		},
 	})
 

@@ -6,17 +6,17 @@ import (
 	"slices"
 	"sync/atomic"
 
-	"github.com/scrapyd-debian/scrapyd/appliance/api"
 	"github.com/scrapyd-debian/scrapyd/appliance/config"
 	"github.com/scrapyd-debian/scrapyd/appliance/dispatch"
 	"github.com/scrapyd-debian/scrapyd/appliance/notify"
+	"github.com/scrapyd-debian/scrapyd/appliance/service"
 	"github.com/scrapyd-debian/scrapyd/appliance/store"
 )
 
 // reloader applies configuration changes to the running daemon (the live
 // reload issue): it loads the whole search order again and swaps the new
 // snapshot in only when it is valid; a bad file leaves the running snapshot
-// in place and is reported in the log and in daemonstatus.json. Only the
+// in place and is reported in the log and in /diagnostics.json. Only the
 // daemon's main loop calls reload, so reloads never overlap.
 type reloader struct {
 	opts    config.Options
@@ -99,15 +99,11 @@ func (r *reloader) reload(trigger string) {
 	r.disp.Wake()
 }
 
-// status is the last reload's outcome as daemonstatus.json fields, after
-// Scrapyd's own: config_error is null while the files are valid.
-func (r *reloader) status() []api.Field {
+// diagnose adds the last reload's outcome to the daemon's diagnostics.
+func (r *reloader) diagnose(d service.Diagnostics) service.Diagnostics {
 	res := r.result()
-	var e any
-	if res.err != "" {
-		e = res.err
-	}
-	return []api.Field{{Key: "config_error", Value: e}, {Key: "restart_needed", Value: res.restart}}
+	d.ConfigError, d.RestartNeeded = res.err, res.restart
+	return d
 }
 
 // logLevel is the daemon log's level under cfg: debug shows debug messages.

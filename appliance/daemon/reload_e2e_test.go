@@ -40,6 +40,12 @@ func status(t *testing.T, d *testkit.Daemon) map[string]any {
 	return d.Get(t, "daemonstatus.json", nil)
 }
 
+// diagnostics is /diagnostics.json, where the last reload's outcome is.
+func diagnostics(t *testing.T, d *testkit.Daemon) map[string]any {
+	t.Helper()
+	return d.Get(t, "diagnostics.json", nil)
+}
+
 // nodeIs waits until a reload has applied: every file the tests write sets
 // node_name, which every answer carries.
 func nodeIs(t *testing.T, d *testkit.Daemon, name string) {
@@ -173,7 +179,7 @@ func get(t *testing.T, d *testkit.Daemon, user, pass string) int {
 
 func TestReloadAuthAndErrors(t *testing.T) {
 	d := testkit.StartDaemon(t, testkit.Options{Conf: "node_name = base"})
-	if s := status(t, d); s["config_error"] != nil || fmt.Sprint(s["restart_needed"]) != "[]" {
+	if s := diagnostics(t, d); s["config_error"] != nil || fmt.Sprint(s["restart_needed"]) != "[]" {
 		t.Fatalf("a fresh daemon reports %v", s)
 	}
 
@@ -187,7 +193,7 @@ func TestReloadAuthAndErrors(t *testing.T) {
 	conf(t, d, "60-auth.conf", "username = admin\npassword = two\nmax_proc = x")
 	want := auth + `:4: max_proc: "x" is not a whole number`
 	testkit.Eventually(t, wait, "config_error", func() bool {
-		req, _ := http.NewRequest("GET", d.URL+"/daemonstatus.json", nil)
+		req, _ := http.NewRequest("GET", d.URL+"/diagnostics.json", nil)
 		req.SetBasicAuth("admin", "one")
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -213,19 +219,19 @@ func TestReloadAuthAndErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	testkit.Eventually(t, wait, "auth off", func() bool { return get(t, d, "", "") == 200 })
-	if s := status(t, d); s["config_error"] != nil {
+	if s := diagnostics(t, d); s["config_error"] != nil {
 		t.Fatalf("config_error stays: %v", s["config_error"])
 	}
 
 	// A restart-only option keeps its running value and says so.
 	dbs := conf(t, d, "70-dbs.conf", "dbs_dir = "+d.Path("elsewhere")+"\nnode_name = moved")
 	nodeIs(t, d, "moved")
-	if s := status(t, d); fmt.Sprint(s["restart_needed"]) != "[dbs_dir]" || s["config_error"] != nil {
+	if s := diagnostics(t, d); fmt.Sprint(s["restart_needed"]) != "[dbs_dir]" || s["config_error"] != nil {
 		t.Fatalf("restart_needed = %v, config_error = %v", s["restart_needed"], s["config_error"])
 	}
 	os.Remove(dbs)
 	nodeIs(t, d, "base")
-	if s := status(t, d); fmt.Sprint(s["restart_needed"]) != "[]" {
+	if s := diagnostics(t, d); fmt.Sprint(s["restart_needed"]) != "[]" {
 		t.Fatalf("restart_needed stays: %v", s["restart_needed"])
 	}
 }

@@ -233,7 +233,7 @@ func warnLines(d *testkit.Daemon) []string {
 }
 
 // TestWarnWithoutAuthBeyondLoopback: bound beyond loopback without a
-// password, the daemon warns in its log at start and in daemonstatus.json
+// password, the daemon warns in its log at start and in diagnostics.json
 // for as long as it lasts; with a password, or on loopback, it does not.
 func TestWarnWithoutAuthBeyondLoopback(t *testing.T) {
 	t.Parallel()
@@ -246,20 +246,20 @@ func TestWarnWithoutAuthBeyondLoopback(t *testing.T) {
 		if ls := warnLines(d); len(ls) != 1 || !strings.Contains(ls[0], "bind_address = 0.0.0.0") || !strings.Contains(ls[0], "can run code on this machine") {
 			t.Fatalf("start-up warnings in the log: %q\n%s", ls, d.Logs())
 		}
-		ws := warningsOf(d.Get(t, "daemonstatus.json", nil))
+		ws := warningsOf(d.Get(t, "diagnostics.json", nil))
 		if len(ws) != 1 || !strings.Contains(ws[0], "bind_address = 0.0.0.0 without username and password") {
-			t.Fatalf("daemonstatus.json warnings = %q", ws)
+			t.Fatalf("diagnostics.json warnings = %q", ws)
 		}
 
 		// Setting a password (a live change) ends the warning; removing it
-		// brings it back, in daemonstatus.json and in the log.
+		// brings it back, in diagnostics.json and in the log.
 		confFile := d.Path("etc/scrapyd/conf.d/60-auth.conf")
 		os.WriteFile(confFile, []byte("[scrapyd]\nusername = admin\npassword = Secret-60\nnode_name = closed\n"), 0o644)
 		d.Client = authClient("admin", "Secret-60")
 		testkit.Eventually(t, waitCrawl, "auth on", func() bool {
 			return httpStatus(t, d.URL+"/daemonstatus.json", "", "") == 401
 		})
-		if ws := warningsOf(d.Get(t, "daemonstatus.json", nil)); len(ws) != 0 {
+		if ws := warningsOf(d.Get(t, "diagnostics.json", nil)); len(ws) != 0 {
 			t.Fatalf("warnings with a password: %q", ws)
 		}
 		os.Remove(confFile)
@@ -267,7 +267,7 @@ func TestWarnWithoutAuthBeyondLoopback(t *testing.T) {
 		testkit.Eventually(t, waitCrawl, "auth off", func() bool {
 			return httpStatus(t, d.URL+"/daemonstatus.json", "", "") == 200
 		})
-		if ws := warningsOf(d.Get(t, "daemonstatus.json", nil)); len(ws) != 1 {
+		if ws := warningsOf(d.Get(t, "diagnostics.json", nil)); len(ws) != 1 {
 			t.Fatalf("warnings once the password is gone: %q", ws)
 		}
 		testkit.Eventually(t, waitCrawl, "the warning logged again", func() bool { return len(warnLines(d)) == 2 })
@@ -275,9 +275,9 @@ func TestWarnWithoutAuthBeyondLoopback(t *testing.T) {
 	t.Run("password on 0.0.0.0", func(t *testing.T) {
 		d := testkit.StartDaemon(t, testkit.Options{BindAddress: "0.0.0.0", Conf: "username = admin\npassword = Secret-1"})
 		d.Client = authClient("admin", "Secret-1")
-		st := d.Get(t, "daemonstatus.json", nil)
+		st := d.Get(t, "diagnostics.json", nil)
 		if st["status"] != "ok" || len(warningsOf(st)) != 0 {
-			t.Fatalf("daemonstatus.json = %v", st)
+			t.Fatalf("diagnostics.json = %v", st)
 		}
 		if ls := warnLines(d); len(ls) != 0 {
 			t.Fatalf("warned with a password: %q", ls)
@@ -285,9 +285,9 @@ func TestWarnWithoutAuthBeyondLoopback(t *testing.T) {
 	})
 	t.Run("loopback", func(t *testing.T) {
 		d := testkit.StartDaemon(t, testkit.Options{})
-		st := d.Get(t, "daemonstatus.json", nil)
+		st := d.Get(t, "diagnostics.json", nil)
 		if ws, ok := st["warnings"].([]any); !ok || len(ws) != 0 {
-			t.Fatalf("daemonstatus.json warnings = %#v, want []", st["warnings"])
+			t.Fatalf("diagnostics.json warnings = %#v, want []", st["warnings"])
 		}
 		if ls := warnLines(d); len(ls) != 0 {
 			t.Fatalf("warned on loopback: %q", ls)

@@ -37,6 +37,8 @@ type Service struct {
 	Eggs     *egg.Store
 	Dispatch *dispatch.Dispatcher
 	Lister   func(cfg *config.Config) Lister
+	// Diagnose, when set, reports the daemon's own state (see Diagnostics).
+	Diagnose func() Diagnostics
 
 	flights sync.Map // spider-list key → *flight: one `scrapy list` per (project, version) at a time
 }

@@ -24,8 +24,9 @@ func (h *handlers) home(c *fiber.Ctx) error {
 	}
 	return render(c, fiber.StatusOK, "home.html", struct {
 		base
-		Projects []string
-	}{h.base(c, cfg, "Scrapyd"), projects})
+		Projects    []string
+		Diagnostics service.Diagnostics // what /diagnostics.json serves
+	}{h.base(c, cfg, "Scrapyd"), projects, h.o.Service.Diagnostics()})
 }
 
 // jobRow is one row of /jobs. Its cells are Scrapyd's, in Scrapyd's order,

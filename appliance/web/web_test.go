@@ -574,3 +574,26 @@ func benchmarkPage(b *testing.B, path string) {
 		resp.Body.Close()
 	}
 }
+
+// TestHomeDiagnostics: the home page shows what /diagnostics.json serves
+// (daemonstatus.json no longer carries it), warnings and errors escaped.
+func TestHomeDiagnostics(t *testing.T) {
+	f := newFixture(t)
+	_, body := f.get(t, "/")
+	if strings.Contains(body, "Diagnostics") {
+		t.Errorf("a daemon without diagnostics shows a section:\n%s", body)
+	}
+	f.svc.Diagnose = func() service.Diagnostics {
+		return service.Diagnostics{Launcher: "process", Version: "1.2.3", ConfigError: `scrapyd.conf:3: max_proc: "<x>" is not a whole number`,
+			RestartNeeded: []string{"dbs_dir", "eggs_dir"}, Warnings: []string{"bind_address = 0.0.0.0 without username and password"}}
+	}
+	_, body = f.get(t, "/", "X-Forwarded-Prefix", "/p")
+	for _, s := range []string{"<h2>Diagnostics</h2>", "Version 1.2.3, launcher process.", `<a href="/p/diagnostics.json">diagnostics.json</a>`,
+		"The configuration was not applied: scrapyd.conf:3: max_proc: &#34;&lt;x&gt;&#34; is not a whole number.",
+		"Changed options that apply at the next restart: dbs_dir, eggs_dir.",
+		`<p class="error">bind_address = 0.0.0.0 without username and password</p>`} {
+		if !strings.Contains(body, s) {
+			t.Errorf("home has no %s:\n%s", s, body)
+		}
+	}
+}

@@ -76,6 +76,8 @@ const jobsAnswer = `{"pending": [{"id": "j1", "project": "sample", "spider": "pa
 func TestCommands(t *testing.T) {
 	f := newFake(t, map[string]string{
 		"/daemonstatus.json": `{"pending": 1, "running": 1, "finished": 1, "status": "ok", "node_name": "vm"}`,
+		"/diagnostics.json": `{"launcher": "process", "version": "1.2.3", "config_error": "scrapyd.conf:3: max_proc: \"x\" is not a whole number", ` +
+			`"restart_needed": ["dbs_dir"], "warnings": ["bind_address = 0.0.0.0 without username and password"], "status": "ok", "node_name": "vm"}`,
 		"/listprojects.json": `{"projects": ["sample", "other"], "status": "ok", "node_name": "vm"}`,
 		"/listversions.json": `{"versions": ["1.0", "r10"], "status": "ok", "node_name": "vm"}`,
 		"/listspiders.json":  `{"spiders": ["catalog", "params"], "status": "ok", "node_name": "vm"}`,
@@ -99,7 +101,11 @@ func TestCommands(t *testing.T) {
 		path     string // the request to check
 		wantForm map[string][]string
 	}{
-		{args: []string{"daemonstatus", url}, want: "node      vm\npending   1\nrunning   1\nfinished  1\n"},
+		{args: []string{"daemonstatus", url}, want: "node      vm\npending   1\nrunning   1\nfinished  1\n\n" +
+			"version         1.2.3\nlauncher        process\n" +
+			"config error    scrapyd.conf:3: max_proc: \"x\" is not a whole number (the previous configuration stays in use)\n" +
+			"restart needed  yes, for dbs_dir\nwarning         bind_address = 0.0.0.0 without username and password\n"},
+		{args: []string{"daemonstatus", url, "--json"}, want: `{"pending": 1, "running": 1, "finished": 1, "status": "ok", "node_name": "vm"}` + "\n"},
 		{args: []string{"projects", url}, want: "sample\nother\n"},
 		{args: []string{"projects", url, "--json"}, want: `{"projects": ["sample", "other"], "status": "ok", "node_name": "vm"}` + "\n"},
 		{args: []string{"versions", "sample", url}, want: "1.0\nr10\n", path: "/listversions.json", wantForm: map[string][]string{"project": {"sample"}}},
@@ -514,5 +520,20 @@ setup(name="sample", version="1.0", packages=find_packages(), package_data={"sam
 	files := strings.Join(eggFiles(t, f.eggs["v"]), " ")
 	if !strings.Contains(files, "sample/data/greeting.txt") || !strings.Contains(files, "EGG-INFO/entry_points.txt") {
 		t.Errorf("setup.py egg has %s", files)
+	}
+}
+
+// TestDaemonStatusAgainstScrapyd: Scrapyd has no diagnostics.json (it
+// answers 404); daemonstatus then prints the counts alone, and succeeds.
+func TestDaemonStatusAgainstScrapyd(t *testing.T) {
+	f := newFake(t, map[string]string{
+		"/daemonstatus.json": `{"pending": 0, "running": 2, "finished": 5, "status": "ok", "node_name": "vm"}`,
+	})
+	out, stderr, err := scrapydctl(t, "daemonstatus", "--url="+f.srv.URL)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, stderr)
+	}
+	if want := "node      vm\npending   0\nrunning   2\nfinished  5\n"; out != want {
+		t.Errorf("output:\n%s\nwant:\n%s", out, want)
 	}
 }

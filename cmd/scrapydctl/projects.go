@@ -1,10 +1,14 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"strconv"
+	"strings"
 
+	"github.com/scrapyd-debian/scrapyd/appliance/client"
 	"github.com/urfave/cli/v2"
 )
 
@@ -105,7 +109,7 @@ func delprojectCommand() *cli.Command {
 func daemonstatusCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "daemonstatus",
-		Usage: "show the number of pending, running and finished jobs",
+		Usage: "show the number of pending, running and finished jobs, and the daemon's diagnostics",
 		Flags: withServer(),
 		Action: serverAction(func(cCtx *cli.Context, s *session) error {
 			if err := needArgs(cCtx, 0, 0); err != nil {
@@ -123,7 +127,41 @@ func daemonstatusCommand() *cli.Command {
 					{"finished", strconv.Itoa(st.Finished)},
 				})
 			})
+			if s.json {
+				// Scripts get daemonstatus.json's answer, as before.
+				return nil
+			}
+			d, err := s.c.Diagnostics(cCtx.Context)
+			var he *client.HTTPError
+			if errors.As(err, &he) && he.StatusCode == http.StatusNotFound {
+				// Scrapyd itself has no diagnostics.json.
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			s.human(func(w io.Writer) { printDiagnostics(w, d) })
 			return nil
 		}),
 	}
+}
+
+// printDiagnostics writes diagnostics.json's answer below the counts.
+func printDiagnostics(w io.Writer, d client.Diagnostics) {
+	rows := [][]string{{"version", d.Version}, {"launcher", d.Launcher}}
+	configError := "none"
+	if d.ConfigError != "" {
+		configError = d.ConfigError + " (the previous configuration stays in use)"
+	}
+	rows = append(rows, []string{"config error", configError})
+	restart := "no"
+	if len(d.RestartNeeded) > 0 {
+		restart = "yes, for " + strings.Join(d.RestartNeeded, ", ")
+	}
+	rows = append(rows, []string{"restart needed", restart})
+	for _, warning := range d.Warnings {
+		rows = append(rows, []string{"warning", warning})
+	}
+	fmt.Fprintln(w)
+	table(w, rows)
 }
