@@ -59,7 +59,13 @@ type harness struct {
 
 func newHarness(t testing.TB, conf string) *harness {
 	t.Helper()
-	root := t.TempDir()
+	return newHarnessIn(t, t.TempDir(), conf)
+}
+
+// newHarnessIn is newHarness on a root the caller prepared (a database
+// copied in, say).
+func newHarnessIn(t testing.TB, root, conf string) *harness {
+	t.Helper()
 	confFile := filepath.Join(root, "etc", "scrapyd", "scrapyd.conf")
 	os.MkdirAll(filepath.Dir(confFile), 0o755)
 	os.WriteFile(confFile, []byte("[scrapyd]\nnode_name = vm\n"+conf), 0o644)
