@@ -348,28 +348,15 @@ func (a *handlers) runningEntries(es []service.Entry) []obj {
 }
 
 // finishedEntries is listjobs.json's finished section, which can hold
-// thousands of jobs. A finished job never changes, but its links can (its
-// log deleted, logs_dir or items_dir changed by a reload), so the members
-// before and after the links are encoded once per job and kept with it
-// (Entry.Memo); a listing then copies them and encodes only the links.
+// thousands of jobs: it is encoded straight into the answer.
 type finishedEntries []service.Entry
-
-// finishedMembers is a finished job's encoded members around its links.
-type finishedMembers struct{ head, tail []byte }
 
 func (es finishedEntries) appendJSON(b []byte) []byte {
 	return encodeList(b, es, func(b []byte, e service.Entry) []byte {
-		m := e.Memo(func() any {
-			return finishedMembers{
-				head: encodeMembers(nil, obj{{"id", e.ID}, {"project", e.Project}, {"spider", e.Spider},
-					{"start_time", pyTime(e.Started)}, {"end_time", pyTime(e.Ended)}}),
-				tail: encodeMembers(nil, obj{{"outcome", string(e.Outcome)}, {"exit_code", e.ExitCode}}),
-			}
-		}).(finishedMembers)
-		b = append(append(b, '{'), m.head...)
-		b = encodeMembers(append(b, ", "...), obj{{"log_url", urlOrNil(e.LogURL)}, {"items_url", urlOrNil(e.ItemsURL)}})
-		b = append(append(b, ", "...), m.tail...)
-		return append(b, '}')
+		return encode(b, obj{{"id", e.ID}, {"project", e.Project}, {"spider", e.Spider},
+			{"start_time", pyTime(e.Started)}, {"end_time", pyTime(e.Ended)},
+			{"log_url", urlOrNil(e.LogURL)}, {"items_url", urlOrNil(e.ItemsURL)},
+			{"outcome", string(e.Outcome)}, {"exit_code", e.ExitCode}})
 	})
 }
 

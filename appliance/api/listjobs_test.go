@@ -27,8 +27,8 @@ func (h *harness) finish(t *testing.T, spec job.Spec, start, end time.Time, exit
 }
 
 // TestListJobsFinished pins the finished section byte for byte, and shows
-// that what a listing keeps of a finished job (its members but the links)
-// does not freeze the links: a log that appears later is linked.
+// that a finished job's links are not frozen: a log that appears later is
+// linked.
 func TestListJobsFinished(t *testing.T) {
 	h := newHarness(t, "[settings]\nother = other.settings\n")
 	at := func(sec, nsec int) time.Time { return time.Date(2024, 5, 6, 7, 8, sec, nsec, time.Local) }

@@ -5,7 +5,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -137,17 +136,4 @@ func BenchmarkDaemonRSS(b *testing.B) {
 	b.ReportMetric(rssMiB(b, d.PID()), "10k-pending-RSS-MiB")
 }
 
-func rssMiB(b testing.TB, pid int) float64 {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		b.Fatal(err)
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
-			kb, _ := strconv.Atoi(f[1])
-			return float64(kb) / 1024
-		}
-	}
-	b.Fatal("no VmRSS")
-	return 0
-}
+func rssMiB(b testing.TB, pid int) float64 { return procStatusMiB(b, pid, "VmRSS") }

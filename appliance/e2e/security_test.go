@@ -563,7 +563,7 @@ func claimsEntries(t *testing.T, n uint64) []byte {
 }
 
 // procStatusMiB is a /proc/PID/status field (VmRSS, VmHWM) in MiB.
-func procStatusMiB(t *testing.T, pid int, field string) float64 {
+func procStatusMiB(t testing.TB, pid int, field string) float64 {
 	t.Helper()
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {

@@ -382,22 +382,8 @@ var signals = map[string]syscall.Signal{
 // Entry is a job as listjobs.json shows it: with links to its log and
 // items, each "" when the file does not exist.
 type Entry struct {
-	*job.Job         // a finished job is the store's own, shared by every listing: read only
+	*job.Job
 	LogURL, ItemsURL string
-
-	finished *store.Finished // nil for a pending or running job
-}
-
-// Memo returns what derive makes of the job. A finished job never changes,
-// so that is derived once and kept with it (store.Finished.Memo); a
-// pending or running job's is derived anew. The links are not part of the
-// job: a log can be deleted, and logs_dir or items_dir changed by a reload,
-// so derive must not depend on them.
-func (e Entry) Memo(derive func() any) any {
-	if e.finished == nil {
-		return derive()
-	}
-	return e.finished.Memo(derive)
 }
 
 // Listing is listjobs.json's three sections.
@@ -454,9 +440,8 @@ func (s *Service) Jobs(ctx context.Context, q JobsQuery) (Listing, error) {
 	for i := range running {
 		l.Running[i] = entry(&running[i], true)
 	}
-	for i, f := range finished {
-		l.Finished[i] = entry(&f.Job, true)
-		l.Finished[i].finished = f
+	for i := range finished {
+		l.Finished[i] = entry(&finished[i], true)
 	}
 	return l, nil
 }

@@ -14,11 +14,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"slices"
-	"sort"
-	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	_ "modernc.org/sqlite" // the pure-Go SQLite driver, registered as "sqlite"
@@ -35,80 +31,26 @@ var ErrNotFound = errors.New("job not found")
 // FileName is the database's name inside dbs_dir.
 const FileName = "scrapyd.db"
 
-const schema = `
-CREATE TABLE IF NOT EXISTS jobs (
-	seq       INTEGER PRIMARY KEY AUTOINCREMENT,
-	id        TEXT NOT NULL,
-	project   TEXT NOT NULL,
-	spider    TEXT NOT NULL,
-	version   TEXT NOT NULL DEFAULT '',
-	settings  TEXT NOT NULL DEFAULT '[]',
-	args      TEXT NOT NULL DEFAULT '[]',
-	priority  REAL NOT NULL DEFAULT 0,
-	state     TEXT NOT NULL,
-	scheduled INTEGER NOT NULL,
-	started   INTEGER,
-	ended     INTEGER,
-	pid       INTEGER,
-	handle    TEXT,
-	exit_code INTEGER,
-	outcome   TEXT,
-	cancelled INTEGER NOT NULL DEFAULT 0,
-	stats     TEXT
-);
-CREATE INDEX IF NOT EXISTS jobs_queue ON jobs(priority DESC, seq) WHERE state = 'pending';
-CREATE INDEX IF NOT EXISTS jobs_finished ON jobs(ended DESC) WHERE state = 'finished';
-CREATE INDEX IF NOT EXISTS jobs_id ON jobs(id);
-CREATE TABLE IF NOT EXISTS spiders (
-	project TEXT NOT NULL,
-	version TEXT NOT NULL,
-	names   TEXT NOT NULL,
-	PRIMARY KEY (project, version)
-);
-`
-
 // Store is safe for concurrent use. Writes are serialised by mu (SQLite has
 // one writer anyway; serialising here avoids SQLITE_BUSY retries), reads run
-// in parallel on WAL snapshots.
+// in parallel on WAL snapshots. Only the counts per state are kept in
+// memory: the history is read from disk a page at a time, so the daemon's
+// memory does not grow with it (issue 14 point 5).
 type Store struct {
 	db *sql.DB
 
 	mu     sync.Mutex
 	counts map[job.State]int
-	// finished mirrors the finished rows, oldest first (a new one is
-	// appended; listings read it backwards). Finished jobs never
-	// change, so listjobs.json serves them from memory instead of scanning
-	// SQLite (a thousand rows took ~10 ms through database/sql).
-	finished []*Finished
 }
 
-// Finished is a job of the finished history. A finished job never changes,
-// so every listing shares the store's *Finished rather than a copy, and
-// what a reader derives from the job can be kept with it (Memo).
-type Finished struct {
-	job.Job
-	memo atomic.Pointer[any]
-}
-
-// Memo returns what derive makes of the job, derived on first use and kept
-// until the job leaves the history: listjobs.json keeps each job's encoded
-// fields here, rather than encoding a thousand jobs on every request. One
-// reader owns the memo, so derive must always make the same kind of value;
-// two first uses at once may both derive it, and one of the results stays.
-func (f *Finished) Memo(derive func() any) any {
-	if v := f.memo.Load(); v != nil {
-		return *v
-	}
-	v := derive()
-	if !f.memo.CompareAndSwap(nil, &v) {
-		return *f.memo.Load()
-	}
-	return v
-}
-
-// Open opens (creating if needed) the database in dir.
+// Open opens the database in dir, creating it if needed, and brings its
+// schema to this release's version.
 func Open(dir string) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	path := filepath.Join(dir, FileName)
+	if err := private(path); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	// synchronous=NORMAL in WAL mode survives a daemon crash or kill -9 (the
@@ -118,54 +60,50 @@ func Open(dir string) (*Store, error) {
 	for _, p := range []string{"journal_mode(WAL)", "busy_timeout(10000)", "synchronous(NORMAL)"} {
 		q.Add("_pragma", p)
 	}
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, FileName)+"?"+q.Encode())
+	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	db.SetMaxOpenConns(8)
 	db.SetMaxIdleConns(8)
 	db.SetConnMaxIdleTime(0)
-	if _, err := db.Exec(schema); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open store: %w", err)
-	}
 	s := &Store{db: db, counts: map[job.State]int{}}
-	rows, err := db.Query(`SELECT state, COUNT(*) FROM jobs GROUP BY state`)
-	if err != nil {
+	if err := migrate(db, path); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open store: %w", err)
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var st string
+	// Each count reads its state's partial index, not the table.
+	for _, st := range []job.State{job.Pending, job.Running, job.Finished} {
 		var n int
-		if err := rows.Scan(&st, &n); err != nil {
+		if err := db.QueryRow(`SELECT COUNT(*) FROM jobs WHERE state = '` + string(st) + `'`).Scan(&n); err != nil {
 			db.Close()
 			return nil, fmt.Errorf("open store: %w", err)
 		}
-		s.counts[job.State(st)] = n
-	}
-	if err := rows.Err(); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open store: %w", err)
-	}
-	frows, err := db.Query(`SELECT ` + columns + ` FROM jobs WHERE state = 'finished' ORDER BY ended, seq`)
-	var finished []job.Job
-	if err == nil {
-		finished, err = scanJobs(frows)
-	}
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open store: %w", err)
-	}
-	s.finished = make([]*Finished, len(finished))
-	for i, j := range finished {
-		s.finished[i] = &Finished{Job: j}
+		s.counts[st] = n
 	}
 	return s, nil
 }
 
-// finishedOrder is newest first; the in-memory copy and trimming use it too.
+// private makes the database and its WAL files readable by the daemon's
+// user only, whatever the umask or an older release left: jobs' settings
+// and arguments can hold credentials (issue 13 point 10). SQLite gives the
+// -wal and -shm files it creates the database file's mode.
+func private(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	f.Close()
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if err := os.Chmod(p, 0o600); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
+// finishedOrder is the history's order, newest first (Scrapyd's), and that
+// of its indexes.
 const finishedOrder = `ended DESC, seq DESC`
 
 // Close closes the database.
@@ -287,8 +225,7 @@ func (s *Store) Requeue(seq int64) error {
 // keep entries (Scrapyd's finished_to_keep; 0 keeps none, as its
 // SqliteJobStorage does).
 func (s *Store) End(seq int64, ended time.Time, exit *int, outcome job.Outcome, stats string, keep int) error {
-	var done []job.Job
-	err := s.write(func(tx *sql.Tx, delta map[job.State]int) error {
+	return s.write(func(tx *sql.Tx, delta map[job.State]int) error {
 		res, err := tx.Exec(`UPDATE jobs SET state = 'finished', ended = ?, exit_code = ?, outcome = ?, stats = ? WHERE seq = ? AND state = 'running'`,
 			ended.UnixNano(), exit, string(outcome), nullString(stats), seq)
 		if err != nil {
@@ -297,44 +234,10 @@ func (s *Store) End(seq int64, ended time.Time, exit *int, outcome job.Outcome, 
 		if n, _ := res.RowsAffected(); n != 1 {
 			return nil // already ended (a second report of the same end)
 		}
-		rows, err := tx.Query(`SELECT `+columns+` FROM jobs WHERE seq = ?`, seq)
-		if err != nil {
-			return err
-		}
-		if done, err = scanJobs(rows); err != nil {
-			return err
-		}
 		delta[job.Running]--
 		delta[job.Finished]++
 		return trim(tx, delta, keep, s.counts[job.Finished]+delta[job.Finished])
 	})
-	if err == nil && len(done) == 1 {
-		s.mu.Lock()
-		s.addFinished(done[0], keep)
-		s.mu.Unlock()
-	}
-	return err
-}
-
-// addFinished inserts j into the oldest-first copy (almost always at the
-// end) and drops the oldest beyond keep; s.mu held.
-func (s *Store) addFinished(j job.Job, keep int) {
-	i := sort.Search(len(s.finished), func(i int) bool {
-		f := s.finished[i]
-		return f.Ended.After(j.Ended) || f.Ended.Equal(j.Ended) && f.Seq > j.Seq
-	})
-	s.finished = slices.Insert(s.finished, i, &Finished{Job: j})
-	s.keepNewest(keep)
-}
-
-// keepNewest drops the oldest finished jobs beyond keep; s.mu held.
-func (s *Store) keepNewest(keep int) {
-	if extra := len(s.finished) - keep; extra > 0 {
-		// Reslicing is O(1); the dropped head is freed when append next
-		// reallocates the array.
-		clear(s.finished[:extra])
-		s.finished = s.finished[extra:]
-	}
 }
 
 func trim(tx *sql.Tx, delta map[job.State]int, keep, have int) error {
@@ -352,15 +255,9 @@ func trim(tx *sql.Tx, delta map[job.State]int, keep, have int) error {
 
 // Trim applies a new finished_to_keep at once (a live config change).
 func (s *Store) Trim(keep int) error {
-	err := s.write(func(tx *sql.Tx, delta map[job.State]int) error {
+	return s.write(func(tx *sql.Tx, delta map[job.State]int) error {
 		return trim(tx, delta, keep, s.counts[job.Finished])
 	})
-	if err == nil {
-		s.mu.Lock()
-		s.keepNewest(keep)
-		s.mu.Unlock()
-	}
-	return err
 }
 
 // CancelPending removes every pending job with this id in this project and
@@ -412,74 +309,77 @@ type Filter struct {
 	Offset  int
 }
 
-func (f Filter) where(state job.State) (string, []any) {
-	w := []string{"state = ?"}
-	args := []any{string(state)}
+// orders are the listings' orders (Scrapyd's): pending in queue order,
+// running in start order, finished newest first. Each is an index's.
+var orders = map[job.State]string{
+	job.Pending:  "priority DESC, seq",
+	job.Running:  "started, seq",
+	job.Finished: finishedOrder,
+}
+
+// query selects the jobs in a state that f keeps, in the state's order.
+// The state is written in the SQL, not bound: SQLite uses a partial index
+// (WHERE state = 'finished') only for a query that names its value.
+func (f Filter) query(state job.State) (string, []any) {
+	q := `SELECT ` + columns + ` FROM jobs WHERE state = '` + string(state) + `'`
+	var args []any
 	if f.Project != "" {
-		w = append(w, "project = ?")
+		q += ` AND project = ?`
 		args = append(args, f.Project)
 	}
 	if f.Spider != "" {
-		w = append(w, "spider = ?")
+		q += ` AND spider = ?`
 		args = append(args, f.Spider)
 	}
-	return strings.Join(w, " AND "), args
-}
-
-func (f Filter) page() string {
-	if f.Limit <= 0 && f.Offset <= 0 {
-		return ""
-	}
-	limit := f.Limit
-	if limit <= 0 {
-		limit = -1
-	}
-	return fmt.Sprintf(" LIMIT %d OFFSET %d", limit, f.Offset)
-}
-
-// List returns jobs in a state: pending in queue order, running in start
-// order, finished newest first (Scrapyd's orders).
-func (s *Store) List(ctx context.Context, state job.State, f Filter) ([]job.Job, error) {
-	if state == job.Finished {
-		var out []job.Job
-		for _, j := range s.listFinished(f) {
-			out = append(out, j.Job)
+	q += ` ORDER BY ` + orders[state]
+	if f.Limit > 0 || f.Offset > 0 {
+		limit := f.Limit
+		if limit <= 0 {
+			limit = -1
 		}
-		return out, nil
+		q += ` LIMIT ? OFFSET ?`
+		args = append(args, limit, f.Offset)
 	}
-	if p, r, _ := s.Counts(); state == job.Pending && p == 0 || state == job.Running && r == 0 {
-		return nil, nil
-	}
-	order := map[job.State]string{
-		job.Pending: "priority DESC, seq",
-		job.Running: "started, seq",
-	}[state]
-	where, args := f.where(state)
-	rows, err := s.db.QueryContext(ctx, `SELECT `+columns+` FROM jobs WHERE `+where+` ORDER BY `+order+f.page(), args...)
+	return q, args
+}
+
+// querier is what List and Snapshot read through: the database, or one
+// read transaction.
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+func list(ctx context.Context, q querier, state job.State, f Filter) ([]job.Job, error) {
+	query, args := f.query(state)
+	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list %s jobs: %w", state, err)
 	}
-	return scanJobs(rows)
+	jobs, err := scanJobs(rows)
+	if err != nil {
+		return nil, fmt.Errorf("list %s jobs: %w", state, err)
+	}
+	return jobs, nil
 }
 
-// Snapshot lists the three states as of one moment, so that a job that
-// starts or ends meanwhile is never shown twice or not at all. The read
-// transaction's WAL snapshot is taken under the write lock, together with
-// the finished jobs; the queries then run without blocking writers. Only
-// states in want are listed. The finished jobs are shared: read only.
-func (s *Store) Snapshot(ctx context.Context, f, finished Filter, want map[job.State]bool) (pending, running []job.Job, done []*Finished, err error) {
-	// With nothing pending or running (an idle daemon, or only finished
-	// jobs wanted) the history in memory is the whole answer, and SQLite
-	// is not asked at all.
+// List returns the jobs in a state that f keeps, in the state's order
+// (pending in queue order, running in start order, finished newest first).
+func (s *Store) List(ctx context.Context, state job.State, f Filter) ([]job.Job, error) {
 	s.mu.Lock()
-	if !(want[job.Pending] && s.counts[job.Pending] > 0 || want[job.Running] && s.counts[job.Running] > 0) {
-		if want[job.Finished] {
-			done = s.listFinishedLocked(finished)
-		}
-		s.mu.Unlock()
-		return nil, nil, done, nil
-	}
+	n := s.counts[state]
 	s.mu.Unlock()
+	if n == 0 {
+		return nil, nil
+	}
+	return list(ctx, s.db, state, f)
+}
+
+// Snapshot lists the states in want as of one moment, so that a job that
+// starts or ends meanwhile is never shown twice or not at all: f narrows
+// pending and running, finished the history (its page). The read
+// transaction's WAL snapshot is taken under the write lock, together with
+// the counts; the queries then run without blocking writers.
+func (s *Store) Snapshot(ctx context.Context, f, finished Filter, want map[job.State]bool) (pending, running, done []job.Job, err error) {
 	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("snapshot: %w", err)
@@ -490,64 +390,25 @@ func (s *Store) Snapshot(ctx context.Context, f, finished Filter, want map[job.S
 	// so the counts are the snapshot's too.
 	var one int
 	err = tx.QueryRowContext(ctx, `SELECT 1 FROM jobs LIMIT 1`).Scan(&one)
-	if want[job.Finished] {
-		done = s.listFinishedLocked(finished)
-	}
-	nPending, nRunning := s.counts[job.Pending], s.counts[job.Running]
+	counts := map[job.State]int{job.Pending: s.counts[job.Pending], job.Running: s.counts[job.Running], job.Finished: s.counts[job.Finished]}
 	s.mu.Unlock()
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return nil, nil, nil, fmt.Errorf("snapshot: %w", err)
 	}
 	for _, sec := range []struct {
 		state job.State
-		n     int // in the snapshot: a state with none needs no query
-		order string
+		f     Filter
 		out   *[]job.Job
-	}{{job.Pending, nPending, "priority DESC, seq", &pending}, {job.Running, nRunning, "started, seq", &running}} {
-		if !want[sec.state] || sec.n == 0 {
+	}{{job.Pending, f, &pending}, {job.Running, f, &running}, {job.Finished, finished, &done}} {
+		// A state with no job in the snapshot needs no query.
+		if !want[sec.state] || counts[sec.state] == 0 {
 			continue
 		}
-		where, args := f.where(sec.state)
-		rows, err := tx.QueryContext(ctx, `SELECT `+columns+` FROM jobs WHERE `+where+` ORDER BY `+sec.order, args...)
-		if err != nil {
-			return nil, nil, nil, fmt.Errorf("snapshot: %w", err)
-		}
-		if *sec.out, err = scanJobs(rows); err != nil {
+		if *sec.out, err = list(ctx, tx, sec.state, sec.f); err != nil {
 			return nil, nil, nil, fmt.Errorf("snapshot: %w", err)
 		}
 	}
 	return pending, running, done, nil
-}
-
-func (s *Store) listFinished(f Filter) []*Finished {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.listFinishedLocked(f)
-}
-
-// listFinishedLocked pages the finished jobs, newest first; s.mu held.
-func (s *Store) listFinishedLocked(f Filter) []*Finished {
-	n := max(len(s.finished)-f.Offset, 0)
-	if f.Limit > 0 {
-		n = min(n, f.Limit)
-	}
-	out := make([]*Finished, 0, n) // exact when unfiltered, an upper bound otherwise
-	skip := f.Offset
-	for i := len(s.finished) - 1; i >= 0; i-- {
-		j := s.finished[i]
-		if f.Project != "" && j.Project != f.Project || f.Spider != "" && j.Spider != f.Spider {
-			continue
-		}
-		if skip > 0 {
-			skip--
-			continue
-		}
-		if f.Limit > 0 && len(out) == f.Limit {
-			break
-		}
-		out = append(out, j)
-	}
-	return out
 }
 
 // Find returns the job with this id the way status.json searches: finished
