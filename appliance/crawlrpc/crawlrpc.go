@@ -37,10 +37,13 @@ func DefaultConfig() Config {
 	return Config{Enabled: true, Resources: slices.Clone(TopResources)}
 }
 
-// Validate reports the first bad value; the config loader calls it so a bad
-// file fails before it is used.
-func (c Config) Validate() error {
-	for _, r := range c.Resources {
+// Check reports the first value of cfg the service refuses, with the
+// message Reload (and so New) gives. It touches nothing: the daemon runs it
+// with every other component's check before it applies a configuration
+// anywhere (daemon.Validate, also `scrapyd config check`), so a value
+// refused here never reaches the rest of the daemon either.
+func Check(cfg Config) error {
+	for _, r := range cfg.Resources {
 		if !slices.Contains(TopResources, r) {
 			return fmt.Errorf("webservice_resources: unknown resource %q (known: crawler, stats, enginestatus)", r)
 		}
@@ -154,8 +157,8 @@ func writeFile(path string, data []byte) error {
 // stays. The request log file is reopened, so a reload also follows a
 // log rotation.
 func (s *Service) Reload(cfg Config) error {
-	if err := cfg.Validate(); err != nil {
-		return fmt.Errorf("crawlrpc: %w", err)
+	if err := Check(cfg); err != nil {
+		return err
 	}
 	next := &state{cfg: cfg, enabled: map[string]bool{}, access: s.log}
 	for _, r := range cfg.Resources {

@@ -205,10 +205,10 @@ func TestPrepare(t *testing.T) {
 }
 
 func TestConfig(t *testing.T) {
-	if err := DefaultConfig().Validate(); err != nil {
+	if err := Check(DefaultConfig()); err != nil {
 		t.Error(err)
 	}
-	err := Config{Enabled: true, Resources: []string{"stats", "extensions"}}.Validate()
+	err := Check(Config{Enabled: true, Resources: []string{"stats", "extensions"}})
 	if err == nil || err.Error() != `webservice_resources: unknown resource "extensions" (known: crawler, stats, enginestatus)` {
 		t.Errorf("got %v", err)
 	}

@@ -42,7 +42,20 @@ type Options struct {
 // Run serves until ctx ends or a SIGTERM/SIGINT arrives. Crawls keep
 // running after it returns; the next start adopts them.
 func Run(ctx context.Context, o Options) error {
+	// Signals are ours from the first instant: a SIGHUP's default action
+	// kills the process, and `systemctl reload` may send one while the
+	// daemon still starts. One that comes early waits in hup and is
+	// applied as soon as the daemon is ready.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
 	cfg, err := config.Load(o.Config)
+	if err == nil {
+		err = Validate(cfg)
+	}
 	if err != nil {
 		return err
 	}
@@ -123,19 +136,12 @@ func Run(ctx context.Context, o Options) error {
 		},
 	}
 	rl := &reloader{opts: o.Config, current: &current, log: log, level: &level, disp: disp, store: st,
-		applied: func(next *config.Config) {
+		apply: func(next *config.Config) error {
 			// A new crawl_dir is made as at start: listings chdir into it.
 			if err := os.MkdirAll(next.CrawlDir, 0o755); err != nil {
-				log.Error("cannot create crawl_dir", "err", err)
+				return fmt.Errorf("create %s: %w", next.CrawlDir, err)
 			}
-			if err := rpc.Reload(webserviceConfig(next)); err != nil {
-				log.Error("crawl web service settings not applied", "err", err)
-			}
-			// A reload that removes the password leaves the API open: say
-			// so in the log too, not only in /diagnostics.json.
-			for _, w := range securityWarnings(next) {
-				log.Warn(w)
-			}
+			return rpc.Reload(webserviceConfig(next))
 		}}
 	svc.Diagnose = func() service.Diagnostics {
 		return rl.diagnose(service.Diagnostics{Launcher: launcher.Name(), Version: o.Version, Warnings: securityWarnings(conf())})
@@ -160,8 +166,6 @@ func Run(ctx context.Context, o Options) error {
 	for _, w := range securityWarnings(cfg) {
 		log.Warn(w)
 	}
-	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
 	errs := make(chan error, len(listeners)+1)
 	var wg sync.WaitGroup
 	dctx, cancelDispatch := context.WithCancel(context.Background())
@@ -212,9 +216,6 @@ func Run(ctx context.Context, o Options) error {
 	log.Info("scrapyd started", "version", o.Version, "launcher", launcher.Name(), "slots", cfg.Slots(),
 		"auth", cfg.AuthEnabled(), "config_files", cfg.Files)
 
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	var runErr error
 loop:
 	for {

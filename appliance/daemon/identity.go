@@ -114,21 +114,32 @@ func newLauncher(ctx context.Context, cfg *config.Config, u *crawlUser, log *slo
 // listeners are the sockets systemd passed, or the configured ones; TCP
 // listeners speak TLS when tls_cert and tls_key are set.
 func listeners(cfg *config.Config) ([]net.Listener, error) {
+	tc, err := tlsConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
 	lns, err := listen.Listeners(listen.Config{BindAddress: cfg.BindAddress, HTTPPort: cfg.HTTPPort, UnixSocket: cfg.UnixSocketPath})
-	if err != nil || cfg.TLSCert == "" {
+	if err != nil || tc == nil {
 		return lns, err
 	}
-	cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
-	if err != nil {
-		return nil, fmt.Errorf("tls_cert/tls_key: %w", err)
-	}
-	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	for i, ln := range lns {
 		if ln.Addr().Network() == "tcp" {
 			lns[i] = tls.NewListener(ln, tc)
 		}
 	}
 	return lns, nil
+}
+
+// tlsConfig is the HTTPS server's configuration, nil without tls_cert.
+func tlsConfig(cfg *config.Config) (*tls.Config, error) {
+	if cfg.TLSCert == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+	if err != nil {
+		return nil, fmt.Errorf("tls_cert/tls_key: %w", err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }
 
 // securityWarnings: an API that runs uploaded code, reachable beyond this

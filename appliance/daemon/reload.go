@@ -15,8 +15,10 @@ import (
 
 // reloader applies configuration changes to the running daemon (the live
 // reload issue): it loads the whole search order again and swaps the new
-// snapshot in only when it is valid; a bad file leaves the running snapshot
-// in place and is reported in the log and in /diagnostics.json. Only the
+// snapshot in only when it is valid and every component takes it
+// (Validate, then apply); otherwise the running snapshot stays in force
+// everywhere, and the error is reported in the log, in `systemctl status`
+// (notify.Reloaded) and in /diagnostics.json (diagnose). Only the
 // daemon's main loop calls reload, so reloads never overlap.
 type reloader struct {
 	opts    config.Options
@@ -25,10 +27,12 @@ type reloader struct {
 	level   *slog.LevelVar
 	disp    *dispatch.Dispatcher
 	store   *store.Store
-	last    atomic.Pointer[reloadResult] // read by daemonstatus.json requests
-	// applied, when set, is told of every swapped-in snapshot (parts that
-	// keep their own copy of some options, such as the crawl web service).
-	applied func(next *config.Config)
+	last    atomic.Pointer[reloadResult] // read by /diagnostics.json requests
+	// apply, when set, hands a new snapshot to the parts that keep their
+	// own copy of some options (the crawl web service) before it is swapped
+	// in; if it fails they must keep their old copy, and the reload is
+	// refused as a whole.
+	apply func(next *config.Config) error
 }
 
 // reloadResult is what operators see of the last reload.
@@ -60,6 +64,13 @@ func (r *reloader) reload(trigger string) {
 	if err == nil {
 		next, pending, err = config.Live(running, loaded)
 	}
+	if err == nil {
+		err = Validate(next)
+	}
+	unchanged := err == nil && reflect.DeepEqual(next, running)
+	if err == nil && !unchanged && r.apply != nil {
+		err = r.apply(next)
+	}
 	if err != nil {
 		failed = err
 		r.last.Store(&reloadResult{err: err.Error(), restart: prev.restart})
@@ -76,7 +87,7 @@ func (r *reloader) reload(trigger string) {
 			r.log.Warn("configuration change needs a restart; the running value stays until then", "option", k, "why", why)
 		}
 	}
-	if reflect.DeepEqual(next, running) {
+	if unchanged {
 		r.log.Debug("configuration unchanged", "trigger", trigger)
 		return
 	}
@@ -92,8 +103,10 @@ func (r *reloader) reload(trigger string) {
 			r.log.Error("cannot apply finished_to_keep", "err", err)
 		}
 	}
-	if r.applied != nil {
-		r.applied(next)
+	// A reload that removes the password leaves the API open: say so in
+	// the log too, not only in the diagnostics.
+	for _, w := range securityWarnings(next) {
+		r.log.Warn(w)
 	}
 	// More slots, or a shorter poll interval: start what is pending now.
 	r.disp.Wake()

@@ -100,11 +100,14 @@ func showCommand(name string) *cli.Command {
 func checkCommand(name string) *cli.Command {
 	return &cli.Command{
 		Name:  name,
-		Usage: "validate the configuration files without touching the daemon (exit status 1 on an error; for ExecStartPre and ExecReload)",
+		Usage: "validate the configuration files without touching the daemon, as it does at start and reload (exit status 1 on an error; for ExecStartPre and ExecReload)",
 		Flags: configFlags(),
 		Action: func(c *cli.Context) error {
 			cfg, err := load(c)
 			if err != nil {
+				return err
+			}
+			if err := daemon.Validate(cfg); err != nil {
 				return err
 			}
 			fmt.Fprintf(c.App.Writer, "configuration OK (%d files read)\n", len(cfg.Files))
