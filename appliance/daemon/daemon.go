@@ -132,7 +132,7 @@ func Run(ctx context.Context, o Options) error {
 				l.Sandbox = launch.Sandbox{Hidden: jobfiles.Hidden(c)}
 				l.Limits = launch.Limits{MemoryMax: c.CrawlMemoryMax, CPUQuota: c.CrawlCPUQuota, TasksMax: c.CrawlTasksMax}
 			}
-			return l
+			return reachingLister{l, crawlUser}
 		},
 	}
 	rl := &reloader{opts: o.Config, current: &current, log: log, level: &level, disp: disp, store: st,

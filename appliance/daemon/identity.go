@@ -3,21 +3,26 @@ package daemon
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strings"
 	"syscall"
 
 	"github.com/scrapyd-debian/scrapyd/appliance/config"
+	"github.com/scrapyd-debian/scrapyd/appliance/jobfiles"
 	"github.com/scrapyd-debian/scrapyd/appliance/launch"
 	"github.com/scrapyd-debian/scrapyd/appliance/launch/process"
 	"github.com/scrapyd-debian/scrapyd/appliance/launch/runas"
 	"github.com/scrapyd-debian/scrapyd/appliance/launch/systemd"
 	"github.com/scrapyd-debian/scrapyd/appliance/listen"
+	"github.com/scrapyd-debian/scrapyd/appliance/reach"
 	"github.com/scrapyd-debian/scrapyd/appliance/scrapy"
+	"github.com/scrapyd-debian/scrapyd/appliance/service"
 )
 
 // crawlUser is who runs uploaded code: nil when the daemon is not root (it
@@ -29,10 +34,110 @@ func crawlIdentity(cfg *config.Config) (*crawlUser, error) {
 		return nil, nil
 	}
 	u, err := runas.Lookup(cfg.CrawlUser, "")
+	if unknown := user.UnknownUserError(""); errors.As(err, &unknown) {
+		// Root is the usual user in containers and fresh VMs, where the
+		// Debian package's postinst has not made the user (issue 13).
+		return nil, fmt.Errorf("crawl_user: there is no user %q, and the daemon runs as root: uploaded code must run as another user. "+
+			"Create it as the Debian package does: `adduser --system --group --home /var/lib/scrapyd --no-create-home --shell /usr/sbin/nologin %s`, "+
+			"or set crawl_user to an existing unprivileged user", cfg.CrawlUser, cfg.CrawlUser)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("crawl_user: %w (the daemon runs as root, and uploaded code must not)", err)
 	}
 	return &crawlUser{u}, nil
+}
+
+// CheckCrawlUser is what a root daemon checks at start and at every
+// reload before it takes cfg: that crawl_user exists and can reach what a
+// crawl and a listing need. It is nil when the daemon is not root (crawls
+// then run as the daemon's own user, who made the files).
+func CheckCrawlUser(cfg *config.Config) error {
+	u, err := crawlIdentity(cfg)
+	if err != nil {
+		return err
+	}
+	return u.canReach(cfg)
+}
+
+// canReach checks every file a crawl or `scrapy list` opens as the crawl
+// user: the interpreter, the working directory, every stored egg, the
+// log, items, JOBDIR and runtime directories; and, where the crawl writes
+// into a directory that already exists, that it may write there. A
+// permission problem is then one line at start or reload, never a Python
+// traceback on upload (issue 13).
+func (u *crawlUser) canReach(cfg *config.Config) error {
+	if u == nil {
+		return nil
+	}
+	ru := u.reachUser()
+	type need struct {
+		what, path string
+		need       reach.Need
+	}
+	needs := []need{
+		{"the interpreter (python)", cfg.Python, reach.Exec},
+		{"the working directory (crawl_dir)", cfg.CrawlDir, reach.Exec},
+		{"Scrapy's data directory", filepath.Join(cfg.CrawlDir, ".scrapy"), reach.Write | reach.Exec},
+		{"the egg store (eggs_dir)", cfg.EggsDir, reach.Exec},
+		{"the runtime directory (runtime_dir)", filepath.Join(runtimeDir(cfg, os.Getenv), "crawlrpc"), reach.Exec},
+	}
+	projects, _ := os.ReadDir(cfg.EggsDir)
+	for _, p := range projects {
+		if !p.IsDir() {
+			continue
+		}
+		dir := filepath.Join(cfg.EggsDir, p.Name())
+		needs = append(needs, need{"an egg directory", dir, reach.Exec})
+		eggs, _ := filepath.Glob(filepath.Join(dir, "*.egg"))
+		for _, e := range eggs {
+			needs = append(needs, need{"an egg", e, reach.Read})
+		}
+	}
+	for _, d := range []struct{ what, path string }{{"logs_dir", cfg.LogsDir}, {"items_dir", jobfiles.LocalItemsDir(cfg)}, {"jobs_dir", cfg.JobsDir}} {
+		if d.path == "" {
+			continue
+		}
+		needs = append(needs, need{d.what, d.path, reach.Exec})
+		if d.what == "jobs_dir" {
+			continue // each crawl's JOBDIR is made for it, as the crawl user
+		}
+		// Crawls create their log and items files in the per-spider
+		// directories; the daemon makes new ones for the crawl user.
+		spiders, _ := filepath.Glob(filepath.Join(d.path, "*", "*"))
+		for _, s := range spiders {
+			if fi, err := os.Stat(s); err == nil && fi.IsDir() {
+				needs = append(needs, need{"a per-spider directory of " + d.what, s, reach.Write | reach.Exec})
+			}
+		}
+	}
+	for _, n := range needs {
+		if err := reach.Check(ru, n.what, n.path, n.need); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (u *crawlUser) reachUser() reach.User {
+	return reach.User{Name: u.Name, UID: u.UID, GID: u.GID, Groups: u.Groups}
+}
+
+// reachingLister checks, before uploaded code runs, that the crawl user
+// can reach the egg to list: the start and reload checks cannot see a
+// staging directory made later under a strict umask, and a Python
+// traceback is no way to say "permission denied".
+type reachingLister struct {
+	service.Lister
+	u *crawlUser
+}
+
+func (l reachingLister) List(ctx context.Context, p scrapy.Project) ([]string, error) {
+	if l.u != nil && p.Egg != "" {
+		if err := reach.Check(l.u.reachUser(), "the uploaded egg", p.Egg, reach.Read); err != nil {
+			return nil, &scrapy.RunnerError{Output: err.Error()}
+		}
+	}
+	return l.Lister.List(ctx, p)
 }
 
 func (u *crawlUser) credential() *syscall.Credential {

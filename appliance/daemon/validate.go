@@ -26,7 +26,7 @@ func Validate(cfg *config.Config) error {
 
 // checks are the components' checks, in the order the daemon starts them.
 var checks = []func(*config.Config) error{
-	func(c *config.Config) error { _, err := crawlIdentity(c); return err },
+	CheckCrawlUser,
 	func(c *config.Config) error { return crawlrpc.Check(webserviceConfig(c)) },
 	func(c *config.Config) error { _, err := tlsConfig(c); return err },
 }

@@ -141,7 +141,12 @@ func TestTLSServesHTTPSOnly(t *testing.T) {
 // must exit 1 without serving.
 func failingStart(t *testing.T, conf string) string {
 	t.Helper()
-	root := t.TempDir()
+	return failingStartIn(t, t.TempDir(), conf)
+}
+
+// failingStartIn is failingStart with the daemon's --root at root.
+func failingStartIn(t *testing.T, root, conf string) string {
+	t.Helper()
 	if err := os.MkdirAll(filepath.Join(root, "etc/scrapyd/conf.d"), 0o755); err != nil {
 		t.Fatal(err)
 	}

@@ -1,10 +1,14 @@
 package e2e
 
 import (
+	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/scrapyd-debian/scrapyd/appliance/testkit"
 )
@@ -42,5 +46,95 @@ func TestScrapydWayStart(t *testing.T) {
 	// Scrapy's data directory (.scrapy) is made in the working directory.
 	if _, err := os.Stat(filepath.Join(d.Root, ".scrapy")); err != nil {
 		t.Errorf("crawls did not run in the daemon's working directory: %v", err)
+	}
+}
+
+// requireRoot skips a test about what a root daemon does (CI runs as root).
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the daemon runs crawls as crawl_user only when it is root")
+	}
+}
+
+// TestRootWithoutCrawlUser: a root daemon without its crawl user says
+// what to run, the Debian package's adduser line, or which option to set
+// (issue 13: it said "unknown user scrapy", why but not what to do).
+func TestRootWithoutCrawlUser(t *testing.T) {
+	requireRoot(t)
+	t.Parallel()
+	out := failingStart(t, "crawl_user = no-such-crawler")
+	for _, want := range []string{
+		`crawl_user: there is no user "no-such-crawler", and the daemon runs as root`,
+		"`adduser --system --group --home /var/lib/scrapyd --no-create-home --shell /usr/sbin/nologin no-such-crawler`",
+		"or set crawl_user to an existing unprivileged user",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("scrapyd printed %q\nwant %q", out, want)
+		}
+	}
+	if n := strings.Count(strings.TrimSpace(out), "\n"); n != 0 {
+		t.Errorf("not one line:\n%s", out)
+	}
+}
+
+// TestPrivateDataDirectory: a root daemon whose data sits under a 0700
+// directory (mktemp -d) refuses to start with one line naming the
+// directory, its owner and mode, and the chmod that fixes it; after that
+// chmod, uploads and crawls work; a reload while the directory is private
+// again keeps the running configuration and says why. Before, crawls
+// could not reach the egg and the upload answered with a Python
+// traceback (issue 13).
+func TestPrivateDataDirectory(t *testing.T) {
+	requireRoot(t)
+	testkit.RequireScrapy(t)
+	t.Parallel()
+	private, err := os.MkdirTemp("", "tmp.")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(private) })
+	root := filepath.Join(private, "root")
+	out := failingStartIn(t, root, "")
+	want := fmt.Sprintf("cannot reach the working directory (crawl_dir) %s/var/lib/scrapyd at %s (owner root:root, mode 0700): run `chmod o+x %s`",
+		root, private, private)
+	if !strings.Contains(out, `crawl user "scrapy" `+want) || strings.Count(strings.TrimSpace(out), "\n") != 0 {
+		t.Fatalf("scrapyd printed %q\nwant one line with %q", out, want)
+	}
+
+	if err := os.Chmod(private, 0o711); err != nil { // the fix it printed
+		t.Fatal(err)
+	}
+	d := testkit.StartDaemon(t, testkit.Options{Root: root})
+	if r := d.Upload(t, "sample", "1.0", testkit.SampleEgg(t)); r["status"] != "ok" {
+		t.Fatalf("addversion: %v\n%s", r, d.Logs())
+	}
+	id := schedule(t, d, url.Values{"project": {"sample"}, "spider": {"catalog"}, "url": {testkit.Site(t, 2)}})
+	if fin := waitState(t, d, id, "finished"); fin["outcome"] != "finished" {
+		t.Fatalf("crawl: %v\n%s", fin, d.Logs())
+	}
+
+	// The upload's own check: a staging directory the crawl user cannot
+	// enter is one line, not a Python traceback.
+	staging := d.Path("var/lib/scrapyd/eggs/.staging")
+	os.MkdirAll(staging, 0o700)
+	os.Chmod(staging, 0o700)
+	r := d.Upload(t, "sample", "2.0", testkit.SampleEgg(t))
+	msg, _ := r["message"].(string)
+	if r["status"] != "error" || strings.Contains(msg, "Traceback") || !strings.Contains(msg, "at "+staging+" (owner root:root, mode 0700): run `chmod o+x "+staging+"`") {
+		t.Errorf("upload with a private staging directory: %v", r)
+	}
+	os.Chmod(staging, 0o755)
+
+	// A reload re-checks, and keeps the running configuration.
+	os.Chmod(private, 0o700)
+	syscall.Kill(d.PID(), syscall.SIGHUP)
+	testkit.Eventually(t, 20*time.Second, "the reload refused", func() bool {
+		return strings.Contains(d.Logs(), "configuration invalid; the running configuration stays") &&
+			strings.Contains(d.Logs(), "run `chmod o+x "+private+"`")
+	})
+	os.Chmod(private, 0o711)
+	if r := d.Get(t, "daemonstatus.json", nil); r["status"] != "ok" {
+		t.Errorf("daemonstatus after a refused reload: %v", r)
 	}
 }
