@@ -141,7 +141,12 @@ func TestTLSServesHTTPSOnly(t *testing.T) {
 // must exit 1 without serving.
 func failingStart(t *testing.T, conf string) string {
 	t.Helper()
-	return failingStartIn(t, t.TempDir(), conf)
+	root := t.TempDir()
+	// A root daemon's crawl user must reach its root (TestPrivateDataDirectory).
+	if err := os.Chmod(filepath.Dir(root), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return failingStartIn(t, root, conf)
 }
 
 // failingStartIn is failingStart with the daemon's --root at root.
