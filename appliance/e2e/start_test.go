@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -100,6 +101,12 @@ func TestPrivateDataDirectory(t *testing.T) {
 		root, private, private)
 	if !strings.Contains(out, `crawl user "scrapy" `+want) || strings.Count(strings.TrimSpace(out), "\n") != 0 {
 		t.Fatalf("scrapyd printed %q\nwant one line with %q", out, want)
+	}
+
+	// `config check` is the same validation.
+	check, err := exec.Command(filepath.Join(testkit.Binaries(t), "scrapyd"), "--root", root, "config", "check").CombinedOutput()
+	if err == nil || !strings.Contains(string(check), want) {
+		t.Errorf("config check: %v %q", err, check)
 	}
 
 	if err := os.Chmod(private, 0o711); err != nil { // the fix it printed
