@@ -43,6 +43,11 @@ var rules = map[string]struct{ imports, through string }{
 	// Stores and where files live.
 	"appliance/jobfiles": {imports: "config"},
 	"appliance/store":    {imports: "job"},
+	// The stores' contracts and in-memory implementations, for tests.
+	"appliance/store/storetest": {imports: "job store"},
+	"appliance/store/memstore":  {imports: "job store"},
+	"appliance/egg/eggtest":     {imports: "egg"},
+	"appliance/egg/memegg":      {imports: "egg"},
 
 	// Crawls: the command line, then dispatch, which starts them.
 	"appliance/scrapy":   {imports: "job launch"},

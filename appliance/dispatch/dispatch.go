@@ -38,8 +38,8 @@ type Hooks interface {
 // Options are the dispatcher's collaborators.
 type Options struct {
 	Config   func() *config.Config
-	Store    *store.Store
-	Eggs     *egg.Store
+	Store    Jobs
+	Eggs     Eggs
 	Launcher launch.Launcher
 	Hooks    Hooks        // optional
 	Log      *slog.Logger // required

@@ -115,8 +115,20 @@ func (s *Store) Find(project, version string) (Version, error) {
 	return Version{}, ErrNotFound
 }
 
-// Staged is an upload written to disk but not yet visible as a version.
-type Staged struct {
+// Staged is an upload kept but not yet visible as a version: its spiders
+// are listed first, and a bad one is aborted.
+type Staged interface {
+	// Path is a file holding the egg, for `scrapy list` to read.
+	Path() string
+	// Commit makes it the given version, replacing a version of the same
+	// Sanitize name.
+	Commit(version string) error
+	// Abort drops it.
+	Abort()
+}
+
+// staged is an upload written to disk in the staging directory.
+type staged struct {
 	store   *Store
 	project string
 	path    string
@@ -124,7 +136,7 @@ type Staged struct {
 
 // Stage writes data durably to a hidden temporary file. Nothing is visible
 // until Commit; Abort (or a crash) leaves no version behind.
-func (s *Store) Stage(project string, data []byte) (*Staged, error) {
+func (s *Store) Stage(project string, data []byte) (Staged, error) {
 	dir := filepath.Join(s.Dir, stagingDir)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("stage egg: %w", err)
@@ -133,7 +145,7 @@ func (s *Store) Stage(project string, data []byte) (*Staged, error) {
 	if err != nil {
 		return nil, fmt.Errorf("stage egg: %w", err)
 	}
-	st := &Staged{store: s, project: project, path: f.Name()}
+	st := &staged{store: s, project: project, path: f.Name()}
 	// Crawls run as the crawl user and must read their egg; CreateTemp's
 	// 0600 would hide it from them. Eggs hold code, not secrets.
 	if err := f.Chmod(0o644); err != nil {
@@ -158,16 +170,13 @@ func (s *Store) Stage(project string, data []byte) (*Staged, error) {
 	return st, nil
 }
 
-// Path is where the staged egg can be read (to run `scrapy list` on it).
-func (st *Staged) Path() string { return st.path }
+func (st *staged) Path() string { return st.path }
 
-// Abort removes the staged file.
-func (st *Staged) Abort() { os.Remove(st.path) }
+func (st *staged) Abort() { os.Remove(st.path) }
 
-// Commit makes the staged egg the given version, replacing an egg of the
-// same sanitized name: the version side file first, then the egg, each by
-// rename, then the directory is synced.
-func (st *Staged) Commit(version string) error {
+// Commit writes the version side file first, then renames the egg into
+// place, then syncs the directory.
+func (st *staged) Commit(version string) error {
 	dir := filepath.Join(st.store.Dir, st.project)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("store egg: %w", err)

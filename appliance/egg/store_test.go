@@ -6,7 +6,6 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"slices"
 	"testing"
 )
 
@@ -46,48 +45,19 @@ func TestSettingsModule(t *testing.T) {
 	}
 }
 
-func TestStoreKeepsUploadedVersionNamesAndOrder(t *testing.T) {
+// TestEggAtScrapydsPath: a version is the file Scrapyd would have written
+// (the rest of the store's behaviour is the contract, eggtest).
+func TestEggAtScrapydsPath(t *testing.T) {
 	s := &Store{Dir: t.TempDir()}
-	for _, v := range []string{"r10", "r9", "1.0"} {
-		st, err := s.Stage("p", []byte(v))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := st.Commit(v); err != nil {
-			t.Fatal(err)
-		}
-	}
-	vs, err := s.Versions("p")
+	st, err := s.Stage("p", []byte("x"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var names []string
-	for _, v := range vs {
-		names = append(names, v.Name)
-	}
-	if want := []string{"1.0", "r9", "r10"}; !slices.Equal(names, want) {
-		t.Fatalf("versions = %q, want %q", names, want)
-	}
-	if _, err := os.Stat(filepath.Join(s.Dir, "p", "1_0.egg")); err != nil {
-		t.Fatalf("egg not at Scrapyd's path: %v", err)
-	}
-	latest, err := s.Find("p", "")
-	if err != nil || latest.Name != "r10" {
-		t.Fatalf("latest = %+v, %v; want r10", latest, err)
-	}
-	if v, err := s.Find("p", "1_0"); err != nil || v.Name != "1.0" {
-		t.Fatalf("Find by sanitized stem = %+v, %v", v, err)
-	}
-	if err := s.Delete("p", "r10"); err != nil {
+	if err := st.Commit("1.0"); err != nil {
 		t.Fatal(err)
 	}
-	if latest, _ := s.Find("p", ""); latest.Name != "r9" {
-		t.Fatalf("after deleting r10 the latest is %q", latest.Name)
-	}
-	s.Delete("p", "r9")
-	s.Delete("p", "1.0")
-	if ps, _ := s.Projects(); len(ps) != 0 {
-		t.Fatalf("deleting the last version must remove the project, have %q", ps)
+	if v, err := s.Find("p", "1.0"); err != nil || v.Path != filepath.Join(s.Dir, "p", "1_0.egg") {
+		t.Fatalf("1.0 = %+v, %v; want the egg at p/1_0.egg", v, err)
 	}
 }
 

@@ -7,8 +7,7 @@ package service
 import (
 	"context"
 	"errors"
-	"os"
-	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -33,8 +32,8 @@ type Lister interface {
 // Service is safe for concurrent use.
 type Service struct {
 	Config   func() *config.Config
-	Store    *store.Store
-	Eggs     *egg.Store
+	Store    Jobs
+	Eggs     Eggs
 	Dispatch *dispatch.Dispatcher
 	Lister   func(cfg *config.Config) Lister
 	// Diagnose, when set, reports the daemon's own state (see Diagnostics).
@@ -61,8 +60,8 @@ func (s *Service) projectExists(cfg *config.Config, project string) bool {
 	if _, ok := cfg.Settings[project]; ok {
 		return true
 	}
-	info, err := os.Stat(filepath.Join(s.Eggs.Dir, project))
-	return err == nil && info.IsDir()
+	projects, err := s.Eggs.Projects()
+	return err == nil && slices.Contains(projects, project)
 }
 
 // DaemonStatus returns the pending, running and finished counts.

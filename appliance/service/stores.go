@@ -1,0 +1,41 @@
+package service
+
+import (
+	"context"
+	"time"
+
+	"github.com/scrapyd-debian/scrapyd/appliance/egg"
+	"github.com/scrapyd-debian/scrapyd/appliance/job"
+	"github.com/scrapyd-debian/scrapyd/appliance/store"
+)
+
+// Jobs is the job store as the service uses it: store.Store on SQLite, or
+// any store that passes appliance/store/storetest. Enqueue fails with
+// store.ErrDuplicate when a pending or running job has the id; Find with
+// store.ErrNotFound when no job has it.
+type Jobs interface {
+	Counts() (pending, running, finished int)
+	Enqueue(spec job.Spec, now time.Time) (job.Job, error)
+	Find(ctx context.Context, project, id string) (*job.Job, error)
+	// Snapshot lists the states in want as of one moment: f narrows
+	// pending and running, finished pages the history.
+	Snapshot(ctx context.Context, f, finished store.Filter, want map[job.State]bool) (pending, running, done []job.Job, err error)
+	Spiders(ctx context.Context, project, version string) (names []string, cached bool, err error)
+	SetSpiders(project, version string, names []string) error
+	ForgetSpiders(project, version string) error
+}
+
+// Eggs is the egg store as the service uses it: egg.Store on disk, or any
+// store that passes appliance/egg/eggtest. An unknown project has no
+// versions (not an error); Find, Delete and DeleteProject fail with
+// egg.ErrNotFound.
+type Eggs interface {
+	Projects() ([]string, error)
+	Versions(project string) ([]egg.Version, error)
+	// Find matches a version as uploaded or by its egg.Sanitize stem; ""
+	// is the latest.
+	Find(project, version string) (egg.Version, error)
+	Stage(project string, data []byte) (egg.Staged, error)
+	Delete(project, version string) error
+	DeleteProject(project string) error
+}

@@ -1,0 +1,284 @@
+// Package memstore is a job store in memory: the second implementation of
+// the contract in storetest, for unit tests of the store's consumers that
+// need no SQLite. It keeps nothing across a restart.
+package memstore
+
+import (
+	"cmp"
+	"context"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/scrapyd-debian/scrapyd/appliance/job"
+	"github.com/scrapyd-debian/scrapyd/appliance/store"
+)
+
+// Store is safe for concurrent use; one lock makes every call atomic, so a
+// Snapshot is one moment.
+type Store struct {
+	mu      sync.Mutex
+	seq     int64
+	jobs    map[int64]*job.Job
+	spiders map[[2]string][]string
+}
+
+// New returns an empty store.
+func New() *Store {
+	return &Store{jobs: map[int64]*job.Job{}, spiders: map[[2]string][]string{}}
+}
+
+// orders are store.Store's: pending by priority then schedule order,
+// running in start order, finished newest first.
+var orders = map[job.State]func(a, b *job.Job) int{
+	job.Pending: func(a, b *job.Job) int { return cmp.Or(cmp.Compare(b.Priority, a.Priority), cmp.Compare(a.Seq, b.Seq)) },
+	job.Running: func(a, b *job.Job) int { return cmp.Or(a.Started.Compare(b.Started), cmp.Compare(a.Seq, b.Seq)) },
+	job.Finished: func(a, b *job.Job) int {
+		return cmp.Or(b.Ended.Compare(a.Ended), cmp.Compare(b.Seq, a.Seq))
+	},
+}
+
+// inState returns the jobs in a state, in its order; s.mu held.
+func (s *Store) inState(state job.State) []*job.Job {
+	var out []*job.Job
+	for _, j := range s.jobs {
+		if j.State == state {
+			out = append(out, j)
+		}
+	}
+	slices.SortFunc(out, orders[state])
+	return out
+}
+
+// copyOf is a job the caller may keep: the store's own keeps changing.
+func copyOf(j *job.Job) job.Job {
+	c := *j
+	c.Settings, c.Args = slices.Clone(j.Settings), slices.Clone(j.Args)
+	if j.ExitCode != nil {
+		code := *j.ExitCode
+		c.ExitCode = &code
+	}
+	return c
+}
+
+// Counts returns how many jobs are pending, running and finished.
+func (s *Store) Counts() (pending, running, finished int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := map[job.State]int{}
+	for _, j := range s.jobs {
+		n[j.State]++
+	}
+	return n[job.Pending], n[job.Running], n[job.Finished]
+}
+
+// Enqueue adds a pending job; store.ErrDuplicate when a pending or running
+// job has its id.
+func (s *Store) Enqueue(spec job.Spec, now time.Time) (job.Job, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, j := range s.jobs {
+		if j.ID == spec.ID && j.State != job.Finished {
+			return job.Job{}, store.ErrDuplicate
+		}
+	}
+	s.seq++
+	j := &job.Job{Spec: spec, Seq: s.seq, State: job.Pending, Scheduled: now}
+	j.Settings, j.Args = slices.Clone(spec.Settings), slices.Clone(spec.Args)
+	s.jobs[j.Seq] = j
+	return copyOf(j), nil
+}
+
+// Claim moves the next pending job to running; nil when none is pending.
+func (s *Store) Claim(now time.Time) (*job.Job, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	pending := s.inState(job.Pending)
+	if len(pending) == 0 {
+		return nil, nil
+	}
+	j := pending[0]
+	j.State, j.Started = job.Running, now
+	c := copyOf(j)
+	return &c, nil
+}
+
+// Started records a claimed job's launch handle.
+func (s *Store) Started(seq int64, handle string, pid int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if j, ok := s.jobs[seq]; ok {
+		j.Handle, j.PID = handle, pid
+	}
+	return nil
+}
+
+// Requeue returns a running job that has no handle to the queue, in its
+// place.
+func (s *Store) Requeue(seq int64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if j, ok := s.jobs[seq]; ok && j.State == job.Running && j.Handle == "" {
+		j.State, j.Started, j.PID = job.Pending, time.Time{}, 0
+	}
+	return nil
+}
+
+// End records how a running job ended and keeps the newest keep finished.
+func (s *Store) End(seq int64, ended time.Time, exit *int, outcome job.Outcome, stats string, keep int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	j, ok := s.jobs[seq]
+	if !ok || j.State != job.Running {
+		return nil // already ended
+	}
+	j.State, j.Ended, j.Outcome, j.Stats, j.ExitCode = job.Finished, ended, outcome, stats, nil
+	if exit != nil {
+		code := *exit
+		j.ExitCode = &code
+	}
+	s.trim(keep)
+	return nil
+}
+
+// Trim keeps the newest keep finished jobs.
+func (s *Store) Trim(keep int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.trim(keep)
+	return nil
+}
+
+func (s *Store) trim(keep int) {
+	if fin := s.inState(job.Finished); len(fin) > keep {
+		for _, j := range fin[keep:] {
+			delete(s.jobs, j.Seq)
+		}
+	}
+}
+
+// CancelPending removes the pending jobs with this id in this project.
+func (s *Store) CancelPending(project, id string) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for seq, j := range s.jobs {
+		if j.State == job.Pending && j.Project == project && j.ID == id {
+			delete(s.jobs, seq)
+			n++
+		}
+	}
+	return n, nil
+}
+
+// MarkCancelled records a cancel and says whether one was recorded before.
+func (s *Store) MarkCancelled(seq int64) (before bool, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	j, ok := s.jobs[seq]
+	if !ok {
+		return false, store.ErrNotFound
+	}
+	before, j.Cancelled = j.Cancelled, true
+	return before, nil
+}
+
+// list pages the jobs in a state that f keeps; s.mu held.
+func (s *Store) list(state job.State, f store.Filter) []job.Job {
+	var out []job.Job
+	skip := f.Offset
+	for _, j := range s.inState(state) {
+		if f.Project != "" && j.Project != f.Project || f.Spider != "" && j.Spider != f.Spider {
+			continue
+		}
+		if skip > 0 {
+			skip--
+			continue
+		}
+		if f.Limit > 0 && len(out) == f.Limit {
+			break
+		}
+		out = append(out, copyOf(j))
+	}
+	return out
+}
+
+// List returns the jobs in a state that f keeps, in the state's order.
+func (s *Store) List(ctx context.Context, state job.State, f store.Filter) ([]job.Job, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.list(state, f), nil
+}
+
+// Snapshot lists the states in want as of one moment.
+func (s *Store) Snapshot(ctx context.Context, f, finished store.Filter, want map[job.State]bool) (pending, running, done []job.Job, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if want[job.Pending] {
+		pending = s.list(job.Pending, f)
+	}
+	if want[job.Running] {
+		running = s.list(job.Running, f)
+	}
+	if want[job.Finished] {
+		done = s.list(job.Finished, finished)
+	}
+	return pending, running, done, nil
+}
+
+// Find returns the job with this id as status.json searches: finished
+// (newest first), then running, then pending; store.ErrNotFound if none.
+func (s *Store) Find(ctx context.Context, project, id string) (*job.Job, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, state := range []job.State{job.Finished, job.Running, job.Pending} {
+		for _, j := range s.inState(state) {
+			if j.ID == id && (project == "" || j.Project == project) {
+				c := copyOf(j)
+				return &c, nil
+			}
+		}
+	}
+	return nil, store.ErrNotFound
+}
+
+// IsRunning reports whether a job with this id is running.
+func (s *Store) IsRunning(ctx context.Context, id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, j := range s.jobs {
+		if j.ID == id && j.State == job.Running {
+			return true
+		}
+	}
+	return false
+}
+
+// Spiders returns the cached spider list of a project version.
+func (s *Store) Spiders(ctx context.Context, project, version string) ([]string, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	names, ok := s.spiders[[2]string{project, version}]
+	return slices.Clone(names), ok, nil
+}
+
+// SetSpiders caches a project version's spider list.
+func (s *Store) SetSpiders(project, version string, names []string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.spiders[[2]string{project, version}] = slices.Clone(names)
+	return nil
+}
+
+// ForgetSpiders drops one version's list, or every version's when version
+// is "".
+func (s *Store) ForgetSpiders(project, version string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k := range s.spiders {
+		if k[0] == project && (version == "" || k[1] == version) {
+			delete(s.spiders, k)
+		}
+	}
+	return nil
+}
