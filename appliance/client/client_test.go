@@ -417,9 +417,9 @@ func TestWebService(t *testing.T) {
 		wantBody: `{"id":1,"jsonrpc":"2.0","method":"list","params":[]}`,
 	}, {
 		name:   "spider stats",
-		answer: `{"jsonrpc": "2.0", "result": {"item_scraped_count": 3}, "id": 1}`,
+		answer: `{"jsonrpc": "2.0", "result": {"item_scraped_count": 3, "memusage/max": 70578176}, "id": 1}`,
 		call:   func(w *WebService) (any, error) { return w.Stats(ctx, "spider:7f3a:slow") },
-		want:   map[string]any{"item_scraped_count": float64(3)},
+		want:   map[string]any{"item_scraped_count": json.Number("3"), "memusage/max": json.Number("70578176")},
 		method: "POST", path: "/prefix/webservice/j%201/stats",
 		wantBody: `{"id":1,"jsonrpc":"2.0","method":"get_stats","params":["spider:7f3a:slow"]}`,
 	}, {

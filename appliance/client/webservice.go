@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 )
@@ -39,7 +41,7 @@ func (w *WebService) Get(ctx context.Context, path string, out any) error {
 	if err != nil {
 		return err
 	}
-	if err := json.Unmarshal(body, out); err != nil {
+	if err := decodeJSON(body, out); err != nil {
 		return fmt.Errorf("%s: %w: %v", ref, ErrMalformed, err)
 	}
 	return nil
@@ -67,8 +69,23 @@ func (w *WebService) Call(ctx context.Context, path, method string, params, out 
 	if err != nil || out == nil || result == nil {
 		return err
 	}
-	if err := json.Unmarshal(result, out); err != nil {
+	if err := decodeJSON(result, out); err != nil {
 		return fmt.Errorf("%s %s: %w: %v", ref, method, ErrMalformed, err)
+	}
+	return nil
+}
+
+// decodeJSON is json.Unmarshal keeping numbers in an any as json.Number:
+// through float64 a stat like memusage/max (70578176) would print as
+// 7.0578176e+07, and a counter past 2^53 would lose digits.
+func decodeJSON(data []byte, out any) error {
+	d := json.NewDecoder(bytes.NewReader(data))
+	d.UseNumber()
+	if err := d.Decode(out); err != nil {
+		return err
+	}
+	if _, err := d.Token(); err != io.EOF {
+		return errors.New("data after the JSON value")
 	}
 	return nil
 }

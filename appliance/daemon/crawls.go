@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -125,8 +126,15 @@ func (h *crawlHooks) poll(ctx context.Context, interval time.Duration) {
 			go func(id string) {
 				defer wg.Done()
 				raw, err := h.rpc.LiveStats(ctx, id)
+				if err != nil {
+					return
+				}
+				// Numbers stay json.Number: through float64 memusage/max
+				// (70578176) would show as 7.0578176e+07 on the job page.
 				var m map[string]any
-				if err != nil || json.Unmarshal(raw, &m) != nil {
+				d := json.NewDecoder(bytes.NewReader(raw))
+				d.UseNumber()
+				if d.Decode(&m) != nil {
 					return
 				}
 				sum, err := crawlrpc.Summarize(raw)

@@ -2,10 +2,15 @@ package web_test
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -157,6 +162,17 @@ func TestBrowser(t *testing.T) {
 	testkit.Eventually(t, 2*time.Minute, "the long crawl logging", func() bool {
 		return strings.Contains(text(t, ctx, `document.getElementById("log").textContent`), "slow page 2")
 	})
+	// Its item count is the crawl's own, from its live stats (the feed
+	// file lags behind, buffered), and it keeps up while the crawl runs.
+	const liveItems = `(() => { const row = Array.from(document.querySelectorAll("#stats tr")).find(tr => tr.cells[0].textContent === "item_scraped_count");
+  return JSON.stringify([document.querySelector("[data-field=items]").textContent, row ? row.cells[1].textContent : ""]); })()`
+	testkit.Eventually(t, 2*time.Minute, "the running crawl's item count from its live stats", func() bool {
+		var got [2]string
+		json.Unmarshal([]byte(text(t, ctx, liveItems)), &got)
+		n, err := strconv.Atoi(got[0])
+		return err == nil && n >= 3 && got[0] == got[1]
+	})
+	screenshot(t, ctx, "03b-job-running-stats.png")
 	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`form.cancel button`))); err != nil {
 		t.Fatal(err)
 	}
@@ -206,4 +222,120 @@ func fetch(t *testing.T, u string) string {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
+}
+
+// longStat is a stat name as long as extensions make them (Spidermon's
+// are of this kind), recorded by the sample spider with an 8-digit value.
+const longStat = "spidermon/validation/fields/errors/missing_required_field/product_price_including_tax"
+
+// layout is what a person would judge on a page: does anything run off
+// the right edge, is a number in scientific notation, and how many lines
+// the texts of interest take.
+type layout struct {
+	ScrollWidth, ClientWidth int
+	SciNotation              bool
+	ValueLines               int            // lines of the long stat's value
+	NameLines                int            // lines of the long stat's name
+	NameSegments             int            // its "/"-separated parts
+	Broken                   map[string]int // badge or spider name text → its lines, when more than one
+}
+
+const measure = `(() => {
+  const lines = el => { const r = document.createRange(); r.selectNodeContents(el);
+    return new Set(Array.from(r.getClientRects()).filter(x => x.width > 0).map(x => Math.round(x.top))).size; };
+  const out = { ScrollWidth: document.documentElement.scrollWidth, ClientWidth: document.documentElement.clientWidth,
+    SciNotation: /\de[+-]\d/i.test(document.body.innerText), ValueLines: 0, NameLines: 0, NameSegments: 0, Broken: {} };
+  for (const tr of document.querySelectorAll("#stats tr")) {
+    if (tr.cells[0] && tr.querySelector("th").textContent === %q) {
+      out.NameLines = lines(tr.querySelector("th")); out.ValueLines = lines(tr.querySelector("td"));
+      out.NameSegments = tr.querySelector("th").textContent.split("/").length;
+    }
+  }
+  for (const el of document.querySelectorAll(".badge, table.list td[data-label=Spider], table.list td[data-label=Project] a")) {
+    const n = lines(el); if (n > 1) out.Broken[el.textContent] = n;
+  }
+  return out;
+})()`
+
+func measureLayout(t *testing.T, ctx context.Context) layout {
+	t.Helper()
+	l, err := chromedp.Run(ctx, chromedp.Evaluate[layout](fmt.Sprintf(measure, longStat)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// TestJobPageReadable opens the pages of a real finished crawl whose stats
+// hold a long name and 8-digit values (the spider's and Scrapy's own
+// memusage/max) at a laptop's and a phone's width: nothing runs off the
+// edge, no number is in scientific notation, a number stays on one line
+// and a name breaks only between its parts; badges and spider names are
+// never broken. The screenshots are for a person to look at.
+func TestJobPageReadable(t *testing.T) {
+	testkit.RequireScrapy(t)
+	ctx := newBrowser(t)
+	d := testkit.StartDaemon(t, testkit.Options{})
+	if r := d.Upload(t, "sample", "1.0", testkit.SampleEgg(t)); r["status"] != "ok" {
+		t.Fatalf("upload: %v", r)
+	}
+	r := d.Post(t, "schedule.json", url.Values{"project": {"sample"}, "spider": {"params"}, "jobid": {"stats-1"},
+		"stat": {longStat}, "stat_value": {"12345678"}, "limit": {"3"}})
+	if r["status"] != "ok" {
+		t.Fatalf("schedule: %v", r)
+	}
+	// And one with a generated id, 32 hex digits that the lists must fit.
+	if r := d.Post(t, "schedule.json", url.Values{"project": {"sample"}, "spider": {"params"}}); r["status"] != "ok" {
+		t.Fatalf("schedule: %v", r)
+	}
+	testkit.Eventually(t, 3*time.Minute, "the crawls finished", func() bool {
+		fin, _ := d.Get(t, "listjobs.json", url.Values{"project": {"sample"}})["finished"].([]any)
+		return len(fin) == 2
+	})
+	for _, size := range []struct {
+		name          string
+		width, height int64
+		mobile        bool
+	}{{"1280", 1280, 900, false}, {"tablet", 800, 1000, false}, {"phone", 390, 844, true}} {
+		opts := []chromedp.EmulateViewportOption{}
+		if size.mobile {
+			opts = append(opts, chromedp.EmulateMobile)
+		}
+		if err := chromedp.Do(ctx, chromedp.EmulateViewport(size.width, size.height, opts...)); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range []struct{ name, path, ready string }{
+			{"job", "/jobs/sample/stats-1", "#stats"},
+			{"project", "/projects/sample", "table.list"},
+			{"home", "/", "main"},
+			{"jobs", "/jobs", "#jobs"},
+		} {
+			if err := chromedp.Do(ctx, chromedp.Navigate(d.URL+p.path), chromedp.WaitVisible(chromedp.CSS(p.ready))); err != nil {
+				t.Fatal(err)
+			}
+			screenshot(t, ctx, "10-"+p.name+"-"+size.name+".png")
+			l := measureLayout(t, ctx)
+			where := p.path + " at " + size.name
+			if l.ScrollWidth > l.ClientWidth {
+				t.Errorf("%s: the page is %dpx wide in a %dpx window", where, l.ScrollWidth, l.ClientWidth)
+			}
+			if l.SciNotation {
+				t.Errorf("%s: a number in scientific notation:\n%s", where, text(t, ctx, "document.body.innerText"))
+			}
+			if len(l.Broken) > 0 {
+				t.Errorf("%s: broken over lines: %v", where, l.Broken)
+			}
+			if p.name != "job" {
+				continue
+			}
+			if l.ValueLines != 1 || l.NameLines < 1 || l.NameLines > l.NameSegments {
+				t.Errorf("%s: the long stat's value takes %d lines (want 1), its name %d (at most %d, one per part)",
+					where, l.ValueLines, l.NameLines, l.NameSegments)
+			}
+			page := text(t, ctx, "document.body.innerText")
+			if !strings.Contains(page, "12345678") || !regexp.MustCompile(`memusage/max\s+\d{7,}\b`).MatchString(page) {
+				t.Errorf("%s: no 12345678 or no integer memusage/max:\n%s", where, page)
+			}
+		}
+	}
 }

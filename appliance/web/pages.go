@@ -42,8 +42,12 @@ func (h *handlers) findJob(ctx context.Context, project, id string) (*job.Job, e
 	return j, err
 }
 
-// pair is one row of a name/value table (arguments, settings, stats).
-type pair struct{ Name, Value string }
+// pair is one row of a name/value table (arguments, settings, stats). Num
+// marks a number, which the page keeps on one line.
+type pair struct {
+	Name, Value string
+	Num         bool `json:",omitempty"`
+}
 
 // summary is what the job page shows and the live stream updates.
 type summary struct {
@@ -70,16 +74,30 @@ func (h *handlers) summarize(j *job.Job, items *lineCounter) summary {
 	if j.PID != 0 {
 		s.PID = strconv.Itoa(j.PID)
 	}
-	if items != nil && items.update() {
+	stats := h.stats(j)
+	// The crawl's own count first: a feed exporter buffers, so while the
+	// crawl runs its file lags behind (or there is no local feed at all).
+	if n, ok := stats["item_scraped_count"]; ok {
+		s.Items = statValue(n)
+	} else if items != nil && items.update() {
 		s.Items = strconv.FormatInt(items.n, 10)
 	}
-	s.Stats = h.stats(j)
+	s.Stats = make([]pair, 0, len(stats))
+	for k, v := range stats {
+		p := pair{Name: k, Value: statValue(v)}
+		switch v.(type) {
+		case json.Number, float64:
+			p.Num = true
+		}
+		s.Stats = append(s.Stats, p)
+	}
+	slices.SortFunc(s.Stats, func(a, b pair) int { return strings.Compare(a.Name, b.Name) })
 	return s
 }
 
 // stats are the live stats of a running crawl from the Stats hook, else
-// the last stats recorded with the job.
-func (h *handlers) stats(j *job.Job) []pair {
+// the last stats recorded with the job; numbers are json.Number.
+func (h *handlers) stats(j *job.Job) map[string]any {
 	var m map[string]any
 	if j.State == job.Running && h.o.Stats != nil {
 		m = h.o.Stats(j.ID)
@@ -89,18 +107,39 @@ func (h *handlers) stats(j *job.Job) []pair {
 		d.UseNumber()
 		d.Decode(&m)
 	}
-	out := make([]pair, 0, len(m))
-	for k, v := range m {
-		out = append(out, pair{k, fmt.Sprint(v)})
+	return m
+}
+
+// statValue prints a stat as a person reads it: numbers in full decimal
+// (memusage/max 70578176, never 7.0578176e+07), strings as they are, and
+// anything else (lists, objects) as JSON.
+func statValue(v any) string {
+	switch v := v.(type) {
+	case string:
+		return v
+	case json.Number:
+		if !strings.ContainsAny(string(v), "eE") {
+			return string(v)
+		}
+		f, err := v.Float64()
+		if err != nil {
+			return string(v)
+		}
+		return strconv.FormatFloat(f, 'f', -1, 64)
+	case float64:
+		return strconv.FormatFloat(v, 'f', -1, 64)
 	}
-	slices.SortFunc(out, func(a, b pair) int { return strings.Compare(a.Name, b.Name) })
-	return out
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprint(v)
+	}
+	return string(b)
 }
 
 func pairs(ps []job.Pair) []pair {
 	out := make([]pair, len(ps))
 	for i, p := range ps {
-		out[i] = pair(p)
+		out[i] = pair{Name: p.Name, Value: p.Value}
 	}
 	return out
 }

@@ -3,6 +3,7 @@ package web
 import (
 	"html"
 	"html/template"
+	"net"
 	"net/url"
 	"strconv"
 	"strings"
@@ -26,7 +27,30 @@ func (h *handlers) home(c *fiber.Ctx) error {
 		base
 		Projects    []string
 		Diagnostics service.Diagnostics // what /diagnostics.json serves
-	}{h.base(c, cfg, "Scrapyd"), projects, h.o.Service.Diagnostics()})
+		Address     string
+	}{h.base(c, cfg, "Scrapyd"), projects, h.o.Service.Diagnostics(), h.address(c, cfg)})
+}
+
+// address is where the request came in (scheme, Host, the proxy's path
+// prefix): the home page's curl example then works when pasted, where
+// Scrapyd always writes localhost:6800. Host and scheme are read as the
+// same-origin check reads them (fiber's Hostname and Protocol, which take
+// X-Forwarded-Host and -Proto from a proxy); a Host that is not a plain
+// host[:port] is replaced by the configured address.
+func (h *handlers) address(c *fiber.Ctx, cfg *config.Config) string {
+	scheme := "http"
+	if c.Protocol() == "https" {
+		scheme = "https"
+	}
+	host := c.Hostname()
+	if host == "" || strings.Trim(host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]_") != "" {
+		bind := cfg.BindAddress
+		if bind == "" || bind == "0.0.0.0" || bind == "::" {
+			bind = "localhost"
+		}
+		host = net.JoinHostPort(bind, strconv.Itoa(cfg.HTTPPort))
+	}
+	return scheme + "://" + host + h.prefix(c)
 }
 
 // jobRow is one row of /jobs. Its cells are Scrapyd's, in Scrapyd's order,

@@ -30,8 +30,9 @@ type Options struct {
 	Service *service.Service
 	// Stats, when set, returns a running crawl's live stats (items
 	// scraped, pages crawled, ...) for its job page; nil or an empty map
-	// means none. It is the hook for the crawl web service and must be
-	// fast: the job page and its live stream call it.
+	// means none. Numbers should be json.Number (floats are printed in
+	// full too, but lose digits past 2^53). It is the hook for the crawl
+	// web service and must be fast: the job page and its live stream call it.
 	Stats func(jobID string) map[string]any
 }
 
@@ -42,11 +43,13 @@ var templateFS embed.FS
 var assetFS embed.FS
 
 var pages = template.Must(template.New("").Funcs(template.FuncMap{
-	"clock":   clock,
-	"runtime": runtime,
-	"pathq":   url.PathEscape,
-	"outcome": outcomeClass,
-	"cancels": cancellable,
+	"clock":     clock,
+	"when":      when,
+	"runtime":   runtime,
+	"pathq":     url.PathEscape,
+	"outcome":   outcomeClass,
+	"cancels":   cancellable,
+	"breakable": breakable,
 }).ParseFS(templateFS, "templates/*.html"))
 
 // Register returns the routes to add to api.Options.Routes.
@@ -166,6 +169,16 @@ func clock(t time.Time) string {
 	return t.Format("2006-01-02 15:04:05")
 }
 
+// when is clock for a narrow column: the date and the time may go on two
+// lines, but neither breaks at its own hyphens or colons.
+func when(t time.Time) template.HTML {
+	date, tod, ok := strings.Cut(clock(t), " ")
+	if !ok {
+		return ""
+	}
+	return template.HTML(`<span class="nowrap">` + date + `</span> <span class="nowrap">` + tod + `</span>`)
+}
+
 // runtime is Python's str(timedelta) without microseconds, as Scrapyd
 // shows it ("0:01:05", "2 days, 3:04:05"); end zero means until now.
 func runtime(start, end time.Time) string {
@@ -199,6 +212,16 @@ func outcomeClass(j job.Job) string {
 		return "finished"
 	}
 	return string(j.Outcome)
+}
+
+// breakable lets a long stats key (downloader/response_status_count/200)
+// wrap after its slashes rather than in the middle of a word.
+func breakable(key string) template.HTML {
+	parts := strings.Split(key, "/")
+	for i, p := range parts {
+		parts[i] = template.HTMLEscapeString(p)
+	}
+	return template.HTML(strings.Join(parts, "/<wbr>"))
 }
 
 func cancellable(j job.Job) bool { return j.State == job.Pending || j.State == job.Running }

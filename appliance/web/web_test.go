@@ -3,6 +3,7 @@ package web_test
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -95,6 +96,12 @@ func (f *fixture) project(t testing.TB, name string, spiders ...string) {
 // with an outcome.
 func (f *fixture) job(t testing.TB, spec job.Spec, state job.State, outcome job.Outcome) {
 	t.Helper()
+	f.jobWithStats(t, spec, state, outcome, "")
+}
+
+// jobWithStats is job, a finished one keeping stats (Scrapy's JSON).
+func (f *fixture) jobWithStats(t testing.TB, spec job.Spec, state job.State, outcome job.Outcome, stats string) {
+	t.Helper()
 	start := time.Date(2026, 11, 20, 23, 37, 50, 123456789, time.Local)
 	if _, err := f.store.Enqueue(spec, start); err != nil {
 		t.Fatal(err)
@@ -114,7 +121,7 @@ func (f *fixture) job(t testing.TB, spec job.Spec, state job.State, outcome job.
 		if outcome != job.OutcomeFinished {
 			code = 1
 		}
-		if err := f.store.End(j.Seq, start.Add(65*time.Second), &code, outcome, "", 100000); err != nil {
+		if err := f.store.End(j.Seq, start.Add(65*time.Second), &code, outcome, stats, 100000); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -212,6 +219,23 @@ func TestHome(t *testing.T) {
 		if !strings.Contains(body, s) {
 			t.Errorf("home has no %s:\n%s", s, body)
 		}
+	}
+	// The example is the address the page was asked at, behind the proxy's prefix.
+	if want := `<code>curl http://example.com/p/schedule.json -d project=default -d spider=somespider</code>`; !strings.Contains(body, want) {
+		t.Errorf("home has no %s:\n%s", want, body)
+	}
+	req := httptest.NewRequest(http.MethodGet, "/", nil)
+	req.Host = "10.1.2.3:6801"
+	req.Header.Set("X-Forwarded-Proto", "https")
+	_, body = f.do(t, req)
+	if want := "curl https://10.1.2.3:6801/schedule.json"; !strings.Contains(body, want) {
+		t.Errorf("home has no %s:\n%s", want, body)
+	}
+	req = httptest.NewRequest(http.MethodGet, "/", nil)
+	req.Host = `evil"><script>`
+	_, body = f.do(t, req)
+	if want := "curl http://127.0.0.1:6800/schedule.json"; !strings.Contains(body, want) || strings.Contains(body, "evil") {
+		t.Errorf("a Host that is not a host: home has no %s:\n%s", want, body)
 	}
 	if strings.Contains(body, "/items/") {
 		t.Error("Items link with a remote items_dir")
@@ -594,6 +618,46 @@ func TestHomeDiagnostics(t *testing.T) {
 		`<p class="error">bind_address = 0.0.0.0 without username and password</p>`} {
 		if !strings.Contains(body, s) {
 			t.Errorf("home has no %s:\n%s", s, body)
+		}
+	}
+}
+
+// TestJobPageStats: integers in full, never in scientific notation, on the
+// page and in the live stream; the item count of a running crawl from its
+// live stats even when its feed file has nothing yet.
+func TestJobPageStats(t *testing.T) {
+	f := newFixture(t)
+	f.project(t, "sample", "catalog")
+	f.jobWithStats(t, job.Spec{ID: "done1", Project: "sample", Spider: "catalog"}, job.Finished, job.OutcomeFinished,
+		`{"memusage/max": 70578176, "item_scraped_count": 12345678, "big": 1152921504606846977, "elapsed_time_seconds": 12.5, `+
+			`"tiny": 1e-7, "huge": 1e+21, "finish_reason": "finished", "downloader/response_status_count/200": 7132}`)
+	_, body := f.get(t, "/jobs/sample/done1")
+	for _, want := range []string{
+		`<th>memusage/<wbr>max</th><td class="num">70578176</td>`,
+		`<th>big</th><td class="num">1152921504606846977</td>`,
+		`<th>elapsed_time_seconds</th><td class="num">12.5</td>`,
+		`<th>tiny</th><td class="num">0.0000001</td>`,
+		`<th>huge</th><td class="num">1000000000000000000000</td>`,
+		`<th>finish_reason</th><td>finished</td>`,
+		`<th>downloader/<wbr>response_status_count/<wbr>200</th><td class="num">7132</td>`,
+		`<span data-field="items">12345678</span>`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("job page has no %s", want)
+		}
+	}
+	if strings.Contains(body, "e+") || strings.Contains(body, "e-0") {
+		t.Errorf("scientific notation on the job page:\n%s", body)
+	}
+
+	// A running crawl: live stats as the daemon's hook gives them (numbers
+	// as json.Number), and a float64 as a careless hook would.
+	f.job(t, job.Spec{ID: "run1", Project: "sample", Spider: "catalog"}, job.Running, "")
+	f.stats["run1"] = map[string]any{"item_scraped_count": json.Number("22"), "memusage/max": float64(70578176)}
+	_, body = f.get(t, "/jobs/sample/run1")
+	for _, want := range []string{`<span data-field="items">22</span>`, `<td class="num">70578176</td>`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("running job page has no %s", want)
 		}
 	}
 }

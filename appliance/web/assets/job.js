@@ -32,7 +32,13 @@
       table.textContent = "";
       s.stats.forEach(function (p) {
         var tr = table.insertRow(), th = document.createElement("th"), td = document.createElement("td");
-        th.textContent = p.Name; td.textContent = p.Value;
+        // As the page does: a line may break after each "/" of a key.
+        p.Name.split("/").forEach(function (part, i) {
+          if (i) { th.appendChild(document.createTextNode("/")); th.appendChild(document.createElement("wbr")); }
+          th.appendChild(document.createTextNode(part));
+        });
+        td.textContent = p.Value;
+        if (p.Num) td.className = "num";
         tr.appendChild(th); tr.appendChild(td);
       });
       var none = document.getElementById("nostats");
