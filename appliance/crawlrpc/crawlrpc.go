@@ -75,6 +75,7 @@ type Service struct {
 
 	mu    sync.Mutex // serialises Reload and Close
 	state atomic.Pointer[state]
+	live  live
 }
 
 // state is one configuration snapshot with its request log.

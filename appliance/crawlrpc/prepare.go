@@ -107,8 +107,10 @@ func (s *Service) Prepare(jobID, settingsModule string) (Additions, error) {
 	}, nil
 }
 
-// Cleanup removes the job's runtime directory, final stats included.
+// Cleanup removes the job's runtime directory, final stats included, and
+// its live stats.
 func (s *Service) Cleanup(jobID string) error {
+	s.forget(jobID)
 	if err := os.RemoveAll(s.SocketDir(jobID)); err != nil {
 		return fmt.Errorf("crawlrpc: cleanup job %s: %w", jobID, err)
 	}

@@ -112,7 +112,7 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	defer rpc.Close()
-	hooks := &crawlHooks{rpc: rpc, store: st, log: log, chown: crawlUser.chown}
+	hooks := &crawlHooks{rpc: rpc, log: log, chown: crawlUser.chown}
 	disp := dispatch.New(dispatch.Options{
 		Config: conf, Store: st, Eggs: eggs, Launcher: launcher, Log: log, Hooks: hooks,
 		Env: crawlEnv, MakeDir: crawlUser.mkdirAll,
@@ -148,9 +148,9 @@ func Run(ctx context.Context, o Options) error {
 	}
 	app := api.New(api.Options{
 		Config: conf, Service: svc, Log: log, BodyLimit: int(cfg.UploadLimit),
-		Routes: []func(fiber.Router){rpc.Register, web.Register(web.Options{Config: conf, Service: svc, Stats: hooks.Live})},
+		Routes: []func(fiber.Router){rpc.Register, web.Register(web.Options{Config: conf, Service: svc, Stats: rpc.Live})},
 		Running: func(id string) []api.Field {
-			sum, ok := hooks.Summary(id)
+			sum, ok := rpc.LiveSummary(id)
 			if !ok {
 				return nil
 			}
@@ -179,7 +179,7 @@ func Run(ctx context.Context, o Options) error {
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		hooks.poll(dctx, 2*time.Second)
+		rpc.Poll(dctx, 2*time.Second, runningJobs(st))
 	}()
 	go func() {
 		defer wg.Done()
