@@ -5,7 +5,9 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -33,7 +35,33 @@ log_file = var/log/scrapyd/scrapyd.log`
 func TestScrapydWayStart(t *testing.T) {
 	testkit.RequireScrapy(t)
 	t.Parallel()
-	d := testkit.StartDaemon(t, testkit.Options{ScrapydWay: true, Conf: scrapydWayConf})
+	t.Run("as the caller", func(t *testing.T) {
+		t.Parallel()
+		scrapydWayCrawl(t, nil)
+	})
+	// The usual Scrapyd user is not root: the daemon and its crawls run as
+	// that user, in a folder of theirs.
+	t.Run("unprivileged", func(t *testing.T) {
+		requireRoot(t)
+		u, err := user.Lookup("scrapy")
+		if err != nil {
+			t.Skip("no scrapy user to run the daemon as")
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		t.Parallel()
+		d := scrapydWayCrawl(t, &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)})
+		if owner := fileUID(t, d.Path(".scrapy")); owner != uid {
+			t.Errorf(".scrapy belongs to uid %d, want the daemon's user %d", owner, uid)
+		}
+	})
+}
+
+// scrapydWayCrawl starts the daemon the Scrapyd way (as runAs, when set),
+// uploads the sample project and runs a crawl to its end.
+func scrapydWayCrawl(t *testing.T, runAs *syscall.Credential) *testkit.Daemon {
+	t.Helper()
+	d := testkit.StartDaemon(t, testkit.Options{ScrapydWay: true, Conf: scrapydWayConf, RunAs: runAs})
 	if r := d.Upload(t, "sample", "1.0", testkit.SampleEgg(t)); r["status"] != "ok" || r["spiders"] != 4.0 {
 		t.Fatalf("addversion: %v\n%s", r, d.Logs())
 	}
@@ -45,9 +73,20 @@ func TestScrapydWayStart(t *testing.T) {
 		t.Errorf("%d items, want 4", len(items))
 	}
 	// Scrapy's data directory (.scrapy) is made in the working directory.
-	if _, err := os.Stat(filepath.Join(d.Root, ".scrapy")); err != nil {
+	if _, err := os.Stat(d.Path(".scrapy")); err != nil {
 		t.Errorf("crawls did not run in the daemon's working directory: %v", err)
 	}
+	return d
+}
+
+// fileUID is the owner of path.
+func fileUID(t *testing.T, path string) int {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return int(fi.Sys().(*syscall.Stat_t).Uid)
 }
 
 // requireRoot skips a test about what a root daemon does (CI runs as root).
@@ -63,11 +102,14 @@ func requireRoot(t *testing.T) {
 // (issue 13: it said "unknown user scrapy", why but not what to do).
 func TestRootWithoutCrawlUser(t *testing.T) {
 	requireRoot(t)
+	testkit.RequireScrapy(t)
 	t.Parallel()
-	out := failingStart(t, "crawl_user = no-such-crawler")
+	name := fmt.Sprintf("scrapyd-e2e-%d", os.Getpid())
+	out := failingStart(t, "crawl_user = "+name)
+	command := "adduser --system --group --home /var/lib/scrapyd --no-create-home --shell /usr/sbin/nologin " + name
 	for _, want := range []string{
-		`crawl_user: there is no user "no-such-crawler", and the daemon runs as root`,
-		"`adduser --system --group --home /var/lib/scrapyd --no-create-home --shell /usr/sbin/nologin no-such-crawler`",
+		fmt.Sprintf("crawl_user: there is no user %q, and the daemon runs as root", name),
+		"Create it as the Debian package does: `" + command + "`",
 		"or set crawl_user to an existing unprivileged user",
 	} {
 		if !strings.Contains(out, want) {
@@ -76,6 +118,33 @@ func TestRootWithoutCrawlUser(t *testing.T) {
 	}
 	if n := strings.Count(strings.TrimSpace(out), "\n"); n != 0 {
 		t.Errorf("not one line:\n%s", out)
+	}
+	if _, err := exec.LookPath("adduser"); err != nil {
+		t.Skip("no adduser to run what the message says")
+	}
+
+	// The one step it names, then the daemon starts and crawls as that user.
+	if out, err := exec.Command("sh", "-c", command).CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v\n%s", command, err, out)
+	}
+	t.Cleanup(func() {
+		exec.Command("deluser", "--system", "--quiet", name).Run()
+		exec.Command("delgroup", "--system", "--quiet", name).Run()
+	})
+	u, err := user.Lookup(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := testkit.StartDaemon(t, testkit.Options{Conf: "crawl_user = " + name})
+	if r := d.Upload(t, "sample", "1.0", testkit.SampleEgg(t)); r["status"] != "ok" {
+		t.Fatalf("addversion: %v\n%s", r, d.Logs())
+	}
+	id := schedule(t, d, url.Values{"project": {"sample"}, "spider": {"catalog"}, "url": {testkit.Site(t, 2)}})
+	if fin := waitState(t, d, id, "finished"); fin["outcome"] != "finished" {
+		t.Fatalf("crawl: %v\n%s", fin, d.Logs())
+	}
+	if owner := fileUID(t, d.Path("var/log/scrapyd/sample/catalog", id+".log")); strconv.Itoa(owner) != u.Uid {
+		t.Errorf("the crawl's log belongs to uid %d, want %s's %s", owner, name, u.Uid)
 	}
 }
 

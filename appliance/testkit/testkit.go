@@ -68,6 +68,10 @@ func Binaries(t testing.TB) string {
 		if buildErr != nil {
 			return
 		}
+		// Tests may run the binaries as another user (Options.RunAs).
+		if buildErr = os.Chmod(binDir, 0o755); buildErr != nil {
+			return
+		}
 		for _, cmd := range []string{"scrapyd", "scrapydctl"} {
 			if _, err := os.Stat(filepath.Join(RepoRoot(), "cmd", cmd)); err != nil {
 				continue
@@ -136,6 +140,9 @@ type Options struct {
 	// (Conf must then place every file below Root, and log_file at
 	// var/log/scrapyd/scrapyd.log for Logs).
 	ScrapydWay bool
+	// RunAs, when set, runs the daemon as that user (a root test starting
+	// an unprivileged daemon): Root is given to it.
+	RunAs *syscall.Credential
 }
 
 // StartDaemon starts scrapyd and waits until it answers daemonstatus.json.
@@ -185,6 +192,12 @@ func StartDaemon(t testing.TB, o Options) *Daemon {
 	}
 	d.cmd.Dir = root
 	d.cmd.Env = d.Env
+	if o.RunAs != nil {
+		d.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: o.RunAs}
+		if err := chownTree(root, o.RunAs); err != nil {
+			t.Fatal(err)
+		}
+	}
 	logf, err := os.OpenFile(filepath.Join(root, "daemon-stderr.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		t.Fatal(err)
@@ -370,6 +383,16 @@ func Site(t testing.TB, n int) string {
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	return srv.URL + "/"
+}
+
+// chownTree gives root and everything below it to c's user.
+func chownTree(root string, c *syscall.Credential) error {
+	return filepath.WalkDir(root, func(p string, _ os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, int(c.Uid), int(c.Gid))
+	})
 }
 
 // traversableTempDir is a fresh directory that other users may traverse: a
