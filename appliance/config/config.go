@@ -301,6 +301,13 @@ func (c *Config) validate() error {
 		}
 		dirs[filepath.Clean(d.val)] = d.key
 	}
+	// Crawls run uploaded code in crawl_dir; the egg store and the job
+	// database are the daemon's, and crawls' sandboxes hide them.
+	for _, d := range []struct{ key, val string }{{"eggs_dir", c.EggsDir}, {"dbs_dir", c.DbsDir}} {
+		if rel, err := filepath.Rel(d.val, c.CrawlDir); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
+			return fail("crawl_dir", "%s is inside %s (%s): crawls must not run in the daemon's own state", c.CrawlDir, d.key, d.val)
+		}
+	}
 	if c.Slots() < 1 {
 		return fail("max_proc_per_cpu", "max_proc and max_proc_per_cpu are both 0: no crawl could ever run")
 	}
