@@ -173,6 +173,11 @@ func TestBrowser(t *testing.T) {
 		return err == nil && n >= 3 && got[0] == got[1]
 	})
 	screenshot(t, ctx, "03b-job-running-stats.png")
+	// Live stats through the crawl web service keep integers whole.
+	if page := text(t, ctx, "document.body.innerText"); !regexp.MustCompile(`memusage/max\s+\d{7,}\b`).MatchString(page) ||
+		regexp.MustCompile(`\de[+-]\d`).MatchString(page) {
+		t.Errorf("the running crawl's page shows memusage/max in scientific notation or not at all:\n%s", page)
+	}
 	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`form.cancel button`))); err != nil {
 		t.Fatal(err)
 	}
