@@ -59,29 +59,73 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	var level slog.LevelVar
-	level.Set(logLevel(cfg))
-	log, closeLog, err := openLog(cfg, &level)
+	d := &daemon{opts: o}
+	d.current.Store(cfg)
+	defer d.close()
+	for _, start := range []func(context.Context, *config.Config) error{d.openLog, d.openState, d.startCrawls, d.wire} {
+		if err := start(ctx, cfg); err != nil {
+			return err
+		}
+	}
+	lns, err := listeners(cfg)
 	if err != nil {
 		return err
 	}
-	defer closeLog()
+	return d.serve(ctx, cfg, lns, hup)
+}
+
+// daemon holds the parts Run starts, in the order it starts them.
+type daemon struct {
+	opts    Options
+	current atomic.Pointer[config.Config] // the configuration in force
+	level   slog.LevelVar
+	log     *slog.Logger
+	closers []func() // run in reverse order when Run returns
+
+	store    *store.Store
+	eggs     *egg.Store
+	user     *crawlUser // nil when the daemon is not root
+	crawlEnv []string
+	launcher crawlLauncher
+	rpc      *crawlrpc.Service
+	disp     *dispatch.Dispatcher
+	reloader *reloader
+	app      *fiber.App
+}
+
+func (d *daemon) conf() *config.Config { return d.current.Load() }
+
+func (d *daemon) close() {
+	for i := len(d.closers) - 1; i >= 0; i-- {
+		d.closers[i]()
+	}
+}
+
+func (d *daemon) openLog(_ context.Context, cfg *config.Config) error {
+	d.level.Set(logLevel(cfg))
+	log, closeLog, err := openLog(cfg, &d.level)
+	if err != nil {
+		return err
+	}
+	d.log, d.closers = log, append(d.closers, closeLog)
 	for _, w := range cfg.Warnings {
 		log.Warn(w)
 	}
-	var current atomic.Pointer[config.Config]
-	current.Store(cfg)
-	conf := current.Load
+	return nil
+}
 
+// openState creates the data directories and opens the job database and
+// the egg store.
+func (d *daemon) openState(_ context.Context, cfg *config.Config) error {
 	// dbs_dir is the daemon's alone: the job database holds every spider
 	// argument, which may carry credentials.
-	for _, d := range []struct {
+	for _, dir := range []struct {
 		path string
 		mode os.FileMode
 	}{{cfg.EggsDir, 0o755}, {cfg.DbsDir, 0o700}, {cfg.LogsDir, 0o755}, {jobfiles.LocalItemsDir(cfg), 0o755}, {cfg.CrawlDir, 0o755}} {
-		if d.path != "" {
-			if err := os.MkdirAll(d.path, d.mode); err != nil {
-				return fmt.Errorf("create %s: %w", d.path, err)
+		if dir.path != "" {
+			if err := os.MkdirAll(dir.path, dir.mode); err != nil {
+				return fmt.Errorf("create %s: %w", dir.path, err)
 			}
 		}
 	}
@@ -89,53 +133,51 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	eggs := &egg.Store{Dir: cfg.EggsDir}
-	eggs.CleanStaging()
+	d.store, d.closers = st, append(d.closers, func() { st.Close() })
+	d.eggs = &egg.Store{Dir: cfg.EggsDir}
+	d.eggs.CleanStaging()
+	return nil
+}
 
-	crawlUser, err := crawlIdentity(cfg)
-	if err != nil {
+// startCrawls resolves who runs crawls and how: the crawl user, the
+// launcher, and the crawl web service every crawl talks to.
+func (d *daemon) startCrawls(ctx context.Context, cfg *config.Config) error {
+	var err error
+	if d.user, err = crawlIdentity(cfg); err != nil {
 		return err
 	}
-	launcher, closeLauncher, err := newLauncher(ctx, cfg, crawlUser, log)
-	if err != nil {
+	if d.launcher, err = newLauncher(ctx, cfg, d.user, d.log); err != nil {
 		return err
 	}
-	defer closeLauncher()
-	crawlEnv := crawlEnvironment(os.Environ(), crawlUser)
-	rpc, err := crawlrpc.New(crawlrpc.Options{
+	d.closers = append(d.closers, d.launcher.close)
+	d.crawlEnv = crawlEnvironment(os.Environ(), d.user)
+	st := d.store
+	d.rpc, err = crawlrpc.New(crawlrpc.Options{
 		RuntimeDir: filepath.Join(runtimeDir(cfg, os.Getenv), "crawlrpc"),
 		Running:    func(id string) bool { return st.IsRunning(context.Background(), id) },
-		Log:        log,
+		Log:        d.log,
 	}, webserviceConfig(cfg))
 	if err != nil {
 		return err
 	}
-	defer rpc.Close()
-	hooks := &crawlHooks{rpc: rpc, log: log, chown: crawlUser.chown}
-	disp := dispatch.New(dispatch.Options{
-		Config: conf, Store: st, Eggs: eggs, Launcher: launcher, Log: log, Hooks: hooks,
-		Env: crawlEnv, MakeDir: crawlUser.mkdirAll,
+	d.closers = append(d.closers, func() { d.rpc.Close() })
+	return nil
+}
+
+// wire builds the dispatcher, the service, the reloader and the HTTP app
+// over the parts started before.
+func (d *daemon) wire(_ context.Context, cfg *config.Config) error {
+	st, rpc := d.store, d.rpc
+	d.disp = dispatch.New(dispatch.Options{
+		Config: d.conf, Store: st, Eggs: d.eggs, Launcher: d.launcher.Launcher, Log: d.log,
+		Hooks: &crawlHooks{rpc: rpc, log: d.log, chown: d.user.chown},
+		Env:   d.crawlEnv, MakeDir: d.user.mkdirAll,
 		OnChange: func() {
 			p, r, _ := st.Counts()
 			notify.Status(r, p)
 		},
 	})
-	svc := &service.Service{
-		Config: conf, Store: st, Eggs: eggs, Dispatch: disp,
-		Lister: func(c *config.Config) service.Lister {
-			l := scrapy.Lister{Python: c.Python, BaseEnv: crawlEnv, Dir: jobfiles.CrawlDir(c), Credential: crawlUser.credential()}
-			if launcher.Name() == "systemd" {
-				// Listing imports the uploaded project: it gets a crawl's unit
-				// and sandbox, not the daemon's unit and its write access.
-				l.Launcher, l.OutputDir = launcher, filepath.Join(runtimeDir(c, os.Getenv), "list")
-				l.Sandbox = launch.Sandbox{Hidden: jobfiles.Hidden(c)}
-				l.Limits = launch.Limits{MemoryMax: c.CrawlMemoryMax, CPUQuota: c.CrawlCPUQuota, TasksMax: c.CrawlTasksMax}
-			}
-			return reachingLister{l, crawlUser}
-		},
-	}
-	rl := &reloader{opts: o.Config, current: &current, log: log, level: &level, disp: disp, store: st,
+	d.reloader = &reloader{opts: d.opts.Config, current: &d.current, log: d.log, level: &d.level, disp: d.disp, store: st,
 		apply: func(next *config.Config) error {
 			// A new crawl_dir is made as at start: listings chdir into it.
 			if err := os.MkdirAll(next.CrawlDir, 0o755); err != nil {
@@ -143,12 +185,13 @@ func Run(ctx context.Context, o Options) error {
 			}
 			return rpc.Reload(webserviceConfig(next))
 		}}
+	svc := &service.Service{Config: d.conf, Store: st, Eggs: d.eggs, Dispatch: d.disp, Lister: d.lister}
 	svc.Diagnose = func() service.Diagnostics {
-		return rl.diagnose(service.Diagnostics{Launcher: launcher.Name(), Version: o.Version, Warnings: securityWarnings(conf())})
+		return d.reloader.diagnose(service.Diagnostics{Launcher: d.launcher.Name(), Version: d.opts.Version, Warnings: securityWarnings(d.conf())})
 	}
-	app := api.New(api.Options{
-		Config: conf, Service: svc, Log: log, BodyLimit: int(cfg.UploadLimit),
-		Routes: []func(fiber.Router){rpc.Register, web.Register(web.Options{Config: conf, Service: svc, Stats: rpc.Live})},
+	d.app = api.New(api.Options{
+		Config: d.conf, Service: svc, Log: d.log, BodyLimit: int(cfg.UploadLimit),
+		Routes: []func(fiber.Router){rpc.Register, web.Register(web.Options{Config: d.conf, Service: svc, Stats: rpc.Live})},
 		Running: func(id string) []api.Field {
 			sum, ok := rpc.LiveSummary(id)
 			if !ok {
@@ -158,62 +201,75 @@ func Run(ctx context.Context, o Options) error {
 				{Key: "responses", Value: sum.Responses}, {Key: "errors", Value: sum.Errors}}
 		},
 	})
+	return nil
+}
 
-	listeners, err := listeners(cfg)
-	if err != nil {
-		return err
+// lister is how spiders are listed under c: `scrapy list` as the crawl
+// user, in the crawl's working directory, confined as a crawl is where the
+// launcher can.
+func (d *daemon) lister(c *config.Config) service.Lister {
+	l := scrapy.Lister{Python: c.Python, BaseEnv: d.crawlEnv, Dir: jobfiles.CrawlDir(c), Credential: d.user.credential()}
+	if d.launcher.listVia != nil {
+		// Listing imports the uploaded project: it gets a crawl's unit
+		// and sandbox, not the daemon's unit and its write access.
+		l.Launcher, l.OutputDir = d.launcher.listVia, filepath.Join(runtimeDir(c, os.Getenv), "list")
+		l.Sandbox = launch.Sandbox{Hidden: jobfiles.Hidden(c)}
+		l.Limits = launch.Limits{MemoryMax: c.CrawlMemoryMax, CPUQuota: c.CrawlCPUQuota, TasksMax: c.CrawlTasksMax}
 	}
+	return reachingLister{l, d.user}
+}
+
+// serve runs the dispatcher, the live-stats poll, the watchdog, the
+// configuration watcher and the listeners, says it is ready, and then
+// reloads on SIGHUP or a file change until ctx ends or a part fails.
+func (d *daemon) serve(ctx context.Context, cfg *config.Config, lns []net.Listener, hup <-chan os.Signal) error {
 	for _, w := range securityWarnings(cfg) {
-		log.Warn(w)
+		d.log.Warn(w)
 	}
-	errs := make(chan error, len(listeners)+1)
+	errs := make(chan error, len(lns)+1)
+	// The background parts stop with dctx, after the HTTP server, so that
+	// no request finds them gone; an error exit stops them too.
+	dctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	dctx, cancelDispatch := context.WithCancel(context.Background())
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		if err := disp.Run(dctx); err != nil {
+	goRun := func(f func()) {
+		wg.Add(1)
+		go func() { defer wg.Done(); f() }()
+	}
+	goRun(func() {
+		if err := d.disp.Run(dctx); err != nil {
 			errs <- err
 		}
-	}()
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		rpc.Poll(dctx, 2*time.Second, runningJobs(st))
-	}()
-	go func() {
-		defer wg.Done()
+	})
+	goRun(func() { d.rpc.Poll(dctx, 2*time.Second, runningJobs(d.store)) })
+	goRun(func() {
 		if err := notify.Run(dctx); err != nil {
-			log.Error("watchdog", "err", err)
+			d.log.Error("watchdog", "err", err)
 		}
-	}()
-	for _, ln := range listeners {
-		log.Info("listening", "address", ln.Addr().String(), "network", ln.Addr().Network())
-		go func(ln net.Listener) {
-			if err := app.Listener(ln); err != nil {
-				errs <- err
-			}
-		}(ln)
-	}
+	})
 	// The watcher only asks; the loop below reloads, one reload at a time.
-	// It stops with the dispatcher, so that an error exit stops it too.
 	changed := make(chan struct{}, 1)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		err := config.Watch(dctx, o.Config, func() {
+	goRun(func() {
+		err := config.Watch(dctx, d.opts.Config, func() {
 			select {
 			case changed <- struct{}{}:
 			default:
 			}
 		})
 		if err != nil {
-			log.Error("cannot watch the configuration files; reload with SIGHUP (systemctl reload scrapyd)", "err", err)
+			d.log.Error("cannot watch the configuration files; reload with SIGHUP (systemctl reload scrapyd)", "err", err)
 		}
-	}()
+	})
+	for _, ln := range lns {
+		d.log.Info("listening", "address", ln.Addr().String(), "network", ln.Addr().Network())
+		go func() {
+			if err := d.app.Listener(ln); err != nil {
+				errs <- err
+			}
+		}()
+	}
 	notify.Ready()
-	disp.OnChange()
-	log.Info("scrapyd started", "version", o.Version, "launcher", launcher.Name(), "slots", cfg.Slots(),
+	d.disp.OnChange()
+	d.log.Info("scrapyd started", "version", d.opts.Version, "launcher", d.launcher.Name(), "slots", cfg.Slots(),
 		"auth", cfg.AuthEnabled(), "config_files", cfg.Files)
 
 	var runErr error
@@ -222,19 +278,18 @@ loop:
 		select {
 		case <-ctx.Done():
 			break loop
-		case err := <-errs:
-			runErr = err
+		case runErr = <-errs:
 			break loop
 		case <-hup:
-			rl.reload("SIGHUP")
+			d.reloader.reload("SIGHUP")
 		case <-changed:
-			rl.reload("files changed")
+			d.reloader.reload("files changed")
 		}
 	}
 	notify.Stopping()
-	log.Info("scrapyd stopping; running crawls keep running")
-	app.ShutdownWithTimeout(10 * time.Second)
-	cancelDispatch()
+	d.log.Info("scrapyd stopping; running crawls keep running")
+	d.app.ShutdownWithTimeout(10 * time.Second)
+	cancel()
 	wg.Wait()
 	return runErr
 }

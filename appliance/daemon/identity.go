@@ -189,10 +189,19 @@ func crawlEnvironment(env []string, u *crawlUser) []string {
 	return append(kept, "HOME="+u.Home, "USER="+u.Name, "LOGNAME="+u.Name)
 }
 
+// crawlLauncher is the chosen launcher and what differs with it.
+type crawlLauncher struct {
+	launch.Launcher
+	// listVia, when not nil, runs `scrapy list` as a crawl (its own unit
+	// and sandbox); nil lists as a plain child of the daemon.
+	listVia launch.Launcher
+	close   func()
+}
+
 // newLauncher picks the launcher: systemd when chosen, or with `auto` when
 // systemd runs and the daemon may start units (root); plain child
 // processes otherwise.
-func newLauncher(ctx context.Context, cfg *config.Config, u *crawlUser, log *slog.Logger) (launch.Launcher, func(), error) {
+func newLauncher(ctx context.Context, cfg *config.Config, u *crawlUser, log *slog.Logger) (crawlLauncher, error) {
 	useSystemd := cfg.Launcher == "systemd"
 	if cfg.Launcher == "auto" && u != nil {
 		if err := systemd.Usable(ctx); err == nil {
@@ -204,16 +213,16 @@ func newLauncher(ctx context.Context, cfg *config.Config, u *crawlUser, log *slo
 	if !useSystemd {
 		l := process.New()
 		l.Credential = u.credential()
-		return l, func() {}, nil
+		return crawlLauncher{Launcher: l, close: func() {}}, nil
 	}
 	if u == nil {
-		return nil, nil, fmt.Errorf("launcher = systemd needs the daemon to run as root (Debian 12's systemd lets only root start system units)")
+		return crawlLauncher{}, fmt.Errorf("launcher = systemd needs the daemon to run as root (Debian 12's systemd lets only root start system units)")
 	}
 	l, err := systemd.New(systemd.Options{User: u.User, Logger: log})
 	if err != nil {
-		return nil, nil, fmt.Errorf("systemd launcher: %w", err)
+		return crawlLauncher{}, fmt.Errorf("systemd launcher: %w", err)
 	}
-	return l, func() { l.Close() }, nil
+	return crawlLauncher{Launcher: l, listVia: l, close: func() { l.Close() }}, nil
 }
 
 // listeners are the sockets systemd passed, or the configured ones; TCP
