@@ -92,7 +92,7 @@ func TestCommands(t *testing.T) {
 		"/webservice/j2/crawler/engine":              `{"jsonrpc": "2.0", "result": null, "id": 1}`,
 		"/webservice/j2/crawler/spiders":             `{"jsonrpc": "2.0", "result": ["catalog", "slow"], "id": 1}`,
 		"/webservice/j2/stats":                       `{"jsonrpc": "2.0", "result": {"b": 70578176, "a": "x"}, "id": 1}`,
-		"/webservice/j2/enginestatus":                `[["time()-engine.start_time", 1.5], ["engine.has_capacity()", true]]`,
+		"/webservice/j2/enginestatus":                `[["time()-engine.start_time", 12345678.5], ["engine.has_capacity()", true]]`,
 	})
 	url := "--url=" + f.srv.URL
 	tests := []struct {
@@ -141,7 +141,7 @@ func TestCommands(t *testing.T) {
 			wantForm: map[string][]string{"body": {`{"id":1,"jsonrpc":"2.0","method":"get_stats","params":[]}`}}},
 		{args: []string{"ws", "get-spider-stats", "j2", "spider:7f:slow", url}, want: fmt.Sprintf("%-40s %v\n%-40s %v\n", "a", "x", "b", "70578176"), path: "/webservice/j2/stats",
 			wantForm: map[string][]string{"body": {`{"id":1,"jsonrpc":"2.0","method":"get_stats","params":["spider:7f:slow"]}`}}},
-		{args: []string{"ws", "engine-status", "j2", url}, want: "time()-engine.start_time  1.5\nengine.has_capacity()     true\n"},
+		{args: []string{"ws", "engine-status", "j2", url}, want: "time()-engine.start_time  12345678.5\nengine.has_capacity()     true\n"},
 		{args: []string{"ws", "pause", "j2", url}, want: "", path: "/webservice/j2/crawler/engine",
 			wantForm: map[string][]string{"body": {`{"id":1,"jsonrpc":"2.0","method":"pause","params":[]}`}}},
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -149,8 +150,12 @@ func printStats(w io.Writer, stats map[string]any) {
 // printEngineStatus prints Scrapy's [expression, value] pairs as a table,
 // and any other shape as indented JSON.
 func printEngineStatus(w io.Writer, raw json.RawMessage) {
+	// Numbers stay json.Number, printed as sent: through float64 an uptime
+	// of 12345678.5 seconds would print as 1.23456785e+07.
 	var pairs [][2]any
-	if err := json.Unmarshal(raw, &pairs); err == nil {
+	d := json.NewDecoder(bytes.NewReader(raw))
+	d.UseNumber()
+	if err := d.Decode(&pairs); err == nil {
 		rows := make([][]string, 0, len(pairs))
 		for _, p := range pairs {
 			rows = append(rows, []string{fmt.Sprint(p[0]), fmt.Sprint(p[1])})
