@@ -3,6 +3,7 @@ package e2e
 import (
 	"database/sql"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -28,7 +29,15 @@ const historySize = 1_000_000
 //	go test -run '^$' -bench History1M ./appliance/e2e
 func BenchmarkHistory1M(b *testing.B) {
 	root := b.TempDir()
+	// A root daemon's crawl user must reach its root (TestPrivateDataDirectory).
+	if err := os.Chmod(filepath.Dir(root), 0o755); err != nil {
+		b.Fatal(err)
+	}
 	dbs := filepath.Join(root, "var", "lib", "scrapyd", "dbs")
+	// Made here, not by the store (0750), so that the crawl user passes.
+	if err := os.MkdirAll(dbs, 0o755); err != nil {
+		b.Fatal(err)
+	}
 	writeHistory(b, dbs, historySize)
 	var conf strings.Builder
 	fmt.Fprintf(&conf, "finished_to_keep = %d\n[settings]\n", 2*historySize)

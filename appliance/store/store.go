@@ -376,35 +376,50 @@ func (s *Store) List(ctx context.Context, state job.State, f Filter) ([]job.Job,
 
 // Snapshot lists the states in want as of one moment, so that a job that
 // starts or ends meanwhile is never shown twice or not at all: f narrows
-// pending and running, finished the history (its page). The read
-// transaction's WAL snapshot is taken under the write lock, together with
-// the counts; the queries then run without blocking writers.
+// pending and running, finished the history (its page). A state with no
+// job needs no query, and one query is one moment by itself; for more, a
+// read transaction's WAL snapshot is taken under the write lock, together
+// with the counts, and the queries then run without blocking writers.
 func (s *Store) Snapshot(ctx context.Context, f, finished Filter, want map[job.State]bool) (pending, running, done []job.Job, err error) {
-	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("snapshot: %w", err)
-	}
-	defer tx.Rollback()
-	s.mu.Lock()
-	// Any read starts the WAL snapshot; none can commit while s.mu is held,
-	// so the counts are the snapshot's too.
-	var one int
-	err = tx.QueryRowContext(ctx, `SELECT 1 FROM jobs LIMIT 1`).Scan(&one)
-	counts := map[job.State]int{job.Pending: s.counts[job.Pending], job.Running: s.counts[job.Running], job.Finished: s.counts[job.Finished]}
-	s.mu.Unlock()
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return nil, nil, nil, fmt.Errorf("snapshot: %w", err)
-	}
-	for _, sec := range []struct {
+	type section struct {
 		state job.State
 		f     Filter
 		out   *[]job.Job
-	}{{job.Pending, f, &pending}, {job.Running, f, &running}, {job.Finished, finished, &done}} {
-		// A state with no job in the snapshot needs no query.
-		if !want[sec.state] || counts[sec.state] == 0 {
-			continue
+	}
+	// todo is the sections to query; s.mu held.
+	todo := func() []section {
+		var out []section
+		for _, sec := range []section{{job.Pending, f, &pending}, {job.Running, f, &running}, {job.Finished, finished, &done}} {
+			if want[sec.state] && s.counts[sec.state] > 0 {
+				out = append(out, sec)
+			}
 		}
-		if *sec.out, err = list(ctx, tx, sec.state, sec.f); err != nil {
+		return out
+	}
+	s.mu.Lock()
+	secs := todo()
+	s.mu.Unlock()
+	var q querier = s.db
+	if len(secs) > 1 {
+		tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("snapshot: %w", err)
+		}
+		defer tx.Rollback()
+		s.mu.Lock()
+		// Any read starts the WAL snapshot; none can commit while s.mu is
+		// held, so the counts are the snapshot's too.
+		var one int
+		err = tx.QueryRowContext(ctx, `SELECT 1 FROM jobs LIMIT 1`).Scan(&one)
+		secs = todo()
+		s.mu.Unlock()
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return nil, nil, nil, fmt.Errorf("snapshot: %w", err)
+		}
+		q = tx
+	}
+	for _, sec := range secs {
+		if *sec.out, err = list(ctx, q, sec.state, sec.f); err != nil {
 			return nil, nil, nil, fmt.Errorf("snapshot: %w", err)
 		}
 	}
