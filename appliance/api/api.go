@@ -42,6 +42,10 @@ type Field struct {
 
 // New builds the fiber app.
 func New(o Options) *fiber.App {
+	limit := o.BodyLimit
+	if limit <= 0 {
+		limit = fiber.DefaultBodyLimit
+	}
 	app := fiber.New(fiber.Config{
 		// Handlers keep strings past the request; fiber's zero-allocation
 		// strings would change under them.
@@ -49,12 +53,16 @@ func New(o Options) *fiber.App {
 		CaseSensitive:         true,
 		StrictRouting:         true,
 		DisableStartupMessage: true,
-		BodyLimit:             o.BodyLimit,
+		BodyLimit:             limit,
 		ErrorHandler:          errorHandler(o),
-		// Upload limits are enforced by BodyLimit; large eggs stream to disk.
-		StreamRequestBody: false,
+		// Nothing reads a body before bodies() has bounded it: fasthttp
+		// would read it whole, decode a Content-Encoding without bound, and
+		// spool multipart files to /tmp beyond the limit.
+		StreamRequestBody:            true,
+		DisablePreParseMultipartForm: true,
 	})
 	app.Use(singleSlashes)
+	app.Use(bodies(limit))
 	app.Use(authenticate(o.Config))
 	a := &handlers{o: o}
 	for _, e := range a.endpoints() {
@@ -144,7 +152,7 @@ func errorHandler(o Options) fiber.ErrorHandler {
 		var fe *fiber.Error
 		if errors.As(err, &fe) {
 			if fe.Code == fiber.StatusRequestEntityTooLarge {
-				err = &service.Error{Message: "the request body is larger than upload_limit"}
+				err = errTooLarge
 			} else if fe.Code == fiber.StatusNotFound {
 				return notFound(c)
 			}

@@ -15,25 +15,26 @@ type endpoint struct {
 	name   string
 	method string // GET or POST
 	fn     func(c *fiber.Ctx, p *params) (obj, error)
+	upload bool // its "egg" is staged to disk as it is read
 }
 
 type handlers struct{ o Options }
 
 func (a *handlers) endpoints() []endpoint {
 	return []endpoint{
-		{"daemonstatus.json", fiber.MethodGet, a.daemonStatus},
-		{"addversion.json", fiber.MethodPost, a.addVersion},
-		{"schedule.json", fiber.MethodPost, a.schedule},
-		{"cancel.json", fiber.MethodPost, a.cancel},
-		{"status.json", fiber.MethodGet, a.status},
-		{"listprojects.json", fiber.MethodGet, a.listProjects},
-		{"listversions.json", fiber.MethodGet, a.listVersions},
-		{"listspiders.json", fiber.MethodGet, a.listSpiders},
-		{"listjobs.json", fiber.MethodGet, a.listJobs},
-		{"delversion.json", fiber.MethodPost, a.delVersion},
-		{"delproject.json", fiber.MethodPost, a.delProject},
+		{"daemonstatus.json", fiber.MethodGet, a.daemonStatus, false},
+		{"addversion.json", fiber.MethodPost, a.addVersion, true},
+		{"schedule.json", fiber.MethodPost, a.schedule, false},
+		{"cancel.json", fiber.MethodPost, a.cancel, false},
+		{"status.json", fiber.MethodGet, a.status, false},
+		{"listprojects.json", fiber.MethodGet, a.listProjects, false},
+		{"listversions.json", fiber.MethodGet, a.listVersions, false},
+		{"listspiders.json", fiber.MethodGet, a.listSpiders, false},
+		{"listjobs.json", fiber.MethodGet, a.listJobs, false},
+		{"delversion.json", fiber.MethodPost, a.delVersion, false},
+		{"delproject.json", fiber.MethodPost, a.delProject, false},
 		// Ours: the eleven above gain no top-level keys (issue 13).
-		{"diagnostics.json", fiber.MethodGet, a.diagnostics},
+		{"diagnostics.json", fiber.MethodGet, a.diagnostics, false},
 	}
 }
 
@@ -68,10 +69,15 @@ func (a *handlers) serve(c *fiber.Ctx, e endpoint) error {
 	default:
 		return &service.Error{Message: unsupported[e.method]}
 	}
-	p, err := readParams(c)
+	var receive receiver
+	if e.upload {
+		receive = a.o.Service.Receive
+	}
+	p, err := readParams(c, receive)
 	if err != nil {
 		return err
 	}
+	defer p.close()
 	body, err := e.fn(c, p)
 	if err != nil {
 		return err
@@ -127,14 +133,14 @@ func (a *handlers) addVersion(c *fiber.Ctx, p *params) (obj, error) {
 		return nil, err
 	}
 	project, version := pv[0], pv[1]
-	data, ok, err := p.file("egg")
+	up, ok, err := p.upload(project, a.o.Service.Receive)
 	if err != nil {
 		return nil, err
 	}
 	if !ok {
 		return nil, service.Required("egg")
 	}
-	n, err := a.o.Service.AddVersion(c.UserContext(), project, version, data)
+	n, err := a.o.Service.AddVersion(c.UserContext(), project, version, up)
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,8 @@
 package api
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"mime/multipart"
@@ -20,10 +22,20 @@ import (
 type params struct {
 	keys   []string
 	values map[string][]string
-	files  map[string]*multipart.FileHeader
+	// egg is addversion.json's egg, staged as it was read from the body;
+	// eggData is that egg when it came before the project, so could not be.
+	egg     *service.Upload
+	eggData []byte
 }
 
-func readParams(c *fiber.Ctx) (*params, error) {
+// receiver stages a project's egg read from r (service.Receive).
+type receiver func(project string, r io.Reader) (*service.Upload, error)
+
+// readParams reads a request's arguments. With receive set (addversion.json)
+// the first "egg" part of a multipart body that comes after the project (as
+// every client sends it) is staged as it is read, never held in memory; the
+// caller must then close the params.
+func readParams(c *fiber.Ctx, receive receiver) (*params, error) {
 	p := &params{values: map[string][]string{}}
 	query := map[string][]string{}
 	var qkeys []string
@@ -40,42 +52,106 @@ func readParams(c *fiber.Ctx) (*params, error) {
 	if c.Method() != fiber.MethodPost {
 		return p, nil
 	}
+	body := map[string][]string{}
+	var bkeys []string
+	add := func(key, value string) {
+		if _, seen := body[key]; !seen {
+			bkeys = append(bkeys, key)
+		}
+		body[key] = append(body[key], value)
+	}
 	ct := strings.ToLower(string(c.Request().Header.ContentType()))
 	switch {
 	case strings.HasPrefix(ct, "multipart/form-data"):
-		form, err := c.MultipartForm()
-		if err != nil {
-			return nil, &service.Error{Message: "the multipart body could not be read: " + err.Error()}
-		}
-		// Go's maps lose the body's key order; multipart clients send the
-		// fixed fields (project, version, egg) where order does not matter.
-		for k, vs := range form.Value {
-			p.set(k, vs)
-		}
-		p.files = map[string]*multipart.FileHeader{}
-		for k, fs := range form.File {
-			if len(fs) > 0 {
-				p.files[k] = fs[0]
-				if _, ok := p.values[k]; !ok {
-					p.keys = append(p.keys, k)
-				}
-			}
+		if err := p.readMultipart(c, receive, body, add); err != nil {
+			p.close()
+			return nil, err
 		}
 	case strings.HasPrefix(ct, "application/x-www-form-urlencoded"):
-		body := map[string][]string{}
-		var bkeys []string
-		c.Request().PostArgs().VisitAll(func(k, v []byte) {
-			key := string(k)
-			if _, seen := body[key]; !seen {
-				bkeys = append(bkeys, key)
-			}
-			body[key] = append(body[key], string(v))
-		})
-		for _, k := range bkeys {
-			p.set(k, body[k])
-		}
+		c.Request().PostArgs().VisitAll(func(k, v []byte) { add(string(k), string(v)) })
+	}
+	for _, k := range bkeys {
+		p.set(k, body[k])
 	}
 	return p, nil
+}
+
+// readMultipart reads a multipart body part by part: from the connection
+// for a streamed upload (see bodies), else from the body already read.
+// File parts count as values, as in Twisted's request.args.
+func (p *params) readMultipart(c *fiber.Ctx, receive receiver, form map[string][]string, add func(key, value string)) error {
+	var r io.Reader
+	if b, ok := c.Locals(bodyKey).(*body); ok {
+		r = b
+	} else {
+		r = bytes.NewReader(c.Request().Body())
+	}
+	mr := multipart.NewReader(r, string(c.Request().Header.MultipartFormBoundary()))
+	for {
+		part, err := mr.NextPart()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return bodyError(err)
+		}
+		name := part.FormName()
+		switch {
+		case name == "egg" && receive != nil && (p.egg != nil || p.eggData != nil):
+			// Scrapyd reads the first egg only.
+			_, err = io.Copy(io.Discard, part)
+		case name == "egg" && receive != nil && len(form["project"]) > 0:
+			// The body's first project is the one addversion.json uses.
+			src := &readErr{r: part}
+			if p.egg, err = receive(form["project"][0], src); err != nil && src.err == nil {
+				return err // staging failed (a full disk): not the client's doing
+			}
+			err = src.err
+		case name == "egg" && receive != nil:
+			// Before the project: held (bounded by upload_limit) until the
+			// project is known.
+			p.eggData, err = io.ReadAll(part)
+		default:
+			var v []byte
+			if v, err = io.ReadAll(part); err == nil {
+				add(name, string(v))
+			}
+		}
+		if err != nil {
+			return bodyError(err)
+		}
+	}
+}
+
+// bodyError words a failure to read a multipart body.
+func bodyError(err error) error {
+	var se *service.Error
+	if errors.As(err, &se) {
+		return se // over upload_limit
+	}
+	return &service.Error{Message: "the multipart body could not be read: " + err.Error()}
+}
+
+// readErr remembers the first error reading r other than io.EOF, to tell a
+// broken body from a failure to store what was read.
+type readErr struct {
+	r   io.Reader
+	err error
+}
+
+func (r *readErr) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if err != nil && err != io.EOF && r.err == nil {
+		r.err = err
+	}
+	return n, err
+}
+
+// close discards a staged egg that was not stored.
+func (p *params) close() {
+	if p.egg != nil {
+		p.egg.Discard()
+	}
 }
 
 func (p *params) set(k string, vs []string) {
@@ -137,25 +213,26 @@ func (p *params) all(name string) ([]string, error) {
 	return p.values[name], nil
 }
 
-// file returns an uploaded file's bytes, or a form value's bytes (curl's
-// `-F egg=path` sends the path as text; the zip check then explains).
-func (p *params) file(name string) ([]byte, bool, error) {
-	if fh, ok := p.files[name]; ok {
-		f, err := fh.Open()
-		if err != nil {
-			return nil, false, err
-		}
-		defer f.Close()
-		// One allocation of the known size: io.ReadAll's doubling would hold
-		// up to twice an upload (64 MiB by default) in garbage meanwhile.
-		data := make([]byte, fh.Size)
-		_, err = io.ReadFull(f, data)
-		return data, true, err
+// upload returns addversion.json's egg for project: the part staged as it
+// was read, or else the part held, or the "egg" value (curl's `-F
+// egg=path` sends the path as text; the zip check then explains), staged
+// now. ok is false without one.
+func (p *params) upload(project string, receive receiver) (up *service.Upload, ok bool, err error) {
+	if p.egg != nil {
+		return p.egg, true, nil
 	}
-	if vs, ok := p.values[name]; ok && len(vs) > 0 {
-		return []byte(vs[0]), true, nil
+	var egg io.Reader
+	if p.eggData != nil {
+		egg = bytes.NewReader(p.eggData)
+	} else if vs := p.values["egg"]; len(vs) > 0 {
+		egg = strings.NewReader(vs[0])
+	} else {
+		return nil, false, nil
 	}
-	return nil, false, nil
+	if p.egg, err = receive(project, egg); err != nil {
+		return nil, false, err
+	}
+	return p.egg, true, nil
 }
 
 // checkUTF8 words a decoding failure as Python's UnicodeDecodeError does,

@@ -1,6 +1,7 @@
 package dispatch_test
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -63,7 +64,7 @@ func BenchmarkScheduleToCrawlStarted(b *testing.B) {
 	}
 	defer st.Close()
 	eggs := &egg.Store{Dir: cfg.EggsDir}
-	staged, _ := eggs.Stage("sample", testkit.SampleEgg(b))
+	staged, _ := eggs.Stage("sample", bytes.NewReader(testkit.SampleEgg(b)))
 	staged.Commit("1.0")
 	launcher := &startTimes{Launcher: process.New(), started: make(chan time.Time, 1)}
 	disp := dispatch.New(dispatch.Options{Config: conf, Store: st, Eggs: eggs, Launcher: launcher,

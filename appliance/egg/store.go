@@ -3,6 +3,7 @@ package egg
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -134,9 +135,11 @@ type staged struct {
 	path    string
 }
 
-// Stage writes data durably to a hidden temporary file. Nothing is visible
-// until Commit; Abort (or a crash) leaves no version behind.
-func (s *Store) Stage(project string, data []byte) (Staged, error) {
+// Stage writes the egg read from r durably to a hidden temporary file, as
+// it arrives (an upload is never held in memory whole). Nothing is visible
+// until Commit; Abort (or a crash, or an error from r) leaves no version
+// behind.
+func (s *Store) Stage(project string, r io.Reader) (Staged, error) {
 	dir := filepath.Join(s.Dir, stagingDir)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("stage egg: %w", err)
@@ -153,7 +156,7 @@ func (s *Store) Stage(project string, data []byte) (Staged, error) {
 		st.Abort()
 		return nil, fmt.Errorf("stage egg: %w", err)
 	}
-	if _, err := f.Write(data); err != nil {
+	if _, err := io.Copy(f, r); err != nil {
 		f.Close()
 		st.Abort()
 		return nil, fmt.Errorf("stage egg: %w", err)

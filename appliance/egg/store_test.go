@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -49,7 +50,7 @@ func TestSettingsModule(t *testing.T) {
 // (the rest of the store's behaviour is the contract, eggtest).
 func TestEggAtScrapydsPath(t *testing.T) {
 	s := &Store{Dir: t.TempDir()}
-	st, err := s.Stage("p", []byte("x"))
+	st, err := s.Stage("p", strings.NewReader("x"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +64,7 @@ func TestEggAtScrapydsPath(t *testing.T) {
 
 func TestAbortedUploadLeavesNothing(t *testing.T) {
 	s := &Store{Dir: t.TempDir()}
-	st, err := s.Stage("p", []byte("x"))
+	st, err := s.Stage("p", strings.NewReader("x"))
 	if err != nil {
 		t.Fatal(err)
 	}

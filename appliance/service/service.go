@@ -7,6 +7,8 @@ package service
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"slices"
 	"sort"
 	"strconv"
@@ -67,11 +69,39 @@ func (s *Service) projectExists(cfg *config.Config, project string) bool {
 // DaemonStatus returns the pending, running and finished counts.
 func (s *Service) DaemonStatus() (pending, running, finished int) { return s.Store.Counts() }
 
+// Upload is an uploaded egg staged on disk for a project: written as it
+// arrived, never held in memory whole, and not yet a version.
+type Upload struct {
+	project string
+	staged  egg.Staged
+	done    bool
+}
+
+// Receive stages project's egg read from r. Discard it unless AddVersion
+// stores it.
+func (s *Service) Receive(project string, r io.Reader) (*Upload, error) {
+	staged, err := s.Eggs.Stage(project, r)
+	if err != nil {
+		return nil, err
+	}
+	return &Upload{project: project, staged: staged}, nil
+}
+
+// Discard removes an upload that was not stored; after AddVersion stored
+// it, it does nothing.
+func (u *Upload) Discard() {
+	if !u.done {
+		u.done = true
+		u.staged.Abort()
+	}
+}
+
 // AddVersion checks an uploaded egg, lists its spiders, and only then
 // stores it: an egg that is not a zip, names no settings module, or whose
 // `scrapy list` fails is refused and nothing is stored (Scrapyd stored it
-// anyway, transcript #52-#53).
-func (s *Service) AddVersion(ctx context.Context, project, version string, data []byte) (spiders int, err error) {
+// anyway, transcript #52-#53). A refused upload is discarded.
+func (s *Service) AddVersion(ctx context.Context, project, version string, up *Upload) (spiders int, err error) {
+	defer up.Discard()
 	cfg := s.Config()
 	if err := checkName("project", project); err != nil {
 		return 0, err
@@ -79,26 +109,24 @@ func (s *Service) AddVersion(ctx context.Context, project, version string, data 
 	if err := checkName("version", version); err != nil {
 		return 0, err
 	}
-	mod, err := egg.SettingsModule(data)
+	if up.project != project {
+		return 0, fmt.Errorf("add version: the egg was staged for project %q, not %q", up.project, project)
+	}
+	mod, err := egg.SettingsModuleOf(up.staged.Path())
 	if errors.Is(err, egg.ErrNotZip) {
 		return 0, &Error{Message: egg.ErrNotZip.Error()}
 	}
 	if err != nil {
 		return 0, &Error{Message: err.Error()}
 	}
-	staged, err := s.Eggs.Stage(project, data)
+	names, err := s.Lister(cfg).List(ctx, scrapy.Project{Name: project, Egg: up.staged.Path(), SettingsModule: mod})
 	if err != nil {
-		return 0, err
-	}
-	names, err := s.Lister(cfg).List(ctx, scrapy.Project{Name: project, Egg: staged.Path(), SettingsModule: mod})
-	if err != nil {
-		staged.Abort()
 		return 0, listError(err)
 	}
-	if err := staged.Commit(version); err != nil {
-		staged.Abort()
+	if err := up.staged.Commit(version); err != nil {
 		return 0, err
 	}
+	up.done = true
 	if err := s.Store.SetSpiders(project, version, names); err != nil {
 		return 0, err
 	}

@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"io"
 	"time"
 
 	"github.com/scrapyd-debian/scrapyd/appliance/egg"
@@ -35,7 +36,8 @@ type Eggs interface {
 	// Find matches a version as uploaded or by its egg.Sanitize stem; ""
 	// is the latest.
 	Find(project, version string) (egg.Version, error)
-	Stage(project string, data []byte) (egg.Staged, error)
+	// Stage writes an egg read from r to disk, not yet visible.
+	Stage(project string, r io.Reader) (egg.Staged, error)
 	Delete(project, version string) error
 	DeleteProject(project string) error
 }

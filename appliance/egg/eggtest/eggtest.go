@@ -5,8 +5,10 @@ package eggtest
 
 import (
 	"errors"
+	"io"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/scrapyd-debian/scrapyd/appliance/egg"
@@ -18,7 +20,7 @@ type Store interface {
 	Projects() ([]string, error)
 	Versions(project string) ([]egg.Version, error)
 	Find(project, version string) (egg.Version, error)
-	Stage(project string, data []byte) (egg.Staged, error)
+	Stage(project string, r io.Reader) (egg.Staged, error)
 	Delete(project, version string) error
 	DeleteProject(project string) error
 }
@@ -41,7 +43,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 
 func upload(t *testing.T, s Store, project, version string) {
 	t.Helper()
-	st, err := s.Stage(project, []byte(project+" "+version))
+	st, err := s.Stage(project, strings.NewReader(project+" "+version))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +125,7 @@ func versions(t *testing.T, s Store) {
 }
 
 func staging(t *testing.T, s Store) {
-	st, err := s.Stage("p", []byte("egg bytes"))
+	st, err := s.Stage("p", strings.NewReader("egg bytes"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +139,7 @@ func staging(t *testing.T, s Store) {
 	if ps := projects(t, s); len(ps) != 0 {
 		t.Fatalf("an aborted upload shows as a project: %q", ps)
 	}
-	st, _ = s.Stage("p", []byte("kept"))
+	st, _ = s.Stage("p", strings.NewReader("kept"))
 	if err := st.Commit("1.0"); err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ package memegg
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -87,12 +88,16 @@ type staged struct {
 }
 
 // Stage writes data to a new file; nothing is visible until Commit.
-func (s *Store) Stage(project string, data []byte) (egg.Staged, error) {
+func (s *Store) Stage(project string, r io.Reader) (egg.Staged, error) {
 	s.mu.Lock()
 	s.files++
 	path := filepath.Join(s.dir, fmt.Sprintf("%d.egg", s.files))
 	s.mu.Unlock()
-	if err := os.WriteFile(path, data, 0o644); err != nil {
+	data, err := io.ReadAll(r)
+	if err == nil {
+		err = os.WriteFile(path, data, 0o644)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("stage egg: %w", err)
 	}
 	return &staged{store: s, project: project, path: path}, nil
