@@ -104,6 +104,9 @@ func TestReloadRefusedEverywhere(t *testing.T) {
 		if s := status(t, d); s["node_name"] != "base" {
 			t.Fatalf("%s: node_name = %v, the refused file took effect", c.body, s["node_name"])
 		}
+		if diag, _ := d.Get(t, "diagnostics.json", nil)["config_error"].(string); !strings.Contains(diag, strings.ReplaceAll(c.err, `\"`, `"`)) {
+			t.Errorf("diagnostics.json config_error = %q, want %q", diag, c.err)
+		}
 	}
 	conf(t, d, "60-refused.conf", "node_name = changed\nwebservice_resources = stats")
 	nodeIs(t, d, "changed")

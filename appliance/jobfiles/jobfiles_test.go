@@ -28,9 +28,19 @@ func TestLayout(t *testing.T) {
 }
 
 // TestURLsEscaped: every name that job.CheckName allows gives a link that
-// decodes back to the file's own path (issue 13 point 10).
+// decodes back to the file's own path (issue 13 point 10). Scrapyd builds
+// the links unescaped (scrapyd/utils.py, 1.5 and 1.6:
+//
+//	def job_log_url(job):
+//	    return f"/logs/{job.project}/{job.spider}/{job.job}.log"
+//
+// ), so a `#` or `?` in a job id cut its link short; for plain names the
+// links are the same bytes as Scrapyd's.
 func TestURLsEscaped(t *testing.T) {
 	cfg := &config.Config{LogsDir: "/l", ItemsDir: "/i"}
+	if l, i := URLs(cfg, "shop", "catalog", "0a1b-2c_3.x"); l != "/logs/shop/catalog/0a1b-2c_3.x.log" || i != "/items/shop/catalog/0a1b-2c_3.x.jl" {
+		t.Errorf("plain names: %q %q, want Scrapyd's links", l, i)
+	}
 	for _, name := range []string{"plain", "a b", "100%", "x#y", "why?", "%2F", "é ü", "a+b&c=d;e"} {
 		logURL, itemsURL := URLs(cfg, name, "s "+name, "j"+name)
 		for _, u := range []string{logURL, itemsURL} {
