@@ -29,7 +29,7 @@ func TestLayout(t *testing.T) {
 
 // TestURLsEscaped: every name that job.CheckName allows gives a link that
 // decodes back to the file's own path (issue 13 point 10). Scrapyd builds
-// the links unescaped (scrapyd/utils.py, 1.5 and 1.6:
+// the links unescaped (scrapyd/utils.py:
 //
 //	def job_log_url(job):
 //	    return f"/logs/{job.project}/{job.spider}/{job.job}.log"
