@@ -34,13 +34,19 @@ func (l *lister) List(context.Context, scrapy.Project) ([]string, error) {
 	return l.names, l.err
 }
 
-func eggData(t *testing.T) []byte {
+// addVersion uploads an egg that names its settings module.
+func addVersion(t *testing.T, s *service.Service, project, version string) (int, error) {
+	t.Helper()
 	var buf bytes.Buffer
 	zw := zip.NewWriter(&buf)
 	w, _ := zw.Create("EGG-INFO/entry_points.txt")
 	io.WriteString(w, "[scrapy]\nsettings = bot.settings\n")
 	zw.Close()
-	return buf.Bytes()
+	up, err := s.Receive(project, &buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.AddVersion(context.Background(), project, version, up)
 }
 
 // newService is the service over the in-memory stores (the stores'
@@ -68,7 +74,7 @@ func TestUploadScheduleCancel(t *testing.T) {
 	l := &lister{names: []string{"a", "b"}}
 	s, _ := newService(t, l)
 	ctx := context.Background()
-	if n, err := s.AddVersion(ctx, "p", "1.0", eggData(t)); n != 2 || err != nil {
+	if n, err := addVersion(t, s, "p", "1.0"); n != 2 || err != nil {
 		t.Fatalf("AddVersion = %d, %v", n, err)
 	}
 	if names, err := s.Spiders(ctx, "p", ""); err != nil || !slices.Equal(names, []string{"a", "b"}) || l.runs != 1 {
@@ -104,7 +110,7 @@ func TestRefusedUploadStoresNothing(t *testing.T) {
 	l := &lister{err: &scrapy.RunnerError{Output: "Traceback"}}
 	s, jobs := newService(t, l)
 	ctx := context.Background()
-	if _, err := s.AddVersion(ctx, "p", "1.0", eggData(t)); err == nil {
+	if _, err := addVersion(t, s, "p", "1.0"); err == nil {
 		t.Fatal("AddVersion accepted an egg whose scrapy list failed")
 	}
 	if ps, err := s.Projects(); len(ps) != 0 || err != nil {
