@@ -37,12 +37,12 @@ func bodies(limit int) fiber.Handler {
 		if n == 0 || n == -2 || req.BodyStream() == nil {
 			return c.Next()
 		}
-		b := &body{r: req.BodyStream(), left: int64(limit)}
 		if n > limit {
 			// Not read at all: answered at once, then the connection closes.
 			c.Context().SetConnectionClose()
 			return errTooLarge
 		}
+		b := &body{r: req.BodyStream(), left: int64(limit)}
 		defer b.drain(c)
 		if coding := contentCoding(c); coding != "" {
 			return &service.Error{Message: "Content-Encoding " + coding + " is not supported: send the request body uncompressed"}

@@ -165,3 +165,22 @@ func TestUploadStreamed(t *testing.T) {
 		t.Errorf("staging holds %q", staged)
 	}
 }
+
+// TestRefusedUploadKeepsConnection: an upload refused before its body is
+// read (no credentials) is read past, so the client gets the 401 and its
+// connection serves the next request.
+func TestRefusedUploadKeepsConnection(t *testing.T) {
+	h := newHarness(t, "username = hello12345\npassword = 67890world\n")
+	c := h.dial(t)
+	body, ct := upload(bytes.Repeat([]byte("x"), 1<<20), false)
+	if code, got := c.do(post("/addversion.json", ct, body)); code != 401 || got != "Unauthorized" {
+		t.Errorf("upload without credentials: HTTP %d %q", code, got)
+	}
+	code, got := c.do("GET /listprojects.json HTTP/1.1\r\nHost: x\r\nAuthorization: Basic aGVsbG8xMjM0NTo2Nzg5MHdvcmxk\r\n\r\n")
+	if code != 200 || !strings.Contains(got, `"status": "ok"`) {
+		t.Errorf("the next request: HTTP %d %q", code, got)
+	}
+	if staged := h.stagedFiles(t); len(staged) != 0 {
+		t.Errorf("staging holds %q", staged)
+	}
+}

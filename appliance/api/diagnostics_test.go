@@ -1,13 +1,12 @@
 package api
 
 import (
-	"bytes"
-	"encoding/json"
 	"net/http"
 	"slices"
 	"testing"
 
 	"github.com/scrapyd-debian/scrapyd/appliance/service"
+	"github.com/scrapyd-debian/scrapyd/appliance/testkit"
 )
 
 // scrapydDaemonStatus is how Scrapyd 1.6 builds daemonstatus.json
@@ -37,28 +36,6 @@ import (
 //	    assert_response("get", "/daemonstatus.json", {"status": "ok", "running": 0, "pending": 0, "finished": 0})
 var scrapydDaemonStatus = []string{"pending", "running", "finished", "status", "node_name"}
 
-// keysInOrder returns a JSON object's top-level keys in the order sent.
-func keysInOrder(t *testing.T, body string) []string {
-	t.Helper()
-	dec := json.NewDecoder(bytes.NewReader([]byte(body)))
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		t.Fatalf("not a JSON object: %q", body)
-	}
-	var keys []string
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			t.Fatalf("%q: %v", body, err)
-		}
-		keys = append(keys, tok.(string))
-		var v json.RawMessage
-		if err := dec.Decode(&v); err != nil {
-			t.Fatalf("%q: %v", body, err)
-		}
-	}
-	return keys
-}
-
 // TestDaemonStatusIsScrapyds: daemonstatus.json answers Scrapyd's keys in
 // Scrapyd's order and nothing else, even while the daemon has diagnostics
 // to report; those are on diagnostics.json, in the same envelope and
@@ -72,7 +49,7 @@ func TestDaemonStatusIsScrapyds(t *testing.T) {
 	good := map[string]string{"Authorization": "Basic aGVsbG8xMjM0NTo2Nzg5MHdvcmxk"}
 
 	r := h.do(t, request{method: http.MethodGet, path: "/daemonstatus.json", header: good})
-	if got := keysInOrder(t, r.body); !slices.Equal(got, scrapydDaemonStatus) {
+	if got := testkit.JSONKeys(t, r.body); !slices.Equal(got, scrapydDaemonStatus) {
 		t.Errorf("daemonstatus.json keys = %q, want Scrapyd's %q", got, scrapydDaemonStatus)
 	}
 	if want := `{"pending": 0, "running": 0, "finished": 0, "status": "ok", "node_name": "vm"}` + "\n"; r.body != want {

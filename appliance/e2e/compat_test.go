@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -37,28 +35,6 @@ func rawGet(t *testing.T, d *testkit.Daemon, path string) (int, string) {
 	return resp.StatusCode, string(body)
 }
 
-// topLevelKeys are a JSON object's keys in the order sent.
-func topLevelKeys(t *testing.T, body string) []string {
-	t.Helper()
-	dec := json.NewDecoder(bytes.NewReader([]byte(body)))
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		t.Fatalf("not a JSON object: %q", body)
-	}
-	var keys []string
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			t.Fatalf("%q: %v", body, err)
-		}
-		keys = append(keys, tok.(string))
-		var v json.RawMessage
-		if err := dec.Decode(&v); err != nil {
-			t.Fatalf("%q: %v", body, err)
-		}
-	}
-	return keys
-}
-
 // TestDaemonStatusIsScrapyds: the real daemon's daemonstatus.json has
 // exactly Scrapyd 1.6's keys in its order (Python's list(json) ==
 // ['pending', 'running', 'finished', 'status', 'node_name'], what Scrapyd's
@@ -68,7 +44,7 @@ func TestDaemonStatusIsScrapyds(t *testing.T) {
 	t.Parallel()
 	d := testkit.StartDaemon(t, testkit.Options{Conf: "node_name = vm"})
 	code, body := rawGet(t, d, "/daemonstatus.json")
-	if want := []string{"pending", "running", "finished", "status", "node_name"}; code != 200 || !slices.Equal(topLevelKeys(t, body), want) {
+	if want := []string{"pending", "running", "finished", "status", "node_name"}; code != 200 || !slices.Equal(testkit.JSONKeys(t, body), want) {
 		t.Fatalf("daemonstatus.json: HTTP %d %s, want the keys %q", code, body, want)
 	}
 	if want := `{"pending": 0, "running": 0, "finished": 0, "status": "ok", "node_name": "vm"}` + "\n"; body != want {
@@ -76,7 +52,7 @@ func TestDaemonStatusIsScrapyds(t *testing.T) {
 	}
 	code, body = rawGet(t, d, "/diagnostics.json")
 	want := []string{"launcher", "version", "config_error", "restart_needed", "warnings", "status", "node_name"}
-	if code != 200 || !slices.Equal(topLevelKeys(t, body), want) {
+	if code != 200 || !slices.Equal(testkit.JSONKeys(t, body), want) {
 		t.Fatalf("diagnostics.json: HTTP %d %s, want the keys %q", code, body, want)
 	}
 	diag := d.Get(t, "diagnostics.json", nil)
