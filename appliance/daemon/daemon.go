@@ -64,8 +64,17 @@ func Run(ctx context.Context, o Options) error {
 	defer d.close()
 	for _, start := range []func(context.Context, *config.Config) error{d.openLog, d.openState, d.startCrawls, d.wire} {
 		if err := start(ctx, cfg); err != nil {
+			if ctx.Err() != nil {
+				return nil // stopped while starting: the error is its echo
+			}
 			return err
 		}
+	}
+	// Stopped while starting: stop before dispatch adopts any crawl (with
+	// its context ended, the launcher may be a fallback chosen in haste).
+	if ctx.Err() != nil {
+		d.log.Info("scrapyd stopped while starting")
+		return nil
 	}
 	lns, err := listeners(cfg)
 	if err != nil {

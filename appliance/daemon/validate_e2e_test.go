@@ -112,28 +112,28 @@ func TestReloadRefusedEverywhere(t *testing.T) {
 	nodeIs(t, d, "changed")
 }
 
-// TestSIGHUPWhileStarting: a SIGHUP (systemctl reload) that comes while the
-// daemon is still starting does not kill it (SIGHUP's default action); it
-// is applied once the daemon is ready. The daemon is held in its start by
-// a configuration file that is a FIFO: once the daemon has it open, it is
-// past the point where it takes its signals, and not yet ready.
-func TestSIGHUPWhileStarting(t *testing.T) {
+// heldAtStart starts the real binary with a configuration file that is a
+// FIFO and returns once the daemon has it open: then it is past the point
+// where it takes its signals, and not yet ready. release lets it go on
+// (later reads find a regular file with the same text).
+func heldAtStart(t *testing.T, body string) (cmd *exec.Cmd, root string, port int, output *bytes.Buffer, exited <-chan struct{}, release func()) {
+	t.Helper()
 	root, confD := newRoot(t)
 	fifo := filepath.Join(confD, "50-test.conf")
 	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	port := testkit.FreePort(t)
-	cmd := exec.Command(filepath.Join(testkit.Binaries(t), "scrapyd"), "--root", root)
+	port = testkit.FreePort(t)
+	cmd = exec.Command(filepath.Join(testkit.Binaries(t), "scrapyd"), "--root", root)
 	cmd.Env = append(os.Environ(), fmt.Sprintf("SCRAPYD_HTTP_PORT=%d", port), "SCRAPYD_BIND_ADDRESS=127.0.0.1")
-	var stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stderr, &stderr
+	output = &bytes.Buffer{}
+	cmd.Stdout, cmd.Stderr = output, output
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	t.Cleanup(func() { cmd.Process.Signal(syscall.SIGTERM); <-exited })
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	t.Cleanup(func() { cmd.Process.Signal(syscall.SIGTERM); <-done })
 
 	// Opening a FIFO to write without blocking fails (ENXIO) until a
 	// reader has it open: then the daemon is reading its configuration.
@@ -143,29 +143,37 @@ func TestSIGHUPWhileStarting(t *testing.T) {
 		fd, err = syscall.Open(fifo, syscall.O_WRONLY|syscall.O_NONBLOCK, 0)
 		return err == nil
 	})
+	return cmd, root, port, output, done, func() {
+		t.Helper()
+		tmp := filepath.Join(confD, ".50-test.conf.tmp")
+		if err := os.WriteFile(tmp, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, fifo); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := syscall.Write(fd, []byte(body)); err != nil {
+			<-done
+			t.Fatalf("the daemon died while starting (%v): %v\n%s", err, cmd.ProcessState, output.String())
+		}
+		syscall.Close(fd)
+	}
+}
+
+// TestSIGHUPWhileStarting: a SIGHUP (systemctl reload) that comes while the
+// daemon is still starting does not kill it (SIGHUP's default action); it
+// is applied once the daemon is ready.
+func TestSIGHUPWhileStarting(t *testing.T) {
+	cmd, root, port, output, exited, release := heldAtStart(t, "[scrapyd]\nnode_name = early\ndebug = on\n")
 	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	// Later reads (the reload) find a regular file with the same text.
-	body := "[scrapyd]\nnode_name = early\ndebug = on\n"
-	tmp := filepath.Join(confD, ".50-test.conf.tmp")
-	if err := os.WriteFile(tmp, []byte(body), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, fifo); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := syscall.Write(fd, []byte(body)); err != nil {
-		<-exited
-		t.Fatalf("the daemon died of the SIGHUP it got while starting (%v): %v\n%s", err, cmd.ProcessState, stderr.String())
-	}
-	syscall.Close(fd)
-
+	release()
 	url := fmt.Sprintf("http://127.0.0.1:%d/daemonstatus.json", port)
 	testkit.Eventually(t, wait, "the daemon answering", func() bool {
 		select {
 		case <-exited:
-			t.Fatalf("the daemon died of the SIGHUP it got while starting: %v\n%s", cmd.ProcessState, stderr.String())
+			t.Fatalf("the daemon died of the SIGHUP it got while starting: %v\n%s", cmd.ProcessState, output.String())
 		default:
 		}
 		resp, err := http.Get(url)
@@ -179,4 +187,22 @@ func TestSIGHUPWhileStarting(t *testing.T) {
 		data, _ := os.ReadFile(logFile)
 		return strings.Contains(string(data), `msg="configuration unchanged" trigger=SIGHUP`)
 	})
+}
+
+// TestSIGTERMWhileStarting: a SIGTERM while the daemon starts stops it
+// cleanly (exit status 0) before it serves or dispatches anything.
+func TestSIGTERMWhileStarting(t *testing.T) {
+	cmd, root, _, output, exited, release := heldAtStart(t, "[scrapyd]\nnode_name = early\n")
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	release()
+	<-exited
+	if code := cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("exit %v after a SIGTERM while starting, want 0\n%s", cmd.ProcessState, output.String())
+	}
+	data, _ := os.ReadFile(filepath.Join(root, "var", "log", "scrapyd", "scrapyd.log"))
+	if log := string(data); !strings.Contains(log, "scrapyd stopped while starting") || strings.Contains(log, "scrapyd started") {
+		t.Errorf("the log of a daemon stopped while starting:\n%s", log)
+	}
 }
