@@ -55,6 +55,33 @@ CREATE INDEX jobs_finished ON jobs(ended DESC, seq DESC) WHERE state = 'finished
 CREATE INDEX jobs_finished_project ON jobs(project, ended DESC, seq DESC) WHERE state = 'finished';
 CREATE INDEX jobs_finished_spider ON jobs(spider, ended DESC, seq DESC) WHERE state = 'finished';
 CREATE INDEX jobs_running ON jobs(started, seq) WHERE state = 'running';`,
+	// 3: job events (issue 17 point 3), written in the same transaction
+	// as the state change they record, and each consumer's delivery cursor
+	// (a webhook URL's last delivered event), so that a restart drops none.
+	// AUTOINCREMENT: an event ID is never reused, even after a trim.
+	`CREATE TABLE events (
+	event_id  INTEGER PRIMARY KEY AUTOINCREMENT,
+	type      TEXT NOT NULL,
+	time      INTEGER NOT NULL,
+	seq       INTEGER NOT NULL,
+	id        TEXT NOT NULL,
+	project   TEXT NOT NULL,
+	spider    TEXT NOT NULL,
+	version   TEXT NOT NULL,
+	priority  REAL NOT NULL,
+	scheduled INTEGER NOT NULL,
+	started   INTEGER,
+	ended     INTEGER,
+	pid       INTEGER,
+	exit_code INTEGER,
+	outcome   TEXT,
+	cancelled INTEGER NOT NULL,
+	stats     TEXT
+);
+CREATE TABLE event_cursors (
+	name      TEXT PRIMARY KEY,
+	delivered INTEGER NOT NULL
+);`,
 }
 
 // schemaVersion is the schema this release writes.

@@ -41,6 +41,10 @@ type Store struct {
 
 	mu     sync.Mutex
 	counts map[job.State]int
+	// lastEvent is the ID of the last event the transaction in progress
+	// wrote (0: none); onEvent hears of it after the commit.
+	lastEvent int64
+	onEvent   func(last int64)
 }
 
 // Open opens the database in dir, creating it if needed, and brings its
@@ -126,6 +130,7 @@ func (s *Store) write(fn func(tx *sql.Tx, delta map[job.State]int) error) error 
 		return err
 	}
 	delta := map[job.State]int{}
+	s.lastEvent = 0
 	if err := fn(tx, delta); err != nil {
 		tx.Rollback()
 		return err
@@ -135,6 +140,9 @@ func (s *Store) write(fn func(tx *sql.Tx, delta map[job.State]int) error) error 
 	}
 	for k, v := range delta {
 		s.counts[k] += v
+	}
+	if s.lastEvent != 0 && s.onEvent != nil {
+		s.onEvent(s.lastEvent)
 	}
 	return nil
 }
@@ -159,9 +167,11 @@ func (s *Store) Enqueue(spec job.Spec, now time.Time) (job.Job, error) {
 		if err != nil {
 			return err
 		}
-		j.Seq, err = res.LastInsertId()
+		if j.Seq, err = res.LastInsertId(); err != nil {
+			return err
+		}
 		delta[job.Pending]++
-		return err
+		return s.addEvent(tx, EventScheduled, j.Seq, "scheduled", now)
 	})
 	if err != nil {
 		return job.Job{}, fmt.Errorf("enqueue %s: %w", spec.ID, err)
@@ -200,9 +210,19 @@ func (s *Store) Claim(now time.Time) (*job.Job, error) {
 
 // Started records the launch handle of a claimed job. Until it is stored a
 // restarted daemon cannot find the crawl, so the dispatcher calls it right
-// after the launcher returns.
+// after the launcher returns. Its started event goes with it: a job counts
+// as started once a restarted daemon could find its crawl.
 func (s *Store) Started(seq int64, handle string, pid int) error {
-	return s.exec(`UPDATE jobs SET handle = ?, pid = ? WHERE seq = ?`, handle, nullInt(pid), seq)
+	return s.write(func(tx *sql.Tx, _ map[job.State]int) error {
+		res, err := tx.Exec(`UPDATE jobs SET handle = ?, pid = ? WHERE seq = ? AND state = 'running'`, handle, nullInt(pid), seq)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return nil
+		}
+		return s.addEvent(tx, EventStarted, seq, "started", time.Time{})
+	})
 }
 
 // Requeue returns a claimed job that never got a handle to the queue, keeping
@@ -236,6 +256,10 @@ func (s *Store) End(seq int64, ended time.Time, exit *int, outcome job.Outcome, 
 		}
 		delta[job.Running]--
 		delta[job.Finished]++
+		// Before the trim, which may delete the row (finished_to_keep = 0).
+		if err := s.addEvent(tx, EventFinished, seq, "ended", time.Time{}); err != nil {
+			return err
+		}
 		return trim(tx, delta, keep, s.counts[job.Finished]+delta[job.Finished])
 	})
 }
@@ -261,10 +285,35 @@ func (s *Store) Trim(keep int) error {
 }
 
 // CancelPending removes every pending job with this id in this project and
-// says how many there were.
+// says how many there were. Each gets its finished event (outcome
+// cancelled), though it leaves no history, as in Scrapyd: whoever saw it
+// scheduled learns that it will never run.
 func (s *Store) CancelPending(project, id string) (int, error) {
 	var n int64
+	now := time.Now()
 	err := s.write(func(tx *sql.Tx, delta map[job.State]int) error {
+		rows, err := tx.Query(`SELECT seq FROM jobs WHERE state = 'pending' AND project = ? AND id = ? ORDER BY seq`, project, id)
+		if err != nil {
+			return err
+		}
+		var seqs []int64
+		for rows.Next() {
+			var seq int64
+			if err := rows.Scan(&seq); err != nil {
+				rows.Close()
+				return err
+			}
+			seqs = append(seqs, seq)
+		}
+		rows.Close()
+		for _, seq := range seqs {
+			if _, err := tx.Exec(`UPDATE jobs SET outcome = 'cancelled', cancelled = 1, ended = ? WHERE seq = ?`, now.UnixNano(), seq); err != nil {
+				return err
+			}
+			if err := s.addEvent(tx, EventFinished, seq, "", now); err != nil {
+				return err
+			}
+		}
 		res, err := tx.Exec(`DELETE FROM jobs WHERE state = 'pending' AND project = ? AND id = ?`, project, id)
 		if err != nil {
 			return err

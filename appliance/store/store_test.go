@@ -95,3 +95,24 @@ func BenchmarkEnqueue(b *testing.B) {
 		}
 	}
 }
+
+// Events and delivery cursors are in the database: a restart (or kill -9)
+// neither loses an event nor forgets how far each webhook got.
+func TestEventsAndCursorsSurviveReopen(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir)
+	a := enqueue(t, s, "a", "p", 0)
+	enqueue(t, s, "b", "p", 0)
+	if err := s.SetCursor("https://hook/x", 1); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = open(t, dir)
+	es, err := s.Events(context.Background(), 0, 10)
+	if err != nil || len(es) != 2 || es[0].Job.Seq != a.Seq || es[1].Job.ID != "b" {
+		t.Fatalf("events after reopen = %+v, %v", es, err)
+	}
+	if id, ok, _ := s.Cursor(context.Background(), "https://hook/x"); !ok || id != 1 {
+		t.Fatalf("cursor after reopen = %d, %v", id, ok)
+	}
+}

@@ -21,11 +21,76 @@ type Store struct {
 	seq     int64
 	jobs    map[int64]*job.Job
 	spiders map[[2]string][]string
+
+	events  []store.Event // oldest first
+	eventID int64         // the last event's ID, never reused
+	cursors map[string]int64
+	onEvent func(last int64)
 }
 
 // New returns an empty store.
 func New() *Store {
-	return &Store{jobs: map[int64]*job.Job{}, spiders: map[[2]string][]string{}}
+	return &Store{jobs: map[int64]*job.Job{}, spiders: map[[2]string][]string{}, cursors: map[string]int64{}}
+}
+
+// event records a step of j's life and tells the listener; s.mu held, as
+// the change it records is made under it.
+func (s *Store) event(typ store.EventType, at time.Time, j *job.Job) {
+	s.eventID++
+	c := copyOf(j)
+	c.Settings, c.Args, c.Handle = nil, nil, ""
+	c.State = map[store.EventType]job.State{store.EventScheduled: job.Pending, store.EventStarted: job.Running, store.EventFinished: job.Finished}[typ]
+	s.events = append(s.events, store.Event{ID: s.eventID, Type: typ, Time: at, Job: c})
+	if s.onEvent != nil {
+		s.onEvent(s.eventID)
+	}
+}
+
+// OnEvent sets fn to hear of each event's ID once it is recorded.
+func (s *Store) OnEvent(fn func(last int64)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.onEvent = fn
+}
+
+// Events returns up to limit events after the ID after, oldest first.
+func (s *Store) Events(ctx context.Context, after int64, limit int) ([]store.Event, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i, _ := slices.BinarySearchFunc(s.events, after+1, func(e store.Event, id int64) int { return cmp.Compare(e.ID, id) })
+	out := slices.Clone(s.events[i:min(len(s.events), i+limit)])
+	return out, nil
+}
+
+// LastEventID is the newest event's ID, 0 when there was none.
+func (s *Store) LastEventID(ctx context.Context) (int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.eventID, nil
+}
+
+// Cursor returns a consumer's last delivered event.
+func (s *Store) Cursor(ctx context.Context, name string) (int64, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id, ok := s.cursors[name]
+	return id, ok, nil
+}
+
+// SetCursor records a consumer's last delivered event.
+func (s *Store) SetCursor(name string, id int64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cursors[name] = id
+	return nil
+}
+
+// TrimEvents deletes the events up to and including id.
+func (s *Store) TrimEvents(id int64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.events = slices.DeleteFunc(s.events, func(e store.Event) bool { return e.ID <= id })
+	return nil
 }
 
 // orders are store.Store's: pending by priority then schedule order,
@@ -86,6 +151,7 @@ func (s *Store) Enqueue(spec job.Spec, now time.Time) (job.Job, error) {
 	j := &job.Job{Spec: spec, Seq: s.seq, State: job.Pending, Scheduled: now}
 	j.Settings, j.Args = slices.Clone(spec.Settings), slices.Clone(spec.Args)
 	s.jobs[j.Seq] = j
+	s.event(store.EventScheduled, now, j)
 	return copyOf(j), nil
 }
 
@@ -107,8 +173,9 @@ func (s *Store) Claim(now time.Time) (*job.Job, error) {
 func (s *Store) Started(seq int64, handle string, pid int) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if j, ok := s.jobs[seq]; ok {
+	if j, ok := s.jobs[seq]; ok && j.State == job.Running {
 		j.Handle, j.PID = handle, pid
+		s.event(store.EventStarted, j.Started, j)
 	}
 	return nil
 }
@@ -137,6 +204,7 @@ func (s *Store) End(seq int64, ended time.Time, exit *int, outcome job.Outcome, 
 		code := *exit
 		j.ExitCode = &code
 	}
+	s.event(store.EventFinished, ended, j)
 	s.trim(keep)
 	return nil
 }
@@ -161,14 +229,21 @@ func (s *Store) trim(keep int) {
 func (s *Store) CancelPending(project, id string) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	n := 0
-	for seq, j := range s.jobs {
+	var gone []*job.Job
+	for _, j := range s.jobs {
 		if j.State == job.Pending && j.Project == project && j.ID == id {
-			delete(s.jobs, seq)
-			n++
+			gone = append(gone, j)
 		}
 	}
-	return n, nil
+	// In schedule order, as the events of store.Store.
+	slices.SortFunc(gone, func(a, b *job.Job) int { return cmp.Compare(a.Seq, b.Seq) })
+	now := time.Now()
+	for _, j := range gone {
+		j.Outcome, j.Cancelled, j.Ended = job.OutcomeCancelled, true, now
+		s.event(store.EventFinished, now, j)
+		delete(s.jobs, j.Seq)
+	}
+	return len(gone), nil
 }
 
 // MarkCancelled records a cancel and says whether one was recorded before.

@@ -33,6 +33,12 @@ type Store interface {
 	Spiders(ctx context.Context, project, version string) ([]string, bool, error)
 	SetSpiders(project, version string, names []string) error
 	ForgetSpiders(project, version string) error
+	OnEvent(fn func(last int64))
+	Events(ctx context.Context, after int64, limit int) ([]store.Event, error)
+	LastEventID(ctx context.Context) (int64, error)
+	Cursor(ctx context.Context, name string) (id int64, ok bool, err error)
+	SetCursor(name string, id int64) error
+	TrimEvents(id int64) error
 }
 
 // Run runs the contract; open returns a new, empty store.
@@ -51,6 +57,8 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"CancelPendingAndFind", cancelAndFind},
 		{"MarkCancelled", markCancelled},
 		{"SpiderCache", spiderCache},
+		{"EventsWithEachChange", events},
+		{"EventCursorsAndTrim", eventCursors},
 	} {
 		t.Run(c.name, func(t *testing.T) { c.test(t, open(t)) })
 	}
