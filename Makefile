@@ -4,10 +4,16 @@ VERSION ?= 0.1.0
 ARCH    ?= $(shell go env GOARCH)
 DEB     := dist/scrapyd_$(VERSION)_$(ARCH).deb
 GOFLAGS_BUILD := -trimpath -ldflags=-s
+# make install copies both binaries to $(DESTDIR)$(PREFIX)/bin.
+PREFIX  ?= /usr/local
 
-.PHONY: build deb lint-deb test-deb test-long fuzz clean
+.PHONY: build install deb lint-deb test-deb test-long fuzz clean
 
 build: bin/scrapyd bin/scrapydctl
+
+install: build
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 bin/scrapyd bin/scrapydctl $(DESTDIR)$(PREFIX)/bin/
 
 # Always rebuilt: go build knows what is stale.
 bin/scrapyd bin/scrapydctl: FORCE

@@ -101,6 +101,17 @@ type Options struct {
 	Env   []string // KEY=VALUE; nil means os.Environ()
 	Cwd   string   // "" means the process's working directory
 	Home  string   // "" means $HOME; "-" skips ~/.scrapyd.conf
+	// Flags are options given on the daemon's command line (--bind,
+	// --port). They are read last, so they win over every file and
+	// variable, and at every reload too.
+	Flags []Flag
+}
+
+// Flag is one option set by a command-line flag.
+type Flag struct {
+	Name   string // the flag as typed, e.g. "--port": `config show` names it
+	Option string // the [scrapyd] option it sets, e.g. "http_port"
+	Value  string
 }
 
 // root is absolute, so that every built-in path is (see path).
@@ -192,6 +203,9 @@ func Load(o Options) (*Config, error) {
 		env = os.Environ()
 	}
 	entries = append(entries, envEntries(env)...)
+	for _, f := range o.Flags {
+		entries = append(entries, entry{section: "scrapyd", key: f.Option, value: f.Value, source: Source{File: "(flag " + f.Name + ")"}})
+	}
 	if err := c.apply(entries); err != nil {
 		return nil, err
 	}

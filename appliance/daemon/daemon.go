@@ -304,7 +304,9 @@ loop:
 }
 
 // openLog opens the daemon's own log (scrapyd.log), as the seed documents;
-// it is mirrored to stderr when stderr is a terminal.
+// it is mirrored to stderr when stderr is a terminal. The first line on
+// stderr says where the log goes: started by hand, the daemon would
+// otherwise print nothing at all when stderr is not a terminal.
 func openLog(cfg *config.Config, level *slog.LevelVar) (*slog.Logger, func(), error) {
 	var w io.Writer = io.Discard
 	closer := func() {}
@@ -318,8 +320,23 @@ func openLog(cfg *config.Config, level *slog.LevelVar) (*slog.Logger, func(), er
 		}
 		w, closer = f, func() { f.Close() }
 	}
+	tty := false
 	if fi, err := os.Stderr.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
-		w = io.MultiWriter(w, os.Stderr)
+		w, tty = io.MultiWriter(w, os.Stderr), true
 	}
+	fmt.Fprintln(os.Stderr, logsTo(cfg.LogFile, tty))
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})), closer, nil
+}
+
+// logsTo is openLog's first line on stderr.
+func logsTo(file string, tty bool) string {
+	switch {
+	case file == "" && tty:
+		return "scrapyd: log_file is empty: logging to this terminal only"
+	case file == "":
+		return "scrapyd: log_file is empty: not logging"
+	case tty:
+		return "scrapyd: logging to " + file + " and to this terminal"
+	}
+	return "scrapyd: logging to " + file
 }

@@ -410,3 +410,10 @@ func traversableTempDir(t testing.TB) string {
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	return dir
 }
+
+// TraversableTempDir is traversableTempDir for tests that lay out a root
+// (or a whole checkout) themselves.
+func TraversableTempDir(t testing.TB) string {
+	t.Helper()
+	return traversableTempDir(t)
+}

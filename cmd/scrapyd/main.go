@@ -61,10 +61,15 @@ func configFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringSliceFlag{Name: "config", Aliases: []string{"c"}, Usage: "read this configuration file after the search order (repeatable)"},
 		&cli.StringFlag{Name: "root", Usage: "prefix for /etc/scrapyd, /var/lib/scrapyd and /var/log/scrapyd (e.g. . for a development tree)", Value: "/"},
+		&cli.StringFlag{Name: "bind", Usage: "listen on `ADDRESS` (bind_address; wins over every file and SCRAPYD_ variable)"},
+		&cli.StringFlag{Name: "port", Usage: "listen on TCP `PORT` (http_port; wins over every file and SCRAPYD_ variable)"},
 	}
 }
 
-// configOptions reads --root and --config wherever they were given, before
+// optionFlags are the flags that set a configuration option.
+var optionFlags = []struct{ flag, option string }{{"bind", "bind_address"}, {"port", "http_port"}}
+
+// configOptions reads --root, --config, --bind and --port wherever they were given, before
 // the command (scrapyd --root . config check) or after it (scrapyd config
 // check --root .), so that a command reads exactly what the daemon reads.
 func configOptions(c *cli.Context) config.Options {
@@ -77,6 +82,12 @@ func configOptions(c *cli.Context) config.Options {
 		}
 		if slices.Contains(local, "config") || slices.Contains(local, "c") {
 			o.Extra = append(slices.Clone(ctx.StringSlice("config")), o.Extra...)
+		}
+		for _, f := range optionFlags {
+			// The command's own flag wins: it comes first in the lineage.
+			if slices.Contains(local, f.flag) && !slices.ContainsFunc(o.Flags, func(g config.Flag) bool { return g.Option == f.option }) {
+				o.Flags = append(o.Flags, config.Flag{Name: "--" + f.flag, Option: f.option, Value: ctx.String(f.flag)})
+			}
 		}
 	}
 	return o

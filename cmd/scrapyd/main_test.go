@@ -141,3 +141,29 @@ func unpadded(s string) string {
 
 // testdataDir is absolute: the tests change directory.
 var testdataDir = func() string { d, _ := filepath.Abs("testdata"); return d }()
+
+// TestFlagsWin: --bind and --port win over the files and the environment,
+// before or after the command, and `config show` names the flag.
+func TestFlagsWin(t *testing.T) {
+	root := tree(t, map[string]string{"etc/scrapyd/scrapyd.conf": "[scrapyd]\nbind_address = 0.0.0.0\nhttp_port = 6900\n"})
+	t.Setenv("SCRAPYD_HTTP_PORT", "7000")
+	for _, args := range [][]string{
+		{"--root", ".", "--bind", "127.0.0.2", "--port", "7100", "config", "show"},
+		{"config", "show", "--root", ".", "--port=7100", "--bind=127.0.0.2"},
+		{"--port", "1", "--bind", "127.0.0.9", "config", "show", "--root", ".", "--port", "7100", "--bind", "127.0.0.2"}, // the command's own wins
+	} {
+		stdout, stderr, code := scrapyd(t, root, args...)
+		if code != 0 || stderr != "" {
+			t.Fatalf("scrapyd %s: exit %d: %s", strings.Join(args, " "), code, stderr)
+		}
+		for _, want := range []string{"bind_address 127.0.0.2 restart (flag --bind)", "http_port 7100 restart (flag --port)"} {
+			if !strings.Contains(unpadded(stdout), want) {
+				t.Errorf("scrapyd %s: no %q in\n%s", strings.Join(args, " "), want, stdout)
+			}
+		}
+	}
+	if _, stderr, code := scrapyd(t, root, "--port", "x", "config", "check", "--root", "."); code != 1 ||
+		stderr != "scrapyd: (flag --port): http_port: \"x\" is not a whole number\n" {
+		t.Errorf("a bad --port: exit %d, %q", code, stderr)
+	}
+}
