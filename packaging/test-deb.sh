@@ -144,6 +144,8 @@ check "the units pass systemd-analyze verify" \
 	ct systemd-analyze verify --man=no /usr/lib/systemd/system/scrapyd.socket /usr/lib/systemd/system/scrapyd.service /usr/lib/systemd/system/scrapyd-crawls.slice
 check "conffiles are registered" \
 	ct sh -c 'dpkg-query -W -f="\${Conffiles}" scrapyd | grep -q /etc/scrapyd/scrapyd.conf'
+check "crawls run in /var/lib/scrapyd (crawl_dir's default installed), and config check finds that scrapy reaches what crawls need" \
+	ct sh -c 'scrapyd config show | grep -Eq "^crawl_dir +/var/lib/scrapyd +live" && scrapyd config check'
 # Daemon-level checks go here (the daemon honours --root, SCRAPYD_*, SIGHUP).
 # ---- the daemon, in a real systemd
 # 1. socket activation
