@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scrapyd-debian/scrapyd/appliance/client"
 	"github.com/scrapyd-debian/scrapyd/appliance/testkit"
 )
 
@@ -25,8 +26,9 @@ import (
 // PREFIX put first on PATH, the walkthrough's first block (the daemon) in
 // the top folder, then its other blocks, exactly as written, in one bash
 // started in the top folder (the second terminal). Every command must
-// succeed (bash -e), and what the README's comments promise must show.
-// The walkthrough uses the real port 6800, as the README does.
+// succeed (bash -e; -x traces them into a failure's output), and what the
+// README's comments promise must show. The walkthrough uses the real port
+// 6800, as the README does.
 func TestReadmeWalkthrough(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: skipped with -short")
@@ -80,8 +82,22 @@ func TestReadmeWalkthrough(t *testing.T) {
 	exited := make(chan struct{})
 	go func() { daemon.Wait(); close(exited) }()
 	t.Cleanup(func() {
+		// Crawls outlive the daemon: a walkthrough that failed half-way
+		// must not leave its slow crawl running for hours.
+		if c, err := client.New("http://127.0.0.1:6800/", client.Options{}); err == nil {
+			if jobs, err := c.ListJobs(context.Background(), ""); err == nil {
+				for _, j := range append(jobs.Pending, jobs.Running...) {
+					c.Cancel(context.Background(), j.Project, j.ID, "KILL")
+				}
+			}
+		}
 		syscall.Kill(-daemon.Process.Pid, syscall.SIGTERM)
-		<-exited
+		select {
+		case <-exited:
+		case <-time.After(30 * time.Second):
+			syscall.Kill(-daemon.Process.Pid, syscall.SIGKILL)
+			<-exited
+		}
 	})
 	testkit.Eventually(t, 30*time.Second, "the daemon answers on 127.0.0.1:6800", func() bool {
 		select {
@@ -105,7 +121,7 @@ func TestReadmeWalkthrough(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	stdout, all := &lockedBuffer{}, &lockedBuffer{}
-	user := bashIn(clone, env, strings.Join(blocks[1:], "\n"), io.MultiWriter(stdout, all), all, "-e", "-o", "pipefail")
+	user := bashIn(clone, env, strings.Join(blocks[1:], "\n"), io.MultiWriter(stdout, all), all, "-e", "-o", "pipefail", "-x")
 	if err := runWithin(ctx, user); err != nil {
 		t.Fatalf("the walkthrough failed: %v\noutput:\n%s\ndaemon:\n%s", err, all, daemonOut)
 	}
