@@ -33,6 +33,8 @@ var rules = map[string]struct{ imports, through string }{
 	"appliance/crawlrpc":       {},
 	"appliance/listen":         {},
 	"appliance/notify":         {},
+	"appliance/health":         {},
+	"appliance/journal":        {},
 	"appliance/reach":          {},
 	"appliance/scrapycfg":      {},
 	"appliance/launch":         {},
@@ -57,10 +59,12 @@ var rules = map[string]struct{ imports, through string }{
 	"appliance/service": {imports: "config dispatch egg job jobfiles scrapy store", through: "launch"},
 	"appliance/api":     {imports: "config job service", through: "dispatch egg jobfiles launch scrapy store"},
 	"appliance/web":     {imports: "config egg job jobfiles service", through: "dispatch launch scrapy store"},
+	// Metrics read the job store at each scrape and are told the rest.
+	"appliance/metrics": {imports: "job store"},
 
 	// Wiring: only the daemon sees every part, only cmd/scrapyd the daemon.
-	"appliance/daemon": {imports: "api config crawlrpc dispatch egg job jobfiles launch launch/process launch/runas launch/systemd listen notify reach scrapy service store web"},
-	"cmd/scrapyd":      {imports: "config daemon", through: "api crawlrpc dispatch egg job jobfiles launch launch/process launch/runas launch/systemd listen notify reach scrapy service store web"},
+	"appliance/daemon": {imports: "api config crawlrpc dispatch egg health job jobfiles journal launch launch/process launch/runas launch/systemd listen metrics notify reach scrapy service store web"},
+	"cmd/scrapyd":      {imports: "config daemon", through: "api crawlrpc dispatch egg health job jobfiles journal launch launch/process launch/runas launch/systemd listen metrics notify reach scrapy service store web"},
 
 	// The client side shares nothing with the server but job's names.
 	"appliance/client": {imports: "job"},

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -32,6 +33,14 @@ type Options struct {
 	// Running adds fields (live crawl stats) to a running job's entry in
 	// listjobs.json, after Scrapyd's.
 	Running func(jobID string) []Field
+	// Open says which paths are answered without credentials even when
+	// auth is on (the health probes; /metrics under metrics_public). Their
+	// routes come in Routes.
+	Open func(path string) bool
+	// Observe, if set, is told of every answered request: the pattern of
+	// the route that answered it ("other" for an auth refusal or an
+	// unknown path), its status code and how long it took.
+	Observe func(route string, code int, d time.Duration)
 }
 
 // Field is one extra key of a JSON answer.
@@ -61,9 +70,12 @@ func New(o Options) *fiber.App {
 		StreamRequestBody:            true,
 		DisablePreParseMultipartForm: true,
 	})
+	if o.Observe != nil {
+		app.Use(observe(o))
+	}
 	app.Use(singleSlashes)
 	app.Use(bodies(limit))
-	app.Use(authenticate(o.Config))
+	app.Use(authenticate(o.Config, o.Open))
 	a := &handlers{o: o}
 	for _, e := range a.endpoints() {
 		e := e
@@ -93,8 +105,36 @@ func singleSlashes(c *fiber.Ctx) error {
 	return c.Next()
 }
 
+// unrouted marks a request answered by a middleware (auth refused, no
+// such path), not by a route: its route pattern would be the
+// middleware's "/", which is the home page's too.
+const unrouted = "api.unrouted"
+
+// observe measures every request. A handler's error becomes its answer
+// here, through the one error handler, so that its status is the one
+// counted; fiber then has no error left to handle.
+func observe(o Options) fiber.Handler {
+	handle := errorHandler(o)
+	return func(c *fiber.Ctx) error {
+		start := time.Now()
+		err := c.Next()
+		if err != nil {
+			if err = handle(c, err); err != nil {
+				return err
+			}
+		}
+		route := c.Route().Path
+		if c.Locals(unrouted) != nil {
+			route = "other"
+		}
+		o.Observe(route, c.Response().StatusCode(), time.Since(start))
+		return nil
+	}
+}
+
 // notFound is Twisted's 404 page, which is what clients have always seen.
 func notFound(c *fiber.Ctx) error {
+	c.Locals(unrouted, true)
 	c.Status(fiber.StatusNotFound)
 	c.Set(fiber.HeaderContentType, "text/html; charset=utf-8")
 	return c.SendString(`<html>
@@ -108,18 +148,20 @@ func notFound(c *fiber.Ctx) error {
 }
 
 // authenticate guards every path, OPTIONS included, when both username and
-// password are set (Scrapyd's rule). Both are compared in constant time, as
-// digests, so that neither their content nor their length leaks.
-func authenticate(cfg func() *config.Config) fiber.Handler {
+// password are set (Scrapyd's rule), but those open says are open. Both
+// are compared in constant time, as digests, so that neither their content
+// nor their length leaks.
+func authenticate(cfg func() *config.Config, open func(path string) bool) fiber.Handler {
 	return func(c *fiber.Ctx) error {
 		conf := cfg()
-		if !conf.AuthEnabled() {
+		if !conf.AuthEnabled() || (open != nil && open(c.Path())) {
 			return c.Next()
 		}
 		user, pass, ok := basicAuth(c.Get(fiber.HeaderAuthorization))
 		if ok && equal(user, conf.Username)&equal(pass, conf.Password) == 1 {
 			return c.Next()
 		}
+		c.Locals(unrouted, true)
 		c.Set(fiber.HeaderWWWAuthenticate, `basic realm="Scrapyd"`)
 		c.Set(fiber.HeaderContentType, "text/html")
 		return c.Status(fiber.StatusUnauthorized).SendString("Unauthorized")

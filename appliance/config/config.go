@@ -52,6 +52,9 @@ type Config struct {
 	Launcher     string // auto, exec or systemd
 	CrawlUser    string
 	UploadLimit  int64
+	// MetricsPublic opens /metrics to scrapers without credentials when
+	// auth is on (issue 17); the health probes are always open.
+	MetricsPublic bool
 
 	CrawlMemoryMax  int64
 	CrawlCPUQuota   int

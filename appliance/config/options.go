@@ -66,6 +66,7 @@ var options = map[string]option{
 	"python":               {"/usr/bin/python3", executable(func(c *Config) *string { return &c.Python }), ""},
 	"launcher":             {"auto", field{launcherKind, ptrTo(func(c *Config) *string { return &c.Launcher })}, "the launcher is chosen at start, and running crawls belong to it"},
 	"crawl_user":           {"scrapy", str(func(c *Config) *string { return &c.CrawlUser }), "the crawl user is resolved with the launcher at start"},
+	"metrics_public":       {"off", boolean(func(c *Config) *bool { return &c.MetricsPublic }), ""},
 	"upload_limit":         {"64M", size(func(c *Config) *int64 { return &c.UploadLimit }), "the HTTP server's body limit is fixed at start"},
 	"crawl_memory_max":     {"0", size(func(c *Config) *int64 { return &c.CrawlMemoryMax }), ""},
 	"crawl_cpu_quota":      {"0", percent(func(c *Config) *int { return &c.CrawlCPUQuota }), ""},

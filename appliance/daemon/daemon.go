@@ -25,7 +25,9 @@ import (
 	"github.com/scrapyd-debian/scrapyd/appliance/dispatch"
 	"github.com/scrapyd-debian/scrapyd/appliance/egg"
 	"github.com/scrapyd-debian/scrapyd/appliance/jobfiles"
+	"github.com/scrapyd-debian/scrapyd/appliance/journal"
 	"github.com/scrapyd-debian/scrapyd/appliance/launch"
+	"github.com/scrapyd-debian/scrapyd/appliance/metrics"
 	"github.com/scrapyd-debian/scrapyd/appliance/notify"
 	"github.com/scrapyd-debian/scrapyd/appliance/scrapy"
 	"github.com/scrapyd-debian/scrapyd/appliance/service"
@@ -99,6 +101,7 @@ type daemon struct {
 	rpc      *crawlrpc.Service
 	disp     *dispatch.Dispatcher
 	reloader *reloader
+	metrics  *metrics.Metrics
 	app      *fiber.App
 }
 
@@ -175,10 +178,11 @@ func (d *daemon) startCrawls(ctx context.Context, cfg *config.Config) error {
 
 // wire builds the dispatcher, the service, the reloader and the HTTP app
 // over the parts started before.
-func (d *daemon) wire(_ context.Context, cfg *config.Config) error {
+func (d *daemon) wire(ctx context.Context, cfg *config.Config) error {
 	st, rpc := d.store, d.rpc
+	d.metrics = d.newMetrics(ctx)
 	d.disp = dispatch.New(dispatch.Options{
-		Config: d.conf, Store: st, Eggs: d.eggs, Launcher: d.launcher.Launcher, Log: d.log,
+		Config: d.conf, Store: observeJobs(st, d.metrics), Eggs: d.eggs, Launcher: d.launcher.Launcher, Log: d.log,
 		Hooks: &crawlHooks{rpc: rpc, log: d.log, chown: d.user.chown},
 		Env:   d.crawlEnv, MakeDir: d.user.mkdirAll,
 		OnChange: func() {
@@ -187,6 +191,7 @@ func (d *daemon) wire(_ context.Context, cfg *config.Config) error {
 		},
 	})
 	d.reloader = &reloader{opts: d.opts.Config, current: &d.current, log: d.log, level: &d.level, disp: d.disp, store: st,
+		done: d.metrics.Reloaded,
 		apply: func(next *config.Config) error {
 			// A new crawl_dir is made as at start: listings chdir into it.
 			if err := os.MkdirAll(next.CrawlDir, 0o755); err != nil {
@@ -200,7 +205,8 @@ func (d *daemon) wire(_ context.Context, cfg *config.Config) error {
 	}
 	d.app = api.New(api.Options{
 		Config: d.conf, Service: svc, Log: d.log, BodyLimit: int(cfg.UploadLimit),
-		Routes: []func(fiber.Router){rpc.Register, web.Register(web.Options{Config: d.conf, Service: svc, Stats: rpc.Live})},
+		Open: d.open, Observe: d.metrics.Request,
+		Routes: []func(fiber.Router){d.observeRoutes(d.metrics), rpc.Register, web.Register(web.Options{Config: d.conf, Service: svc, Stats: rpc.Live})},
 		Running: func(id string) []api.Field {
 			sum, ok := rpc.LiveSummary(id)
 			if !ok {
@@ -307,6 +313,8 @@ loop:
 // it is mirrored to stderr when stderr is a terminal. The first line on
 // stderr says where the log goes: started by hand, the daemon would
 // otherwise print nothing at all when stderr is not a terminal.
+// Under systemd it goes to the journal too, with each line's job,
+// project and spider as fields.
 func openLog(cfg *config.Config, level *slog.LevelVar) (*slog.Logger, func(), error) {
 	var w io.Writer = io.Discard
 	closer := func() {}
@@ -325,7 +333,11 @@ func openLog(cfg *config.Config, level *slog.LevelVar) (*slog.Logger, func(), er
 		w, tty = io.MultiWriter(w, os.Stderr), true
 	}
 	fmt.Fprintln(os.Stderr, logsTo(cfg.LogFile, tty))
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})), closer, nil
+	var h slog.Handler = slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})
+	if journal.UnderSystemd(os.Getenv) {
+		h = slog.NewMultiHandler(h, journal.New(nil, level))
+	}
+	return slog.New(h), closer, nil
 }
 
 // logsTo is openLog's first line on stderr.

@@ -33,6 +33,8 @@ type reloader struct {
 	// in; if it fails they must keep their old copy, and the reload is
 	// refused as a whole.
 	apply func(next *config.Config) error
+	// done, when set, is told of every reload's result (the metrics).
+	done func(err error)
 }
 
 // reloadResult is what operators see of the last reload.
@@ -53,7 +55,12 @@ func (r *reloader) result() *reloadResult {
 func (r *reloader) reload(trigger string) {
 	notify.Reloading()
 	var failed error
-	defer func() { notify.Reloaded(failed) }()
+	defer func() {
+		notify.Reloaded(failed)
+		if r.done != nil {
+			r.done(failed)
+		}
+	}()
 	running := r.current.Load()
 	prev := r.result()
 	loaded, err := config.Load(r.opts)

@@ -357,3 +357,38 @@ func (s *Store) ForgetSpiders(project, version string) error {
 	}
 	return nil
 }
+
+// CountByProject counts each project's jobs in each state, in no order.
+func (s *Store) CountByProject(ctx context.Context) ([]store.ProjectCount, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := map[store.ProjectCount]int{}
+	for _, j := range s.jobs {
+		n[store.ProjectCount{Project: j.Project, State: j.State}]++
+	}
+	out := make([]store.ProjectCount, 0, len(n))
+	for c, jobs := range n {
+		c.Jobs = jobs
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// LastSuccesses returns when each spider's newest successful crawl in the
+// history ended, in no order.
+func (s *Store) LastSuccesses(ctx context.Context) ([]store.SpiderSuccess, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	last := map[[2]string]time.Time{}
+	for _, j := range s.jobs {
+		k := [2]string{j.Project, j.Spider}
+		if j.State == job.Finished && j.Outcome == job.OutcomeFinished && j.Ended.After(last[k]) {
+			last[k] = j.Ended
+		}
+	}
+	out := make([]store.SpiderSuccess, 0, len(last))
+	for k, t := range last {
+		out = append(out, store.SpiderSuccess{Project: k[0], Spider: k[1], Ended: t})
+	}
+	return out, nil
+}

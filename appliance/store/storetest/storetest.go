@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -39,6 +40,8 @@ type Store interface {
 	Cursor(ctx context.Context, name string) (id int64, ok bool, err error)
 	SetCursor(name string, id int64) error
 	TrimEvents(id int64) error
+	CountByProject(ctx context.Context) ([]store.ProjectCount, error)
+	LastSuccesses(ctx context.Context) ([]store.SpiderSuccess, error)
 }
 
 // Run runs the contract; open returns a new, empty store.
@@ -59,6 +62,8 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"SpiderCache", spiderCache},
 		{"EventsWithEachChange", events},
 		{"EventCursorsAndTrim", eventCursors},
+		{"CountByProject", countByProject},
+		{"LastSuccesses", lastSuccesses},
 	} {
 		t.Run(c.name, func(t *testing.T) { c.test(t, open(t)) })
 	}
@@ -387,5 +392,63 @@ func spiderCache(t *testing.T, s Store) {
 	}
 	if _, ok, _ := s.Spiders(ctx, "q", "1.0"); !ok {
 		t.Fatal("ForgetSpiders(p) dropped another project's list")
+	}
+}
+
+// countByProject: /metrics's jobs per project and state, the three states
+// of two projects, with no entry for a state a project has no job in.
+func countByProject(t *testing.T, s Store) {
+	ctx := context.Background()
+	finish(t, s, job.Spec{ID: "f1", Project: "a", Spider: "s"}, at(10), 100)
+	finish(t, s, job.Spec{ID: "f2", Project: "a", Spider: "t"}, at(11), 100)
+	finish(t, s, job.Spec{ID: "f3", Project: "b", Spider: "s"}, at(12), 100)
+	enqueue(t, s, "r1", "b", 9)
+	if _, err := s.Claim(at(13)); err != nil {
+		t.Fatal(err)
+	}
+	enqueue(t, s, "p1", "a", 0)
+	enqueue(t, s, "p2", "a", 0)
+	got, err := s.CountByProject(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.SortFunc(got, func(x, y store.ProjectCount) int {
+		return strings.Compare(x.Project+" "+string(x.State), y.Project+" "+string(y.State))
+	})
+	want := []store.ProjectCount{{Project: "a", State: job.Finished, Jobs: 2}, {Project: "a", State: job.Pending, Jobs: 2},
+		{Project: "b", State: job.Finished, Jobs: 1}, {Project: "b", State: job.Running, Jobs: 1}}
+	if !slices.Equal(got, want) {
+		t.Fatalf("CountByProject = %v; want %v", got, want)
+	}
+}
+
+// lastSuccesses: per spider, the newest end among its successful crawls;
+// failures and other projects' spiders of the same name do not count.
+func lastSuccesses(t *testing.T, s Store) {
+	ctx := context.Background()
+	finish(t, s, job.Spec{ID: "1", Project: "a", Spider: "s"}, at(10), 100)
+	finish(t, s, job.Spec{ID: "2", Project: "a", Spider: "s"}, at(20), 100)
+	finish(t, s, job.Spec{ID: "3", Project: "b", Spider: "s"}, at(15), 100)
+	// A failure after the last success, and a spider that never succeeded.
+	for _, spec := range []job.Spec{{ID: "4", Project: "a", Spider: "s"}, {ID: "5", Project: "a", Spider: "never"}} {
+		if _, err := s.Enqueue(spec, at(30)); err != nil {
+			t.Fatal(err)
+		}
+		j, err := s.Claim(at(31))
+		if err != nil || j == nil {
+			t.Fatalf("claim = %v, %v", j, err)
+		}
+		if err := s.End(j.Seq, at(40), nil, job.OutcomeFailed, "", 100); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.LastSuccesses(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.SortFunc(got, func(x, y store.SpiderSuccess) int { return strings.Compare(x.Project+x.Spider, y.Project+y.Spider) })
+	if len(got) != 2 || got[0] != (store.SpiderSuccess{Project: "a", Spider: "s", Ended: got[0].Ended}) || !got[0].Ended.Equal(at(20)) ||
+		got[1].Project != "b" || got[1].Spider != "s" || !got[1].Ended.Equal(at(15)) {
+		t.Fatalf("LastSuccesses = %v; want a/s at %v, b/s at %v", got, at(20), at(15))
 	}
 }

@@ -1,0 +1,91 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/scrapyd-debian/scrapyd/appliance/job"
+)
+
+// ProjectCount is how many of a project's jobs are in one state.
+type ProjectCount struct {
+	Project string
+	State   job.State
+	Jobs    int
+}
+
+// CountByProject counts each project's jobs in each state, for /metrics at
+// every scrape (issue 17). Each state's count reads its own partial index
+// (the queue, the running set, the history by project), so a scrape never
+// reads the jobs' rows; a state or project with no job is left out.
+func (s *Store) CountByProject(ctx context.Context) ([]ProjectCount, error) {
+	// The state is written in the SQL, not bound, for the partial indexes
+	// (see Filter.query).
+	const q = `SELECT project, 'pending', COUNT(*) FROM jobs WHERE state = 'pending' GROUP BY project
+		UNION ALL SELECT project, 'running', COUNT(*) FROM jobs WHERE state = 'running' GROUP BY project
+		UNION ALL SELECT project, 'finished', COUNT(*) FROM jobs WHERE state = 'finished' GROUP BY project`
+	rows, err := s.db.QueryContext(ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("count jobs by project: %w", err)
+	}
+	defer rows.Close()
+	var out []ProjectCount
+	for rows.Next() {
+		var c ProjectCount
+		if err := rows.Scan(&c.Project, &c.State, &c.Jobs); err != nil {
+			return nil, fmt.Errorf("count jobs by project: %w", err)
+		}
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("count jobs by project: %w", err)
+	}
+	return out, nil
+}
+
+// SpiderSuccess is the end of a spider's newest crawl whose outcome is
+// job.OutcomeFinished.
+type SpiderSuccess struct {
+	Project, Spider string
+	Ended           time.Time
+}
+
+// LastSuccesses returns, per project and spider in the history, when its
+// newest successful crawl ended; a spider with none is left out. The
+// daemon reads it once at start, so that "last success" survives a
+// restart for as long as finished_to_keep remembers the crawl.
+func (s *Store) LastSuccesses(ctx context.Context) ([]SpiderSuccess, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT project, spider, MAX(ended) FROM jobs
+		WHERE state = 'finished' AND outcome = '`+string(job.OutcomeFinished)+`' GROUP BY project, spider`)
+	if err != nil {
+		return nil, fmt.Errorf("last successes: %w", err)
+	}
+	defer rows.Close()
+	var out []SpiderSuccess
+	for rows.Next() {
+		var (
+			sc    SpiderSuccess
+			ended int64
+		)
+		if err := rows.Scan(&sc.Project, &sc.Spider, &ended); err != nil {
+			return nil, fmt.Errorf("last successes: %w", err)
+		}
+		sc.Ended = time.Unix(0, ended)
+		out = append(out, sc)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("last successes: %w", err)
+	}
+	return out, nil
+}
+
+// Ping reads the database, for the readiness probe: the file is there and
+// readable, and no lock holds it past ctx.
+func (s *Store) Ping(ctx context.Context) error {
+	var n int
+	if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM jobs WHERE seq = 0`).Scan(&n); err != nil {
+		return fmt.Errorf("ping: %w", err)
+	}
+	return nil
+}
