@@ -28,7 +28,9 @@ func get(t *testing.T, o Options, path string) (int, string) {
 func TestProbes(t *testing.T) {
 	ok := Options{Ping: func(context.Context) error { return nil }, Configured: func() bool { return true }, Slots: func() int { return 4 }}
 	noDB := ok
-	noDB.Ping = func(context.Context) error { return errors.New("open /var/lib/scrapyd/dbs/scrapyd.db: permission denied") }
+	noDB.Ping = func(context.Context) error {
+		return errors.New("open /var/lib/scrapyd/dbs/scrapyd.db: permission denied")
+	}
 	noSlots := ok
 	noSlots.Slots = func() int { return 0 }
 	for _, c := range []struct {
