@@ -34,10 +34,6 @@ func BenchmarkHistory1M(b *testing.B) {
 		b.Fatal(err)
 	}
 	dbs := filepath.Join(root, "var", "lib", "scrapyd", "dbs")
-	// Made here, not by the store (0750), so that the crawl user passes.
-	if err := os.MkdirAll(dbs, 0o755); err != nil {
-		b.Fatal(err)
-	}
 	writeHistory(b, dbs, historySize)
 	var conf strings.Builder
 	fmt.Fprintf(&conf, "finished_to_keep = %d\n[settings]\n", 2*historySize)

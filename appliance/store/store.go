@@ -50,7 +50,13 @@ type Store struct {
 // Open opens the database in dir, creating it if needed, and brings its
 // schema to this release's version.
 func Open(dir string) (*Store, error) {
-	if err := os.MkdirAll(dir, 0o750); err != nil {
+	// The directories above dir are only passed through (a crawl user must
+	// reach a data directory beside it); dir itself is the daemon's own, as
+	// the daemon makes it.
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	path := filepath.Join(dir, FileName)
