@@ -214,3 +214,21 @@ func TestPrivateDataDirectory(t *testing.T) {
 		t.Errorf("daemonstatus after a refused reload: %v", r)
 	}
 }
+
+// TestMissingCrawlDirNamed: should the working directory vanish under a
+// running daemon, the upload's error names it; Go alone blames the
+// interpreter ("fork/exec /usr/bin/python3: no such file or directory"),
+// which is what issue 13's user saw.
+func TestMissingCrawlDirNamed(t *testing.T) {
+	testkit.RequireScrapy(t)
+	t.Parallel()
+	d := testkit.StartDaemon(t, testkit.Options{Conf: "crawl_dir = work"})
+	work := d.Path("work")
+	if err := os.Remove(work); err != nil {
+		t.Fatalf("the daemon did not make crawl_dir at start: %v", err)
+	}
+	r := d.Upload(t, "sample", "1.0", testkit.SampleEgg(t))
+	if msg, _ := r["message"].(string); r["status"] != "error" || !strings.Contains(msg, "working directory "+work+" (crawl_dir) does not exist") {
+		t.Errorf("addversion with crawl_dir gone: %v", r)
+	}
+}
