@@ -178,9 +178,9 @@ func (d *daemon) startCrawls(ctx context.Context, cfg *config.Config) error {
 
 // wire builds the dispatcher, the service, the reloader and the HTTP app
 // over the parts started before.
-func (d *daemon) wire(ctx context.Context, cfg *config.Config) error {
+func (d *daemon) wire(_ context.Context, cfg *config.Config) error {
 	st, rpc := d.store, d.rpc
-	d.metrics = d.newMetrics(ctx)
+	d.metrics = d.newMetrics()
 	d.disp = dispatch.New(dispatch.Options{
 		Config: d.conf, Store: observeJobs(st, d.metrics), Eggs: d.eggs, Launcher: d.launcher.Launcher, Log: d.log,
 		Hooks: &crawlHooks{rpc: rpc, log: d.log, chown: d.user.chown},
@@ -256,6 +256,7 @@ func (d *daemon) serve(ctx context.Context, cfg *config.Config, lns []net.Listen
 		}
 	})
 	goRun(func() { d.rpc.Poll(dctx, 2*time.Second, runningJobs(d.store)) })
+	goRun(func() { d.seedMetrics(dctx) })
 	goRun(func() {
 		if err := notify.Run(dctx); err != nil {
 			d.log.Error("watchdog", "err", err)

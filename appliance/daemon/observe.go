@@ -20,13 +20,9 @@ import (
 const metricsPath = "/metrics"
 
 // newMetrics builds the metrics over the store, the dispatcher and the
-// crawl web service; each spider's last success comes from the history.
-func (d *daemon) newMetrics(ctx context.Context) *metrics.Metrics {
+// crawl web service.
+func (d *daemon) newMetrics() *metrics.Metrics {
 	st, rpc := d.store, d.rpc
-	seed, err := st.LastSuccesses(ctx)
-	if err != nil {
-		d.log.Error("cannot read the spiders' last successes; /metrics has them from the next success on", "err", err)
-	}
 	return metrics.New(metrics.Options{
 		Version: d.opts.Version,
 		Jobs:    st,
@@ -41,7 +37,20 @@ func (d *daemon) newMetrics(ctx context.Context) *metrics.Metrics {
 			}
 			return out
 		},
-	}, seed)
+	})
+}
+
+// seedMetrics gives the metrics each spider's last success from the
+// history. It reads the whole history, so the daemon serves meanwhile.
+func (d *daemon) seedMetrics(ctx context.Context) {
+	last, err := d.store.LastSuccesses(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			d.log.Error("cannot read the spiders' last successes; /metrics has each from its next success on", "err", err)
+		}
+		return
+	}
+	d.metrics.Seed(last)
 }
 
 func counts(s crawlrpc.Summary) metrics.Counts {

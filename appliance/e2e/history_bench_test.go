@@ -34,7 +34,7 @@ func BenchmarkHistory1M(b *testing.B) {
 		b.Fatal(err)
 	}
 	dbs := filepath.Join(root, "var", "lib", "scrapyd", "dbs")
-	writeHistory(b, dbs, historySize)
+	writeHistory(b, dbs, historySize, 3)
 	var conf strings.Builder
 	fmt.Fprintf(&conf, "finished_to_keep = %d\n[settings]\n", 2*historySize)
 	for p := range 10 {
@@ -81,8 +81,9 @@ func BenchmarkHistory1M(b *testing.B) {
 }
 
 // writeHistory makes the store's database in dir, then adds n finished
-// jobs, one ended every second, in ten projects and three spiders.
-func writeHistory(b *testing.B, dir string, n int) {
+// jobs, one ended every second, in ten projects and the given number of
+// spiders (job n runs spider s<n % spiders> of project p<n % 10>).
+func writeHistory(b *testing.B, dir string, n, spiders int) {
 	st, err := store.Open(dir)
 	if err != nil {
 		b.Fatal(err)
@@ -97,9 +98,9 @@ func writeHistory(b *testing.B, dir string, n int) {
 	start := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()
 	_, err = db.Exec(`WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < ?)
 		INSERT INTO jobs (id, project, spider, state, scheduled, started, ended, pid, handle, exit_code, outcome)
-		SELECT printf('%032x', n), 'p' || (n % 10), 's' || (n % 3), 'finished', ? + n * 1000000000 - 5000000000,
+		SELECT printf('%032x', n), 'p' || (n % 10), 's' || (n % ?), 'finished', ? + n * 1000000000 - 5000000000,
 			? + n * 1000000000 - 4000000000, ? + n * 1000000000, 1000 + n % 30000, '{}', 0, 'finished' FROM c`,
-		n, start, start, start)
+		n, spiders, start, start, start)
 	if err != nil {
 		b.Fatal(err)
 	}

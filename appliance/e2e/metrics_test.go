@@ -86,7 +86,8 @@ func TestMetricsAndProbes(t *testing.T) {
 	testkit.RequireScrapy(t)
 	t.Parallel()
 	const user, pass = "admin", "Secret-17"
-	d := testkit.StartDaemon(t, testkit.Options{Conf: "username = " + user + "\npassword = " + pass + "\nmax_proc = 3"})
+	conf := "username = " + user + "\npassword = " + pass + "\nmax_proc = 3"
+	d := testkit.StartDaemon(t, testkit.Options{Conf: conf})
 	authed := *d
 	authed.URL = strings.Replace(d.URL, "http://", "http://"+user+":"+pass+"@", 1)
 
@@ -161,7 +162,7 @@ func TestMetricsAndProbes(t *testing.T) {
 		{"scrapyd_job_duration_seconds", []string{"project", "sample", "spider", "catalog"}, 1},
 		{"scrapyd_job_queue_wait_seconds", []string{"project", "sample"}, 3},
 		{"scrapyd_spider_items_scraped_total", []string{"project", "sample", "spider", "catalog"}, 6},
-		{"scrapyd_jobs", []string{"project", "sample", "state", "finished"}, 3},
+		{"scrapyd_history_jobs", nil, 3},
 		{"scrapyd_http_requests_total", []string{"endpoint", "/schedule.json", "code", "200"}, 3},
 		{"scrapyd_slots_in_use", nil, 0},
 	} {
@@ -188,8 +189,7 @@ func TestMetricsAndProbes(t *testing.T) {
 	}
 
 	// metrics_public = on opens /metrics, and only it, at a live reload.
-	conf := d.Path("etc/scrapyd/conf.d/60-metrics.conf")
-	if err := os.WriteFile(conf, []byte("[scrapyd]\nmetrics_public = on\n"), 0o644); err != nil {
+	if err := os.WriteFile(d.Path("etc/scrapyd/conf.d/60-metrics.conf"), []byte("[scrapyd]\nmetrics_public = on\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	testkit.Eventually(t, 20*time.Second, "/metrics public after the reload", func() bool {
@@ -203,4 +203,15 @@ func TestMetricsAndProbes(t *testing.T) {
 	if got, _ := sample(open, "scrapyd_config_reloads_total", "result", "success"); got < 1 {
 		t.Errorf("the reload is not counted: %v", got)
 	}
+
+	// After a restart the counters start again from zero (documented),
+	// but each spider's last success is read back from the history.
+	lastCatalog, _ := sample(after, "scrapyd_spider_last_success_timestamp_seconds", "project", "sample", "spider", "catalog")
+	d.Stop()
+	d = testkit.StartDaemon(t, testkit.Options{Root: d.Root, Conf: conf})
+	testkit.Eventually(t, 20*time.Second, "catalog's last success after the restart", func() bool {
+		fams, _ := scrapeMetrics(t, d, "", "")
+		v, _ := sample(fams, "scrapyd_spider_last_success_timestamp_seconds", "project", "sample", "spider", "catalog")
+		return v == lastCatalog
+	})
 }

@@ -27,7 +27,8 @@ import (
 // Jobs is the job store as /metrics reads it at each scrape: store.Store,
 // or any store that passes appliance/store/storetest.
 type Jobs interface {
-	CountByProject(ctx context.Context) ([]store.ProjectCount, error)
+	ActiveByProject(ctx context.Context) ([]store.ProjectCount, error)
+	Counts() (pending, running, finished int)
 }
 
 // Options are what the scrape-time metrics read.
@@ -87,6 +88,9 @@ type Metrics struct {
 	reloadOK    prometheus.Gauge
 
 	stats *spiderStats
+
+	mu   sync.Mutex
+	last map[spiderKey]time.Time // each spider's last success, as lastSuccess shows it
 }
 
 // Bucket bounds. Crawls run from seconds to days; jobs wait in the queue
@@ -98,10 +102,9 @@ var (
 	requestBuckets  = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
 )
 
-// New registers every metric; seed gives each spider's last success as
-// the history has it.
-func New(o Options, seed []store.SpiderSuccess) *Metrics {
-	m := &Metrics{o: o, reg: prometheus.NewRegistry(), stats: newSpiderStats()}
+// New registers every metric.
+func New(o Options) *Metrics {
+	m := &Metrics{o: o, reg: prometheus.NewRegistry(), stats: newSpiderStats(), last: map[spiderKey]time.Time{}}
 	f := factory{m.reg}
 	m.finished = f.counter("scrapyd_jobs_finished_total", "Jobs ended since the daemon started, by outcome (finished, failed, cancelled, lost).", "project", "spider", "outcome")
 	m.duration = f.histogram("scrapyd_job_duration_seconds", "How long crawls ran, from start to end.", durationBuckets, "project", "spider")
@@ -116,10 +119,27 @@ func New(o Options, seed []store.SpiderSuccess) *Metrics {
 	buildInfo.WithLabelValues(o.Version, runtime.Version()).Set(1)
 	m.reg.MustRegister(m.reloadOK, buildInfo, &scrapeTime{m},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	for _, s := range seed {
-		m.lastSuccess.WithLabelValues(s.Project, s.Spider).Set(unix(s.Ended))
-	}
 	return m
+}
+
+// Seed gives each spider's last success as the history has it; a success
+// recorded since (JobFinished) is newer and stays.
+func (m *Metrics) Seed(last []store.SpiderSuccess) {
+	for _, s := range last {
+		m.succeeded(s.Project, s.Spider, s.Ended)
+	}
+}
+
+// succeeded moves a spider's last success forward, never back.
+func (m *Metrics) succeeded(project, spider string, at time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	k := spiderKey{project, spider}
+	if prev, ok := m.last[k]; ok && !at.After(prev) {
+		return
+	}
+	m.last[k] = at
+	m.lastSuccess.WithLabelValues(project, spider).Set(unix(at))
 }
 
 type factory struct{ reg *prometheus.Registry }
@@ -168,7 +188,7 @@ func (m *Metrics) JobFinished(f Finished) {
 		m.duration.WithLabelValues(f.Project, f.Spider).Observe(f.Ended.Sub(f.Started).Seconds())
 	}
 	if f.Outcome == job.OutcomeFinished {
-		m.lastSuccess.WithLabelValues(f.Project, f.Spider).Set(unix(f.Ended))
+		m.succeeded(f.Project, f.Spider, f.Ended)
 	}
 	m.stats.finished(f)
 }
@@ -196,14 +216,14 @@ func (m *Metrics) Reloaded(err error) {
 type scrapeTime struct{ m *Metrics }
 
 var (
-	jobsDesc      = prometheus.NewDesc("scrapyd_jobs", "Jobs per project in each state (pending, running, finished as kept by finished_to_keep).", []string{"project", "state"}, nil)
+	jobsDesc      = prometheus.NewDesc("scrapyd_jobs", "Jobs per project in the queue (state pending) and running (state running).", []string{"project", "state"}, nil)
+	historyDesc   = prometheus.NewDesc("scrapyd_history_jobs", "Finished jobs kept in the history (at most finished_to_keep).", nil, nil)
 	slotsDesc     = prometheus.NewDesc("scrapyd_slots", "Crawl slots of the configuration in force (max_proc, or max_proc_per_cpu times the CPUs).", nil, nil)
 	slotsUsedDesc = prometheus.NewDesc("scrapyd_slots_in_use", "Crawl slots held by running crawls.", nil, nil)
-	scrapeErrDesc = prometheus.NewDesc("scrapyd_metrics_store_errors_total", "Scrapes whose job counts could not be read from the database.", nil, nil)
 )
 
 func (s *scrapeTime) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{jobsDesc, slotsDesc, slotsUsedDesc, scrapeErrDesc} {
+	for _, d := range []*prometheus.Desc{jobsDesc, historyDesc, slotsDesc, slotsUsedDesc} {
 		ch <- d
 	}
 	s.m.stats.describe(ch)
@@ -214,13 +234,17 @@ func (s *scrapeTime) Collect(ch chan<- prometheus.Metric) {
 	defer cancel()
 	m := s.m
 	if m.o.Jobs != nil {
-		counts, err := m.o.Jobs.CountByProject(ctx)
+		// A database error leaves these gauges out of this scrape, and
+		// only them; /readyz says the database is unreachable.
+		counts, err := m.o.Jobs.ActiveByProject(ctx)
 		if err != nil {
 			ch <- prometheus.NewInvalidMetric(jobsDesc, err)
 		}
 		for _, c := range counts {
 			ch <- prometheus.MustNewConstMetric(jobsDesc, prometheus.GaugeValue, float64(c.Jobs), c.Project, string(c.State))
 		}
+		_, _, finished := m.o.Jobs.Counts()
+		ch <- prometheus.MustNewConstMetric(historyDesc, prometheus.GaugeValue, float64(finished))
 	}
 	if m.o.Slots != nil {
 		total, used := m.o.Slots()

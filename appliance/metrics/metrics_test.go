@@ -19,7 +19,9 @@ import (
 
 type fakeJobs []store.ProjectCount
 
-func (f fakeJobs) CountByProject(context.Context) ([]store.ProjectCount, error) { return f, nil }
+func (f fakeJobs) ActiveByProject(context.Context) ([]store.ProjectCount, error) { return f, nil }
+
+func (f fakeJobs) Counts() (pending, running, finished int) { return 0, 0, 77 }
 
 // scrape serves /metrics once and parses it with Prometheus's own text
 // parser, as a Prometheus server does.
@@ -72,9 +74,13 @@ next:
 func TestJobsAndSlotsAtScrapeTime(t *testing.T) {
 	m := New(Options{
 		Version: "1.2.3",
-		Jobs:    fakeJobs{{Project: "p", State: job.Pending, Jobs: 4}, {Project: "q", State: job.Finished, Jobs: 9}},
+		Jobs:    fakeJobs{{Project: "p", State: job.Pending, Jobs: 4}, {Project: "q", State: job.Running, Jobs: 9}},
 		Slots:   func() (int, int) { return 8, 3 },
-	}, []store.SpiderSuccess{{Project: "p", Spider: "s", Ended: time.Unix(1700000000, 0)}})
+	})
+	// The seed from the history moves a spider's last success forward,
+	// never back past one recorded since.
+	m.JobFinished(Finished{Project: "q", Spider: "s", Outcome: job.OutcomeFinished, Ended: time.Unix(1700000500, 0)})
+	m.Seed([]store.SpiderSuccess{{Project: "p", Spider: "s", Ended: time.Unix(1700000000, 0)}, {Project: "q", Spider: "s", Ended: time.Unix(1600000000, 0)}})
 	fams := scrape(t, m)
 	for _, c := range []struct {
 		name   string
@@ -82,7 +88,9 @@ func TestJobsAndSlotsAtScrapeTime(t *testing.T) {
 		want   float64
 	}{
 		{"scrapyd_jobs", []string{"project", "p", "state", "pending"}, 4},
-		{"scrapyd_jobs", []string{"project", "q", "state", "finished"}, 9},
+		{"scrapyd_jobs", []string{"project", "q", "state", "running"}, 9},
+		{"scrapyd_history_jobs", nil, 77},
+		{"scrapyd_spider_last_success_timestamp_seconds", []string{"project", "q", "spider", "s"}, 1700000500},
 		{"scrapyd_slots", nil, 8},
 		{"scrapyd_slots_in_use", nil, 3},
 		{"scrapyd_spider_last_success_timestamp_seconds", []string{"project", "p", "spider", "s"}, 1700000000},
@@ -100,7 +108,7 @@ func TestJobsAndSlotsAtScrapeTime(t *testing.T) {
 // missing (a crash) or a scrape races the end.
 func TestSpiderStatsOnlyGrow(t *testing.T) {
 	var running []Live
-	m := New(Options{Running: func(context.Context) []Live { return running }}, nil)
+	m := New(Options{Running: func(context.Context) []Live { return running }})
 	items := func() float64 {
 		return value(t, scrape(t, m), "scrapyd_spider_items_scraped_total", "project", "p", "spider", "s")
 	}
@@ -136,7 +144,7 @@ func TestSpiderStatsOnlyGrow(t *testing.T) {
 // (promlint: units in names, _total on counters, help on every metric).
 func TestNamingAndLabels(t *testing.T) {
 	m := New(Options{Jobs: fakeJobs{{Project: "p", State: job.Running, Jobs: 1}}, Slots: func() (int, int) { return 1, 1 },
-		Running: func(context.Context) []Live { return []Live{{Job: "jobid-live", Project: "p", Spider: "s"}} }}, nil)
+		Running: func(context.Context) []Live { return []Live{{Job: "jobid-live", Project: "p", Spider: "s"}} }})
 	t0 := time.Now()
 	m.JobStarted(Started{Project: "p", Spider: "s", Scheduled: t0, Started: t0.Add(time.Second)})
 	m.JobFinished(Finished{Job: "jobid-ended", Project: "p", Spider: "s", Outcome: job.OutcomeFinished, Started: t0, Ended: t0.Add(time.Second)})
@@ -177,12 +185,11 @@ func BenchmarkScrape1000Spiders(b *testing.B) {
 	var running []Live
 	for p := 0; p < 10; p++ {
 		project := fmt.Sprintf("project%d", p)
-		counts = append(counts, store.ProjectCount{Project: project, State: job.Finished, Jobs: 100},
-			store.ProjectCount{Project: project, State: job.Pending, Jobs: 5}, store.ProjectCount{Project: project, State: job.Running, Jobs: 2})
+		counts = append(counts, store.ProjectCount{Project: project, State: job.Pending, Jobs: 5}, store.ProjectCount{Project: project, State: job.Running, Jobs: 2})
 		running = append(running, Live{Job: project + "-a", Project: project, Spider: "spider0", Counts: Counts{Items: 7}},
 			Live{Job: project + "-b", Project: project, Spider: "spider1", Counts: Counts{Items: 7}})
 	}
-	m := New(Options{Jobs: counts, Slots: func() (int, int) { return 20, 20 }, Running: func(context.Context) []Live { return running }}, nil)
+	m := New(Options{Jobs: counts, Slots: func() (int, int) { return 20, 20 }, Running: func(context.Context) []Live { return running }})
 	t0 := time.Now()
 	n := 0
 	for p := 0; p < 10; p++ {

@@ -15,31 +15,33 @@ type ProjectCount struct {
 	Jobs    int
 }
 
-// CountByProject counts each project's jobs in each state, for /metrics at
-// every scrape (issue 17). Each state's count reads its own partial index
-// (the queue, the running set, the history by project), so a scrape never
-// reads the jobs' rows; a state or project with no job is left out.
-func (s *Store) CountByProject(ctx context.Context) ([]ProjectCount, error) {
+// ActiveByProject counts each project's pending and running jobs, for
+// /metrics at every scrape (issue 17); a project with none in a state has
+// no entry for it. Each state's count walks its partial index (the queue,
+// the running set), so a scrape reads the active jobs only, never the
+// history, however long finished_to_keep makes it: the finished jobs are
+// counted as they end (scrapyd_jobs_finished_total) and their total kept
+// is in Counts, in memory.
+func (s *Store) ActiveByProject(ctx context.Context) ([]ProjectCount, error) {
 	// The state is written in the SQL, not bound, for the partial indexes
 	// (see Filter.query).
 	const q = `SELECT project, 'pending', COUNT(*) FROM jobs WHERE state = 'pending' GROUP BY project
-		UNION ALL SELECT project, 'running', COUNT(*) FROM jobs WHERE state = 'running' GROUP BY project
-		UNION ALL SELECT project, 'finished', COUNT(*) FROM jobs WHERE state = 'finished' GROUP BY project`
+		UNION ALL SELECT project, 'running', COUNT(*) FROM jobs WHERE state = 'running' GROUP BY project`
 	rows, err := s.db.QueryContext(ctx, q)
 	if err != nil {
-		return nil, fmt.Errorf("count jobs by project: %w", err)
+		return nil, fmt.Errorf("active jobs by project: %w", err)
 	}
 	defer rows.Close()
 	var out []ProjectCount
 	for rows.Next() {
 		var c ProjectCount
 		if err := rows.Scan(&c.Project, &c.State, &c.Jobs); err != nil {
-			return nil, fmt.Errorf("count jobs by project: %w", err)
+			return nil, fmt.Errorf("active jobs by project: %w", err)
 		}
 		out = append(out, c)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("count jobs by project: %w", err)
+		return nil, fmt.Errorf("active jobs by project: %w", err)
 	}
 	return out, nil
 }
@@ -53,8 +55,10 @@ type SpiderSuccess struct {
 
 // LastSuccesses returns, per project and spider in the history, when its
 // newest successful crawl ended; a spider with none is left out. The
-// daemon reads it once at start, so that "last success" survives a
-// restart for as long as finished_to_keep remembers the crawl.
+// daemon reads it once, after start, so that "last success" survives a
+// restart for as long as finished_to_keep remembers the crawl. It reads
+// the whole history (0.8 s for 100,000 finished jobs on 2 cores): the
+// daemon does not wait for it.
 func (s *Store) LastSuccesses(ctx context.Context) ([]SpiderSuccess, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT project, spider, MAX(ended) FROM jobs
 		WHERE state = 'finished' AND outcome = '`+string(job.OutcomeFinished)+`' GROUP BY project, spider`)

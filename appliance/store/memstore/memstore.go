@@ -358,13 +358,16 @@ func (s *Store) ForgetSpiders(project, version string) error {
 	return nil
 }
 
-// CountByProject counts each project's jobs in each state, in no order.
-func (s *Store) CountByProject(ctx context.Context) ([]store.ProjectCount, error) {
+// ActiveByProject counts each project's pending and running jobs, in no
+// order.
+func (s *Store) ActiveByProject(ctx context.Context) ([]store.ProjectCount, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := map[store.ProjectCount]int{}
 	for _, j := range s.jobs {
-		n[store.ProjectCount{Project: j.Project, State: j.State}]++
+		if j.State != job.Finished {
+			n[store.ProjectCount{Project: j.Project, State: j.State}]++
+		}
 	}
 	out := make([]store.ProjectCount, 0, len(n))
 	for c, jobs := range n {
