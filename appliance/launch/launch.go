@@ -45,6 +45,11 @@ type Sandbox struct {
 	Hidden []string
 	// Exposed are files under Hidden the crawl still reads (its own egg).
 	Exposed []string
+	// NoNetwork cuts the command off every network but its own loopback:
+	// an environment's install from a wheelhouse or offline needs none, and
+	// a package's setup.py must not fetch or send anything. Crawls fetch
+	// the web and never set it.
+	NoNetwork bool
 }
 
 // Limits are per-crawl resource limits; zero means unlimited. The exec

@@ -4,22 +4,17 @@
 package scrapy
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/url"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/scrapyd-debian/scrapyd/appliance/confine"
 	"github.com/scrapyd-debian/scrapyd/appliance/job"
 	"github.com/scrapyd-debian/scrapyd/appliance/launch"
 )
@@ -30,6 +25,9 @@ type Project struct {
 	Name           string
 	Egg            string // path of the egg; "" for a [settings] project
 	SettingsModule string // from the egg's [scrapy] settings entry point
+	// Python is the interpreter of the version's own environment (its
+	// uploaded requirements); "" runs the configured python.
+	Python string
 }
 
 // Extras are what other parts add to a crawl (the crawl web service's
@@ -101,9 +99,13 @@ func Command(c Crawl) launch.Command {
 	env = setEnv(env, c.Extras.Env...)
 	sandbox := c.Sandbox
 	sandbox.Writable = append(slices.Clip(sandbox.Writable), c.Extras.Writable...)
+	python := c.Python
+	if c.Project.Python != "" {
+		python = c.Project.Python
+	}
 	return launch.Command{
 		Job: c.Spec.ID, Project: c.Spec.Project, Spider: c.Spec.Spider,
-		Path: c.Python, Args: args, Env: env, Dir: c.Dir,
+		Path: python, Args: args, Env: env, Dir: c.Dir,
 		Stdout: c.Stdout, Stderr: c.Stderr, Limits: c.Limits, Sandbox: sandbox,
 	}
 }
@@ -149,6 +151,15 @@ func setEnv(env []string, kvs ...string) []string {
 	return env
 }
 
+// python is the interpreter of the project's environment, or the
+// configured one.
+func (l Lister) python(p Project) string {
+	if p.Python != "" {
+		return p.Python
+	}
+	return l.Python
+}
+
 // RunnerError is `scrapy list` failing: the message is what Scrapy printed,
 // as Scrapyd reports it.
 type RunnerError struct{ Output string }
@@ -185,18 +196,23 @@ func (l Lister) List(ctx context.Context, p Project) ([]string, error) {
 	defer cancel()
 	args := []string{"-m", "scrapy", "list", "-s", "LOG_STDOUT=0"}
 	env := projectEnv(l.BaseEnv, p, nil)
-	run := l.runChild
-	if l.Launcher != nil {
-		run = l.runLaunched
+	// It sees its own egg and no other, and writes nothing.
+	sb := l.Sandbox
+	if p.Egg != "" {
+		sb.Exposed = append(slices.Clip(sb.Exposed), p.Egg)
 	}
-	stdout, stderr, err := run(ctx, p, args, env)
+	python := l.python(p)
+	run := confine.Runner{Credential: l.Credential, Launcher: l.Launcher, OutputDir: l.OutputDir}
+	stdout, stderr, err := run.Run(ctx, launch.Command{
+		Job: "list", Project: p.Name, Path: python, Args: args, Env: env, Dir: l.Dir, Limits: l.Limits, Sandbox: sb,
+	})
 	if err != nil {
 		out := stderr
 		if out == "" {
 			out = stdout
 		}
 		if out == "" || ctx.Err() != nil {
-			out = fmt.Sprintf("%s -m scrapy list: %v", l.Python, err)
+			out = fmt.Sprintf("%s -m scrapy list: %v", python, err)
 			if ctx.Err() != nil {
 				out += fmt.Sprintf(" (no answer within %s)", timeout)
 			}
@@ -210,58 +226,6 @@ func (l Lister) List(ctx context.Context, p Project) ([]string, error) {
 		}
 	}
 	return names, nil
-}
-
-// runChild runs the listing as a child process of the daemon.
-func (l Lister) runChild(ctx context.Context, _ Project, args, env []string) (stdout, stderr string, err error) {
-	cmd := exec.CommandContext(ctx, l.Python, args...)
-	cmd.Env = env
-	cmd.Dir = l.Dir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: l.Credential, Setpgid: true}
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err = launch.StartError(l.Dir, cmd.Run())
-	return out.String(), errOut.String(), err
-}
-
-// runLaunched runs the listing through the launcher, under the crawls'
-// confinement: it sees its own egg and no other, and writes nothing.
-func (l Lister) runLaunched(ctx context.Context, p Project, args, env []string) (stdout, stderr string, err error) {
-	id := make([]byte, 12)
-	rand.Read(id)
-	name := "list-" + hex.EncodeToString(id)
-	if err := os.MkdirAll(l.OutputDir, 0o700); err != nil {
-		return "", "", err
-	}
-	outFile, errFile := filepath.Join(l.OutputDir, name+".out"), filepath.Join(l.OutputDir, name+".err")
-	defer os.Remove(outFile)
-	defer os.Remove(errFile)
-	sb := l.Sandbox
-	if p.Egg != "" {
-		sb.Exposed = append(slices.Clip(sb.Exposed), p.Egg)
-	}
-	h, w, err := l.Launcher.Start(ctx, launch.Command{
-		Job: name, Project: p.Name, Path: l.Python, Args: args, Env: env, Dir: l.Dir,
-		Stdout: outFile, Stderr: errFile, Limits: l.Limits, Sandbox: sb,
-	})
-	if err != nil {
-		return "", "", err
-	}
-	select {
-	case <-w.Done():
-	case <-ctx.Done():
-		l.Launcher.Signal(context.WithoutCancel(ctx), h, syscall.SIGKILL)
-		<-w.Done()
-	}
-	out, _ := os.ReadFile(outFile)
-	errOut, _ := os.ReadFile(errFile)
-	if e := w.Exit(); !e.Known || e.Code == nil || *e.Code != 0 {
-		err = errors.New(e.String())
-		if ctx.Err() != nil {
-			err = ctx.Err()
-		}
-	}
-	return string(out), string(errOut), err
 }
 
 // CrawlEnv is the daemon's environment minus what must not reach a crawl:

@@ -27,7 +27,10 @@ func properties(cmd launch.Command, o Options) ([]sddbus.Property, error) {
 		return nil, fmt.Errorf("%w: working directory %q is not absolute", errBadCommand, cmd.Dir)
 	}
 	desc := fmt.Sprintf("Scrapy crawl %s/%s, job %s", cmd.Project, cmd.Spider, cmd.Job)
-	if cmd.Spider == "" {
+	switch {
+	case cmd.Spider == "" && cmd.Project == "":
+		desc = fmt.Sprintf("Python environment install (%s)", cmd.Job)
+	case cmd.Spider == "":
 		desc = fmt.Sprintf("scrapy list of project %s (%s)", cmd.Project, cmd.Job)
 	}
 	props := []sddbus.Property{
@@ -86,7 +89,8 @@ func properties(cmd launch.Command, o Options) ([]sddbus.Property, error) {
 // processes, foreign system calls). Each property is what systemd-run -p
 // would send. Left out on purpose, because real crawls need them:
 // MemoryDenyWriteExecute (JIT engines in headless browsers), PrivateNetwork
-// and IP filters (crawls fetch the web), ProcSubset=pid (browsers read
+// and IP filters (crawls fetch the web; only an environment's install
+// without a package index asks for them, with Sandbox.NoNetwork), ProcSubset=pid (browsers read
 // /proc/meminfo), and RemoveIPC (all crawls share one user, so one crawl's
 // end would remove the others' IPC objects).
 func confinement(sb launch.Sandbox) []sddbus.Property {
@@ -129,6 +133,11 @@ func confinement(sb launch.Sandbox) []sddbus.Property {
 		}
 		props = append(props, prop("TemporaryFileSystem", hidden))
 	}
+	if sb.NoNetwork {
+		// A private network namespace (loopback only), and no IP traffic
+		// at all should the namespace be unavailable.
+		props = append(props, prop("PrivateNetwork", true), prop("IPAddressDeny", []ipPrefix{{Family: syscall.AF_INET, Prefix: []byte{0, 0, 0, 0}}, {Family: syscall.AF_INET6, Prefix: make([]byte, 16)}}))
+	}
 	if len(sb.Exposed) > 0 {
 		binds := make([]bind, len(sb.Exposed))
 		for i, f := range sb.Exposed {
@@ -144,6 +153,14 @@ func confinement(sb launch.Sandbox) []sddbus.Property {
 type allowList struct {
 	Allow bool
 	List  []string
+}
+
+// ipPrefix is one IPAddressDeny= entry, D-Bus (iayu): "any" is 0.0.0.0/0
+// and ::/0.
+type ipPrefix struct {
+	Family    int32
+	Prefix    []byte
+	PrefixLen uint32
 }
 
 // tmpfs is one TemporaryFileSystem= entry, D-Bus (ss).

@@ -114,11 +114,30 @@ func TestConfinement(t *testing.T) {
 	for name := range wants {
 		t.Errorf("%s not set", name)
 	}
-	// No hidden directories: no empty TemporaryFileSystem= or bind list.
+	// No hidden directories: no empty TemporaryFileSystem= or bind list;
+	// crawls fetch the web: no network cut.
 	for _, p := range confinement(launch.Sandbox{}) {
-		if p.Name == "TemporaryFileSystem" || p.Name == "BindReadOnlyPaths" {
+		if p.Name == "TemporaryFileSystem" || p.Name == "BindReadOnlyPaths" || p.Name == "PrivateNetwork" || p.Name == "IPAddressDeny" {
 			t.Errorf("%s set for an empty sandbox", p.Name)
 		}
+	}
+}
+
+// TestConfinementNoNetwork: an offline environment install gets a private
+// network namespace and, in case that is unavailable, every address denied
+// (IPAddressDeny=any is 0.0.0.0/0 and ::/0).
+func TestConfinementNoNetwork(t *testing.T) {
+	got := map[string]any{}
+	sigs := map[string]string{}
+	for _, p := range confinement(launch.Sandbox{NoNetwork: true}) {
+		got[p.Name], sigs[p.Name] = p.Value.Value(), p.Value.Signature().String()
+	}
+	if got["PrivateNetwork"] != true {
+		t.Errorf("PrivateNetwork = %v, want true", got["PrivateNetwork"])
+	}
+	want := []ipPrefix{{2, []byte{0, 0, 0, 0}, 0}, {10, make([]byte, 16), 0}}
+	if sigs["IPAddressDeny"] != "a(iayu)" || !reflect.DeepEqual(got["IPAddressDeny"], want) {
+		t.Errorf("IPAddressDeny = %s %#v, want a(iayu) %#v", sigs["IPAddressDeny"], got["IPAddressDeny"], want)
 	}
 }
 
