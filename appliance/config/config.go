@@ -40,7 +40,10 @@ type Config struct {
 	// CrawlDir is the working directory of crawls and `scrapy list`;
 	// empty in the files means the directory that holds eggs_dir (see
 	// derive).
-	CrawlDir       string
+	CrawlDir string
+	// EnvsDir holds the Python environments uploads ask for (pyenv);
+	// empty in the files means envs/ beside eggs_dir (see derive).
+	EnvsDir        string
 	LogFile        string
 	JobsToKeep     int
 	FinishedToKeep int
@@ -55,6 +58,12 @@ type Config struct {
 	// MetricsPublic opens /metrics to scrapers without credentials when
 	// auth is on (issue 17); the health probes are always open.
 	MetricsPublic bool
+
+	// How an upload's requirements are installed: from pip_index_url with
+	// pip_options, or offline (wheels only) without an index.
+	PipIndexURL       string
+	PipOptions        []string
+	EnvInstallTimeout time.Duration
 
 	CrawlMemoryMax  int64
 	CrawlCPUQuota   int
@@ -269,6 +278,11 @@ func (c *Config) derive() {
 	if c.Raw["crawl_dir"] == "" {
 		c.CrawlDir = filepath.Dir(c.EggsDir)
 	}
+	// envs/ beside eggs/: /var/lib/scrapyd/envs when installed, and the
+	// same below --root.
+	if c.Raw["envs_dir"] == "" {
+		c.EnvsDir = filepath.Join(filepath.Dir(c.EggsDir), "envs")
+	}
 }
 
 func (c *Config) validate() error {
@@ -307,7 +321,7 @@ func (c *Config) validate() error {
 		}
 	}
 	dirs := map[string]string{}
-	for _, d := range []struct{ key, val string }{{"eggs_dir", c.EggsDir}, {"dbs_dir", c.DbsDir}, {"logs_dir", c.LogsDir}, {"items_dir", c.ItemsDir}, {"jobs_dir", c.JobsDir}} {
+	for _, d := range []struct{ key, val string }{{"eggs_dir", c.EggsDir}, {"dbs_dir", c.DbsDir}, {"logs_dir", c.LogsDir}, {"items_dir", c.ItemsDir}, {"jobs_dir", c.JobsDir}, {"envs_dir", c.EnvsDir}} {
 		if d.val == "" {
 			continue
 		}
@@ -323,6 +337,10 @@ func (c *Config) validate() error {
 	for _, d := range []struct{ key, val string }{{"eggs_dir", c.EggsDir}, {"dbs_dir", c.DbsDir}} {
 		if rel, err := filepath.Rel(d.val, c.CrawlDir); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
 			return fail("crawl_dir", "%s is inside %s (%s): crawls must not run in the daemon's own state", c.CrawlDir, d.key, d.val)
+		}
+		// Crawls hide these directories, and must see their environment.
+		if rel, err := filepath.Rel(d.val, c.EnvsDir); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
+			return fail("envs_dir", "%s is inside %s (%s), which crawls cannot see", c.EnvsDir, d.key, d.val)
 		}
 	}
 	if c.Slots() < 1 {

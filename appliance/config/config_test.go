@@ -33,6 +33,7 @@ func TestDefaultsFollowTheRootPrefix(t *testing.T) {
 	for got, want := range map[string]string{
 		c.EggsDir:  root + "/var/lib/scrapyd/eggs",
 		c.DbsDir:   root + "/var/lib/scrapyd/dbs",
+		c.EnvsDir:  root + "/var/lib/scrapyd/envs",
 		c.ItemsDir: root + "/var/lib/scrapyd/items",
 		c.LogsDir:  root + "/var/log/scrapyd",
 		c.LogFile:  root + "/var/log/scrapyd/scrapyd.log",
@@ -41,6 +42,9 @@ func TestDefaultsFollowTheRootPrefix(t *testing.T) {
 		if got != want {
 			t.Errorf("got %q, want %q", got, want)
 		}
+	}
+	if c.EnvInstallTimeout != 10*time.Minute || c.PipIndexURL != "" || c.PipOptions != nil {
+		t.Errorf("environment defaults: timeout %s, index %q, options %q", c.EnvInstallTimeout, c.PipIndexURL, c.PipOptions)
 	}
 	if c.BindAddress != "127.0.0.1" || c.HTTPPort != 6800 || c.PollInterval != 5*time.Second || c.MaxProcPerCPU != 4 ||
 		c.JobsToKeep != 5 || c.FinishedToKeep != 100 || c.PrefixHeader != "x-forwarded-prefix" || c.AuthEnabled() {
@@ -170,8 +174,8 @@ func TestCrawlDirExistsInEveryLayout(t *testing.T) {
 	// in the daemon's working directory.
 	write(t, filepath.Join(o.Cwd, "scrapyd.conf"), "[scrapyd]\neggs_dir = eggs\n")
 	t.Chdir(o.Cwd)
-	if c := load(t, o); c.CrawlDir != o.Cwd || Show(io.Discard, c) != nil {
-		t.Errorf("Scrapyd way: crawl_dir = %q, want the working directory %q", c.CrawlDir, o.Cwd)
+	if c := load(t, o); c.CrawlDir != o.Cwd || Show(io.Discard, c) != nil || c.EnvsDir != o.Cwd+"/envs" {
+		t.Errorf("Scrapyd way: crawl_dir = %q, envs_dir = %q, want the working directory %q and envs/ in it", c.CrawlDir, c.EnvsDir, o.Cwd)
 	}
 	write(t, filepath.Join(o.Cwd, "scrapyd.conf"), "[scrapyd]\neggs_dir = eggs\ncrawl_dir = work\n")
 	if c := load(t, o); c.CrawlDir != o.Cwd+"/work" {

@@ -22,6 +22,9 @@ func Changed(a, b *Config) []string {
 	return out
 }
 
+// derived are the options whose default derive computes from another.
+var derived = map[string]bool{"crawl_dir": true, "envs_dir": true}
+
 // RestartOnly reports whether a change of the option needs a restart, and why.
 func RestartOnly(key string) (why string, ok bool) {
 	why = options[key].restart
@@ -41,6 +44,9 @@ func Live(running, loaded *Config) (next *Config, pending []string, err error) {
 	for _, k := range Changed(running, loaded) {
 		if _, ok := RestartOnly(k); !ok {
 			continue
+		}
+		if derived[k] && running.Raw[k] == "" && loaded.Raw[k] == "" {
+			continue // its default moved with another option; derive follows the kept one
 		}
 		reflect.ValueOf(options[k].ptr(&n)).Elem().Set(reflect.ValueOf(options[k].ptr(running)).Elem())
 		n.Sources[k] = running.Sources[k]

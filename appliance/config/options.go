@@ -57,6 +57,10 @@ var options = map[string]option{
 	"jobs_dir":             {"", path(func(c *Config) *string { return &c.JobsDir }), ""},
 	"runtime_dir":          {"", path(func(c *Config) *string { return &c.RuntimeDir }), atStart},
 	"crawl_dir":            {"", path(func(c *Config) *string { return &c.CrawlDir }), ""},
+	"envs_dir":             {"", path(func(c *Config) *string { return &c.EnvsDir }), atStart},
+	"pip_index_url":        {"", str(func(c *Config) *string { return &c.PipIndexURL }), ""},
+	"pip_options":          {"", field{pipOptions, ptrTo(func(c *Config) *[]string { return &c.PipOptions })}, ""},
+	"env_install_timeout":  {"600", seconds(1, func(c *Config) *time.Duration { return &c.EnvInstallTimeout }), ""},
 	"log_file":             {"{root}/var/log/scrapyd/scrapyd.log", path(func(c *Config) *string { return &c.LogFile }), "the daemon's log is opened at start"},
 	"jobs_to_keep":         {"5", intRange(0, math.MaxInt32, func(c *Config) *int { return &c.JobsToKeep }), ""},
 	"finished_to_keep":     {"100", intRange(0, math.MaxInt32, func(c *Config) *int { return &c.FinishedToKeep }), ""},
@@ -244,6 +248,13 @@ func list(f func(*Config) *[]string) field {
 	return parsed(f, func(v string) ([]string, error) {
 		return strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' || r == '\n' || r == '\t' }), nil
 	})
+}
+
+// pipOptions are split at spaces only, as a shell would without quotes:
+// an option's value may hold a comma (--trusted-host a,b).
+func pipOptions(c *Config, v string) error {
+	c.PipOptions = strings.Fields(v)
+	return nil
 }
 
 func nodeName(c *Config, v string) error {

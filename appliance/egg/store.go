@@ -15,7 +15,9 @@ var ErrNotFound = errors.New("not found")
 
 // Store keeps eggs under Dir. The version string as uploaded is kept in a
 // hidden side file (.<stem>.version) because the file name only holds the
-// sanitized stem; eggs without one (from Scrapyd) show their stem.
+// sanitized stem; eggs without one (from Scrapyd) show their stem. A version
+// uploaded with requirements names its Python environment in another
+// (.<stem>.env): it goes and comes with the egg, whatever removes it.
 type Store struct {
 	Dir string
 }
@@ -30,6 +32,7 @@ type Version struct {
 	Name     string // as uploaded
 	Path     string // the egg file
 	Uploaded time.Time
+	Env      string // the id of its Python environment; "" for none
 }
 
 // Projects lists the projects that have eggs, sorted.
@@ -75,7 +78,11 @@ func (s *Store) Versions(project string) ([]Version, error) {
 		if raw, err := os.ReadFile(filepath.Join(dir, "."+stem+".version")); err == nil && Sanitize(string(raw)) == stem {
 			name = string(raw)
 		}
-		out = append(out, Version{Name: name, Path: filepath.Join(dir, e.Name()), Uploaded: info.ModTime()})
+		v := Version{Name: name, Path: filepath.Join(dir, e.Name()), Uploaded: info.ModTime()}
+		if raw, err := os.ReadFile(filepath.Join(dir, "."+stem+".env")); err == nil {
+			v.Env = strings.TrimSpace(string(raw))
+		}
+		out = append(out, v)
 	}
 	names := make([]string, len(out))
 	byName := make(map[string]Version, len(out))
@@ -121,8 +128,10 @@ func (s *Store) Find(project, version string) (Version, error) {
 type Staged interface {
 	// Path is a file holding the egg, for `scrapy list` to read.
 	Path() string
+	// UseEnv records the version's Python environment (pyenv), at Commit.
+	UseEnv(id string)
 	// Commit makes it the given version, replacing a version of the same
-	// Sanitize name.
+	// Sanitize name (and the environment that one named).
 	Commit(version string) error
 	// Abort drops it.
 	Abort()
@@ -133,6 +142,7 @@ type staged struct {
 	store   *Store
 	project string
 	path    string
+	env     string
 }
 
 // Stage writes the egg read from r durably to a hidden temporary file, as
@@ -177,8 +187,11 @@ func (st *staged) Path() string { return st.path }
 
 func (st *staged) Abort() { os.Remove(st.path) }
 
-// Commit writes the version side file first, then renames the egg into
-// place, then syncs the directory.
+func (st *staged) UseEnv(id string) { st.env = id }
+
+// Commit writes the side files first (a version replaced by one without
+// requirements loses its .env), then renames the egg into place, then
+// syncs the directory.
 func (st *staged) Commit(version string) error {
 	dir := filepath.Join(st.store.Dir, st.project)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -186,6 +199,14 @@ func (st *staged) Commit(version string) error {
 	}
 	stem := Sanitize(version)
 	if err := writeFileAtomic(filepath.Join(dir, "."+stem+".version"), []byte(version)); err != nil {
+		return fmt.Errorf("store egg: %w", err)
+	}
+	envFile := filepath.Join(dir, "."+stem+".env")
+	if st.env != "" {
+		if err := writeFileAtomic(envFile, []byte(st.env)); err != nil {
+			return fmt.Errorf("store egg: %w", err)
+		}
+	} else if err := os.Remove(envFile); err != nil && !os.IsNotExist(err) {
 		return fmt.Errorf("store egg: %w", err)
 	}
 	if err := os.Rename(st.path, filepath.Join(dir, stem+".egg")); err != nil {
@@ -204,7 +225,9 @@ func (s *Store) Delete(project, version string) error {
 		return fmt.Errorf("delete version: %w", err)
 	}
 	dir := filepath.Dir(v.Path)
-	os.Remove(filepath.Join(dir, "."+strings.TrimSuffix(filepath.Base(v.Path), ".egg")+".version"))
+	stem := strings.TrimSuffix(filepath.Base(v.Path), ".egg")
+	os.Remove(filepath.Join(dir, "."+stem+".version"))
+	os.Remove(filepath.Join(dir, "."+stem+".env"))
 	if rest, _ := s.Versions(project); len(rest) == 0 {
 		os.RemoveAll(dir)
 	}

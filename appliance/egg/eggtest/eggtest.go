@@ -36,6 +36,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"StagedIsInvisibleUntilCommit", staging},
 		{"SameStemReplaces", sameStem},
 		{"Delete", deletes},
+		{"EnvGoesWithTheVersion", envs},
 	} {
 		t.Run(c.name, func(t *testing.T) { c.test(t, open(t)) })
 	}
@@ -188,5 +189,30 @@ func deletes(t *testing.T, s Store) {
 	}
 	if err := s.DeleteProject("q"); !errors.Is(err, egg.ErrNotFound) {
 		t.Fatalf("DeleteProject of no project: %v", err)
+	}
+}
+
+// envs: the environment a version was committed with is the version's,
+// and a replacing upload without one leaves none behind.
+func envs(t *testing.T, s Store) {
+	st, err := s.Stage("p", strings.NewReader("p 1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.UseEnv("0123abcd")
+	if err := st.Commit("1"); err != nil {
+		t.Fatal(err)
+	}
+	upload(t, s, "p", "2")
+	vs, _ := s.Versions("p")
+	if len(vs) != 2 || vs[0].Env != "0123abcd" || vs[1].Env != "" {
+		t.Fatalf("versions = %+v, want 1 with its environment and 2 without", vs)
+	}
+	if v, _ := s.Find("p", "1"); v.Env != "0123abcd" {
+		t.Fatalf("Find(1).Env = %q", v.Env)
+	}
+	upload(t, s, "p", "1") // replaced, without requirements
+	if v, _ := s.Find("p", "1"); v.Env != "" {
+		t.Fatalf("replaced by an upload without requirements, Env = %q", v.Env)
 	}
 }

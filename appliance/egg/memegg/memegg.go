@@ -85,6 +85,7 @@ type staged struct {
 	store   *Store
 	project string
 	path    string
+	env     string
 }
 
 // Stage writes data to a new file; nothing is visible until Commit.
@@ -107,6 +108,8 @@ func (st *staged) Path() string { return st.path }
 
 func (st *staged) Abort() { os.Remove(st.path) }
 
+func (st *staged) UseEnv(id string) { st.env = id }
+
 // Commit adds the version, replacing one of the same egg.Sanitize stem (as
 // on disk, where both are the same file).
 func (st *staged) Commit(version string) error {
@@ -120,7 +123,7 @@ func (st *staged) Commit(version string) error {
 		}
 		return false
 	})
-	vs = append(vs, egg.Version{Name: version, Path: st.path, Uploaded: time.Now()})
+	vs = append(vs, egg.Version{Name: version, Path: st.path, Uploaded: time.Now(), Env: st.env})
 	slices.SortStableFunc(vs, func(a, b egg.Version) int { return egg.Compare(a.Name, b.Name) })
 	s.projects[st.project] = vs
 	return nil
