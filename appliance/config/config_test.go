@@ -43,7 +43,7 @@ func TestDefaultsFollowTheRootPrefix(t *testing.T) {
 			t.Errorf("got %q, want %q", got, want)
 		}
 	}
-	if c.EnvInstallTimeout != 10*time.Minute || c.PipIndexURL != "" || c.PipOptions != nil {
+	if c.EnvInstallTimeout != 10*time.Minute || c.PipIndexURL != "" || len(c.PipOptions) != 0 {
 		t.Errorf("environment defaults: timeout %s, index %q, options %q", c.EnvInstallTimeout, c.PipIndexURL, c.PipOptions)
 	}
 	if c.BindAddress != "127.0.0.1" || c.HTTPPort != 6800 || c.PollInterval != 5*time.Second || c.MaxProcPerCPU != 4 ||
