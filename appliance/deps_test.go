@@ -41,6 +41,10 @@ var rules = map[string]struct{ imports, through string }{
 	"appliance/launch/runas":   {},
 	"appliance/launch/process": {imports: "launch"},
 	"appliance/launch/systemd": {imports: "launch launch/runas"},
+	// Uploaded code run to its end, confined as a crawl is (`scrapy list`,
+	// an environment's install), and the environments it installs.
+	"appliance/confine": {imports: "launch"},
+	"appliance/pyenv":   {imports: "launch"},
 
 	// Stores and where files live.
 	"appliance/jobfiles": {imports: "config"},
@@ -52,19 +56,19 @@ var rules = map[string]struct{ imports, through string }{
 	"appliance/egg/memegg":      {imports: "egg"},
 
 	// Crawls: the command line, then dispatch, which starts them.
-	"appliance/scrapy":   {imports: "job launch"},
-	"appliance/dispatch": {imports: "config egg job jobfiles launch scrapy store"},
+	"appliance/scrapy":   {imports: "confine job launch"},
+	"appliance/dispatch": {imports: "config egg job jobfiles launch pyenv scrapy store", through: "confine"},
 
 	// The service, and the HTTP faces over it.
-	"appliance/service": {imports: "config dispatch egg job jobfiles scrapy store", through: "launch"},
-	"appliance/api":     {imports: "config job service", through: "dispatch egg jobfiles launch scrapy store"},
-	"appliance/web":     {imports: "config egg job jobfiles service", through: "dispatch launch scrapy store"},
+	"appliance/service": {imports: "config dispatch egg job jobfiles pyenv scrapy store", through: "confine launch"},
+	"appliance/api":     {imports: "config job service", through: "confine dispatch egg jobfiles launch pyenv scrapy store"},
+	"appliance/web":     {imports: "config egg job jobfiles pyenv service", through: "confine dispatch launch scrapy store"},
 	// Metrics read the job store at each scrape and are told the rest.
 	"appliance/metrics": {imports: "job store"},
 
 	// Wiring: only the daemon sees every part, only cmd/scrapyd the daemon.
-	"appliance/daemon": {imports: "api config crawlrpc dispatch egg health job jobfiles journal launch launch/process launch/runas launch/systemd listen metrics notify reach scrapy service store web"},
-	"cmd/scrapyd":      {imports: "config daemon", through: "api crawlrpc dispatch egg health job jobfiles journal launch launch/process launch/runas launch/systemd listen metrics notify reach scrapy service store web"},
+	"appliance/daemon": {imports: "api config confine crawlrpc dispatch egg health job jobfiles journal launch launch/process launch/runas launch/systemd listen metrics notify pyenv reach scrapy service store web"},
+	"cmd/scrapyd":      {imports: "config daemon", through: "api confine crawlrpc dispatch egg health job jobfiles journal launch launch/process launch/runas launch/systemd listen metrics notify pyenv reach scrapy service store web"},
 
 	// The client side shares nothing with the server but job's names.
 	"appliance/client": {imports: "job"},

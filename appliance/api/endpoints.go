@@ -71,7 +71,7 @@ func (a *handlers) serve(c *fiber.Ctx, e endpoint) error {
 	}
 	var receive receiver
 	if e.upload {
-		receive = a.o.Service.Receive
+		receive = a.o.Service
 	}
 	p, err := readParams(c, receive)
 	if err != nil {
@@ -133,13 +133,19 @@ func (a *handlers) addVersion(c *fiber.Ctx, p *params) (obj, error) {
 		return nil, err
 	}
 	project, version := pv[0], pv[1]
-	up, ok, err := p.upload(project, a.o.Service.Receive)
+	up, ok, err := p.upload(project, a.o.Service)
 	if err != nil {
 		return nil, err
 	}
 	if !ok {
 		return nil, service.Required("egg")
 	}
+	// Optional: a pip requirements file and a wheelhouse installed with the
+	// egg into the version's own environment.
+	if up.Deps.Requirements, err = p.optional("requirements"); err != nil {
+		return nil, err
+	}
+	up.Deps.Wheels = p.wheels
 	n, err := a.o.Service.AddVersion(c.UserContext(), project, version, up)
 	if err != nil {
 		return nil, err
@@ -329,10 +335,19 @@ func pendingEntries(es []service.Entry) []obj {
 		if e.Version != "" {
 			version = e.Version
 		}
-		out[i] = obj{{"id", e.ID}, {"project", e.Project}, {"spider", e.Spider}, {"version", version},
-			{"settings", pairs(e.Settings)}, {"args", pairs(e.Args)}}
+		out[i] = withEnv(obj{{"id", e.ID}, {"project", e.Project}, {"spider", e.Spider}, {"version", version},
+			{"settings", pairs(e.Settings)}, {"args", pairs(e.Args)}}, e)
 	}
 	return out
+}
+
+// withEnv adds the job's environment to its entry, only for a version
+// uploaded with requirements: other entries stay Scrapyd's, byte for byte.
+func withEnv(o obj, e service.Entry) obj {
+	if e.Env != "" {
+		o = append(o, kv{"env", e.Env})
+	}
+	return o
 }
 
 func (a *handlers) runningEntries(es []service.Entry) []obj {
@@ -342,8 +357,8 @@ func (a *handlers) runningEntries(es []service.Entry) []obj {
 		if e.PID != 0 {
 			pid = e.PID
 		}
-		out[i] = obj{{"id", e.ID}, {"project", e.Project}, {"spider", e.Spider}, {"pid", pid},
-			{"start_time", pyTime(e.Started)}, {"log_url", urlOrNil(e.LogURL)}, {"items_url", urlOrNil(e.ItemsURL)}}
+		out[i] = withEnv(obj{{"id", e.ID}, {"project", e.Project}, {"spider", e.Spider}, {"pid", pid},
+			{"start_time", pyTime(e.Started)}, {"log_url", urlOrNil(e.LogURL)}, {"items_url", urlOrNil(e.ItemsURL)}}, e)
 		if a.o.Running != nil {
 			for _, f := range a.o.Running(e.ID) {
 				out[i] = append(out[i], kv{f.Key, f.Value})
@@ -359,10 +374,10 @@ type finishedEntries []service.Entry
 
 func (es finishedEntries) appendJSON(b []byte) []byte {
 	return encodeList(b, es, func(b []byte, e service.Entry) []byte {
-		return encode(b, obj{{"id", e.ID}, {"project", e.Project}, {"spider", e.Spider},
+		return encode(b, withEnv(obj{{"id", e.ID}, {"project", e.Project}, {"spider", e.Spider},
 			{"start_time", pyTime(e.Started)}, {"end_time", pyTime(e.Ended)},
 			{"log_url", urlOrNil(e.LogURL)}, {"items_url", urlOrNil(e.ItemsURL)},
-			{"outcome", string(e.Outcome)}, {"exit_code", e.ExitCode}})
+			{"outcome", string(e.Outcome)}, {"exit_code", e.ExitCode}}, e))
 	})
 }
 

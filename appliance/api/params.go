@@ -26,10 +26,16 @@ type params struct {
 	// eggData is that egg when it came before the project, so could not be.
 	egg     *service.Upload
 	eggData []byte
+	// wheels is addversion.json's wheelhouse, staged as it was read.
+	wheels *service.Wheels
 }
 
-// receiver stages a project's egg read from r (service.Receive).
-type receiver func(project string, r io.Reader) (*service.Upload, error)
+// receiver stages addversion.json's files as they are read: a project's
+// egg (service.Receive) and a wheelhouse (service.ReceiveWheels).
+type receiver interface {
+	Receive(project string, r io.Reader) (*service.Upload, error)
+	ReceiveWheels(r io.Reader) (*service.Wheels, error)
+}
 
 // readParams reads a request's arguments. With receive set (addversion.json)
 // the first "egg" part of a multipart body that comes after the project (as
@@ -97,14 +103,21 @@ func (p *params) readMultipart(c *fiber.Ctx, receive receiver, form map[string][
 		}
 		name := part.FormName()
 		switch {
-		case name == "egg" && receive != nil && (p.egg != nil || p.eggData != nil):
-			// Scrapyd reads the first egg only.
+		case name == "egg" && receive != nil && (p.egg != nil || p.eggData != nil), name == "wheels" && receive != nil:
+			// Scrapyd reads the first egg only; so do we the first wheelhouse.
 			_, err = io.Copy(io.Discard, part)
 		case name == "egg" && receive != nil && len(form["project"]) > 0:
 			// The body's first project is the one addversion.json uses.
 			src := &readErr{r: part}
-			if p.egg, err = receive(form["project"][0], src); err != nil && src.err == nil {
+			if p.egg, err = receive.Receive(form["project"][0], src); err != nil && src.err == nil {
 				return err // staging failed (a full disk): not the client's doing
+			}
+			err = src.err
+		case name == "wheels" && receive != nil && p.wheels == nil:
+			// A wheelhouse may be as large as the egg: staged, never held.
+			src := &readErr{r: part}
+			if p.wheels, err = receive.ReceiveWheels(src); err != nil && src.err == nil {
+				return err
 			}
 			err = src.err
 		case name == "egg" && receive != nil:
@@ -147,10 +160,14 @@ func (r *readErr) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// close discards a staged egg that was not stored.
+// close discards a staged egg that was not stored, and a staged
+// wheelhouse (an environment built from it keeps its own copy).
 func (p *params) close() {
 	if p.egg != nil {
 		p.egg.Discard()
+	}
+	if p.wheels != nil {
+		p.wheels.Discard()
 	}
 }
 
@@ -229,7 +246,7 @@ func (p *params) upload(project string, receive receiver) (up *service.Upload, o
 	} else {
 		return nil, false, nil
 	}
-	if p.egg, err = receive(project, egg); err != nil {
+	if p.egg, err = receive.Receive(project, egg); err != nil {
 		return nil, false, err
 	}
 	return p.egg, true, nil

@@ -21,6 +21,7 @@ import (
 
 	"github.com/scrapyd-debian/scrapyd/appliance/api"
 	"github.com/scrapyd-debian/scrapyd/appliance/config"
+	"github.com/scrapyd-debian/scrapyd/appliance/confine"
 	"github.com/scrapyd-debian/scrapyd/appliance/crawlrpc"
 	"github.com/scrapyd-debian/scrapyd/appliance/dispatch"
 	"github.com/scrapyd-debian/scrapyd/appliance/egg"
@@ -29,6 +30,7 @@ import (
 	"github.com/scrapyd-debian/scrapyd/appliance/launch"
 	"github.com/scrapyd-debian/scrapyd/appliance/metrics"
 	"github.com/scrapyd-debian/scrapyd/appliance/notify"
+	"github.com/scrapyd-debian/scrapyd/appliance/pyenv"
 	"github.com/scrapyd-debian/scrapyd/appliance/scrapy"
 	"github.com/scrapyd-debian/scrapyd/appliance/service"
 	"github.com/scrapyd-debian/scrapyd/appliance/store"
@@ -95,6 +97,7 @@ type daemon struct {
 
 	store    *store.Store
 	eggs     *egg.Store
+	envs     *pyenv.Store
 	user     *crawlUser // nil when the daemon is not root
 	crawlEnv []string
 	launcher crawlLauncher
@@ -134,7 +137,7 @@ func (d *daemon) openState(_ context.Context, cfg *config.Config) error {
 	for _, dir := range []struct {
 		path string
 		mode os.FileMode
-	}{{cfg.EggsDir, 0o755}, {cfg.DbsDir, 0o700}, {cfg.LogsDir, 0o755}, {jobfiles.LocalItemsDir(cfg), 0o755}, {cfg.CrawlDir, 0o755}} {
+	}{{cfg.EggsDir, 0o755}, {cfg.EnvsDir, 0o755}, {cfg.DbsDir, 0o700}, {cfg.LogsDir, 0o755}, {jobfiles.LocalItemsDir(cfg), 0o755}, {cfg.CrawlDir, 0o755}} {
 		if dir.path != "" {
 			if err := os.MkdirAll(dir.path, dir.mode); err != nil {
 				return fmt.Errorf("create %s: %w", dir.path, err)
@@ -148,6 +151,12 @@ func (d *daemon) openState(_ context.Context, cfg *config.Config) error {
 	d.store, d.closers = st, append(d.closers, func() { st.Close() })
 	d.eggs = &egg.Store{Dir: cfg.EggsDir}
 	d.eggs.CleanStaging()
+	// Environments no version uses any more (a crash between a delete and
+	// its collection), and half-built ones, go at start.
+	d.envs = &pyenv.Store{Dir: cfg.EnvsDir}
+	if gone := d.envs.Collect(func() (map[string]bool, error) { return service.EnvsInUse(d.eggs) }, true); len(gone) > 0 {
+		d.log.Info("removed Python environments no version uses", "envs", gone)
+	}
 	return nil
 }
 
@@ -199,7 +208,7 @@ func (d *daemon) wire(_ context.Context, cfg *config.Config) error {
 			}
 			return rpc.Reload(webserviceConfig(next))
 		}}
-	svc := &service.Service{Config: d.conf, Store: st, Eggs: d.eggs, Dispatch: d.disp, Lister: d.lister}
+	svc := &service.Service{Config: d.conf, Store: st, Eggs: d.eggs, Dispatch: d.disp, Lister: d.lister, Envs: d.envs, Install: d.install}
 	svc.Diagnose = func() service.Diagnostics {
 		return d.reloader.diagnose(service.Diagnostics{Launcher: d.launcher.Name(), Version: d.opts.Version, Warnings: securityWarnings(d.conf())})
 	}
@@ -232,6 +241,22 @@ func (d *daemon) lister(c *config.Config) service.Lister {
 		l.Limits = launch.Limits{MemoryMax: c.CrawlMemoryMax, CPUQuota: c.CrawlCPUQuota, TasksMax: c.CrawlTasksMax}
 	}
 	return reachingLister{l, d.user}
+}
+
+// install is how an upload's environment is built under c: as the crawl
+// user, in the listing's sandbox with only the environment's directory
+// writable, under the crawl memory limit and env_install_timeout.
+func (d *daemon) install(c *config.Config) pyenv.Install {
+	run := confine.Runner{Credential: d.user.credential()}
+	if d.launcher.listVia != nil {
+		run.Launcher, run.OutputDir = d.launcher.listVia, filepath.Join(runtimeDir(c, os.Getenv), "list")
+	}
+	return pyenv.Install{
+		Python: c.Python, IndexURL: c.PipIndexURL, PipOptions: c.PipOptions, Timeout: c.EnvInstallTimeout,
+		Env: d.crawlEnv, Dir: jobfiles.CrawlDir(c), Hidden: jobfiles.Hidden(c), Runner: run,
+		Limits: launch.Limits{MemoryMax: c.CrawlMemoryMax, CPUQuota: c.CrawlCPUQuota, TasksMax: c.CrawlTasksMax},
+		Own:    d.user.chown, Seal: d.user.giveBack,
+	}
 }
 
 // serve runs the dispatcher, the live-stats poll, the watchdog, the

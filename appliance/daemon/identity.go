@@ -155,6 +155,22 @@ func (u *crawlUser) chown(path string) error {
 	return os.Chown(path, int(u.UID), int(u.GID))
 }
 
+// giveBack makes a tree the crawl user built the daemon's (a built
+// Python environment): crawls share it read-only, and none may change
+// another project's code.
+func (u *crawlUser) giveBack(root string) error {
+	if u == nil {
+		return nil
+	}
+	uid, gid := os.Getuid(), os.Getgid()
+	return filepath.WalkDir(root, func(p string, _ os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, uid, gid)
+	})
+}
+
 // mkdirAll creates dir and gives every directory it creates to the crawl
 // user, who writes the crawl's log and items there.
 func (u *crawlUser) mkdirAll(dir string) error {

@@ -21,6 +21,7 @@ import (
 	"github.com/scrapyd-debian/scrapyd/appliance/job"
 	"github.com/scrapyd-debian/scrapyd/appliance/jobfiles"
 	"github.com/scrapyd-debian/scrapyd/appliance/launch"
+	"github.com/scrapyd-debian/scrapyd/appliance/pyenv"
 	"github.com/scrapyd-debian/scrapyd/appliance/scrapy"
 	"github.com/scrapyd-debian/scrapyd/appliance/store"
 )
@@ -222,6 +223,11 @@ func (d *Dispatcher) crawl(cfg *config.Config, j job.Job) (scrapy.Crawl, error) 
 			return c, err
 		}
 		c.Project.Egg, c.Project.SettingsModule = v.Path, mod
+		if v.Env != "" {
+			// The version's own environment (its uploaded requirements):
+			// read-only to the crawl, like the rest of the system.
+			c.Project.Python = pyenv.Python(cfg.EnvsDir, v.Env)
+		}
 	}
 	if paths.Items != "" {
 		c.ItemsFeed = scrapy.FileFeed(paths.Items)

@@ -291,25 +291,40 @@ func (s *Store) Read(id string) (Info, error) {
 }
 
 // Collect removes every environment that inUse does not name and no upload
-// in progress holds, and builds a crash left behind (startup: building
-// too, since no upload runs yet). It returns the ids it removed.
-func (s *Store) Collect(inUse map[string]bool, startup bool) []string {
+// in progress holds; at startup also what a crash left (builds, staged
+// wheelhouses), since no upload runs yet. inUse is asked under the lock
+// pins take, so a version committed before its environment is released is
+// always seen; it is not asked when there is nothing to remove, and an
+// error from it removes nothing. It returns the ids it removed.
+func (s *Store) Collect(inUse func() (map[string]bool, error), startup bool) []string {
 	ents, err := os.ReadDir(s.Dir)
 	if err != nil {
 		return nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var removed []string
+	var envs []string
 	for _, e := range ents {
 		name := e.Name()
-		if strings.HasPrefix(name, buildPrefix) {
-			if startup {
+		switch {
+		case strings.HasPrefix(name, "."):
+			if startup && (strings.HasPrefix(name, buildPrefix) || strings.HasPrefix(name, stagePrefix)) {
 				os.RemoveAll(filepath.Join(s.Dir, name))
 			}
-			continue
+		case e.IsDir() && s.pinned[name] == 0:
+			envs = append(envs, name)
 		}
-		if !e.IsDir() || strings.HasPrefix(name, ".") || inUse[name] || s.pinned[name] > 0 {
+	}
+	if len(envs) == 0 {
+		return nil
+	}
+	use, err := inUse()
+	if err != nil {
+		return nil
+	}
+	var removed []string
+	for _, name := range envs {
+		if use[name] {
 			continue
 		}
 		if os.RemoveAll(filepath.Join(s.Dir, name)) == nil {
@@ -317,6 +332,30 @@ func (s *Store) Collect(inUse map[string]bool, startup bool) []string {
 		}
 	}
 	return removed
+}
+
+// stagePrefix names uploaded wheelhouses waiting for their upload's check.
+const stagePrefix = ".wheels-"
+
+// StageWheels writes an uploaded wheelhouse read from r to a hidden file,
+// as it arrives; the caller removes it (os.Remove) when done.
+func (s *Store) StageWheels(r io.Reader) (string, error) {
+	if err := os.MkdirAll(s.Dir, 0o755); err != nil {
+		return "", fmt.Errorf("stage wheels: %w", err)
+	}
+	f, err := os.CreateTemp(s.Dir, stagePrefix+"*.zip")
+	if err != nil {
+		return "", fmt.Errorf("stage wheels: %w", err)
+	}
+	_, err = io.Copy(f, r)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", fmt.Errorf("stage wheels: %w", err)
+	}
+	return f.Name(), nil
 }
 
 // lock takes the build lock of id.

@@ -70,7 +70,7 @@ func TestEnsureBuildsOnceAndImports(t *testing.T) {
 	// In use by nobody once released: collected.
 	env.Release()
 	env2.Release()
-	if removed := s.Collect(map[string]bool{}, false); len(removed) != 1 || removed[0] != env.ID {
+	if removed := s.Collect(func() (map[string]bool, error) { return nil, nil }, false); len(removed) != 1 || removed[0] != env.ID {
 		t.Errorf("Collect removed %v, want [%s]", removed, env.ID)
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/scrapyd-debian/scrapyd/appliance/egg"
 	"github.com/scrapyd-debian/scrapyd/appliance/job"
 	"github.com/scrapyd-debian/scrapyd/appliance/jobfiles"
+	"github.com/scrapyd-debian/scrapyd/appliance/pyenv"
 	"github.com/scrapyd-debian/scrapyd/appliance/scrapy"
 	"github.com/scrapyd-debian/scrapyd/appliance/store"
 )
@@ -40,6 +41,10 @@ type Service struct {
 	Lister   func(cfg *config.Config) Lister
 	// Diagnose, when set, reports the daemon's own state (see Diagnostics).
 	Diagnose func() Diagnostics
+	// Envs and Install, when set, build the Python environments uploads
+	// ask for (requirements, wheels); without them such uploads are refused.
+	Envs    Envs
+	Install func(cfg *config.Config) pyenv.Install
 
 	flights sync.Map // spider-list key → *flight: one `scrapy list` per (project, version) at a time
 }
@@ -75,6 +80,8 @@ type Upload struct {
 	project string
 	staged  egg.Staged
 	done    bool
+	// Deps are the requirements and wheels sent with the egg.
+	Deps Deps
 }
 
 // Receive stages project's egg read from r. Discard it unless AddVersion
@@ -90,16 +97,21 @@ func (s *Service) Receive(project string, r io.Reader) (*Upload, error) {
 // Discard removes an upload that was not stored; after AddVersion stored
 // it, it does nothing.
 func (u *Upload) Discard() {
-	if !u.done {
+	if !u.done && u.staged != nil {
 		u.done = true
 		u.staged.Abort()
 	}
+	if u.Deps.Wheels != nil {
+		u.Deps.Wheels.Discard()
+	}
 }
 
-// AddVersion checks an uploaded egg, lists its spiders, and only then
-// stores it: an egg that is not a zip, names no settings module, or whose
-// `scrapy list` fails is refused and nothing is stored (Scrapyd stored it
-// anyway, transcript #52-#53). A refused upload is discarded.
+// AddVersion checks an uploaded egg, builds (or reuses) the environment
+// its requirements and wheels ask for, lists its spiders in it, and only
+// then stores it: an egg that is not a zip, names no settings module,
+// whose install or `scrapy list` fails is refused and nothing is stored
+// (Scrapyd stored it anyway, transcript #52-#53), no egg and no
+// environment. A refused upload is discarded.
 func (s *Service) AddVersion(ctx context.Context, project, version string, up *Upload) (spiders int, err error) {
 	defer up.Discard()
 	cfg := s.Config()
@@ -119,14 +131,31 @@ func (s *Service) AddVersion(ctx context.Context, project, version string, up *U
 	if err != nil {
 		return 0, &Error{Message: err.Error()}
 	}
-	names, err := s.Lister(cfg).List(ctx, scrapy.Project{Name: project, Egg: up.staged.Path(), SettingsModule: mod})
+	env, err := s.environment(ctx, cfg, up.Deps)
+	if err != nil {
+		return 0, err
+	}
+	p := scrapy.Project{Name: project, Egg: up.staged.Path(), SettingsModule: mod}
+	if env != nil {
+		// Released after the commit, then collected: a refused upload
+		// leaves no environment, a replaced version none it alone used.
+		defer s.collectEnvs()
+		defer env.Release()
+		p.Python = env.Python
+		up.staged.UseEnv(env.ID)
+	}
+	names, err := s.Lister(cfg).List(ctx, p)
 	if err != nil {
 		return 0, listError(err)
 	}
+	replaced, _ := s.Eggs.Find(project, version)
 	if err := up.staged.Commit(version); err != nil {
 		return 0, err
 	}
 	up.done = true
+	if env == nil && replaced.Env != "" && egg.Sanitize(replaced.Name) == egg.Sanitize(version) {
+		s.collectEnvs()
+	}
 	if err := s.Store.SetSpiders(project, version, names); err != nil {
 		return 0, err
 	}
@@ -182,7 +211,7 @@ func (s *Service) Spiders(ctx context.Context, project, version string) ([]strin
 		f.err = &Error{Message: err.Error()}
 		return nil, f.err
 	}
-	f.names, f.err = s.Lister(cfg).List(context.WithoutCancel(ctx), scrapy.Project{Name: project, Egg: v.Path, SettingsModule: mod})
+	f.names, f.err = s.Lister(cfg).List(context.WithoutCancel(ctx), scrapy.Project{Name: project, Egg: v.Path, SettingsModule: mod, Python: s.envPython(cfg, v)})
 	if f.err != nil {
 		f.err = listError(f.err)
 		return nil, f.err
@@ -370,6 +399,9 @@ func (s *Service) DeleteVersion(project, version string) error {
 	if err := s.Eggs.Delete(project, v.Name); err != nil {
 		return err
 	}
+	if v.Env != "" {
+		s.collectEnvs()
+	}
 	return s.Store.ForgetSpiders(project, v.Name)
 }
 
@@ -384,6 +416,7 @@ func (s *Service) DeleteProject(project string) error {
 	} else if err != nil {
 		return err
 	}
+	s.collectEnvs()
 	return s.Store.ForgetSpiders(project, "")
 }
 
@@ -411,6 +444,9 @@ var signals = map[string]syscall.Signal{
 type Entry struct {
 	*job.Job
 	LogURL, ItemsURL string
+	// Env is the environment of the job's version (the latest when it
+	// named none, as of this listing); "" for a version without one.
+	Env string
 }
 
 // Listing is listjobs.json's three sections.
@@ -453,8 +489,9 @@ func (s *Service) Jobs(ctx context.Context, q JobsQuery) (Listing, error) {
 		return Listing{}, err
 	}
 	files := jobfiles.NewIndex()
+	envs := s.envIndex()
 	entry := func(j *job.Job, withFiles bool) Entry {
-		e := Entry{Job: j}
+		e := Entry{Job: j, Env: envs(j.Project, j.Version)}
 		if withFiles {
 			e.LogURL, e.ItemsURL = files.URLs(cfg, j.Project, j.Spider, j.ID)
 		}
