@@ -103,7 +103,7 @@ func (p *params) readMultipart(c *fiber.Ctx, receive receiver, form map[string][
 		}
 		name := part.FormName()
 		switch {
-		case name == "egg" && receive != nil && (p.egg != nil || p.eggData != nil), name == "wheels" && receive != nil:
+		case name == "egg" && receive != nil && (p.egg != nil || p.eggData != nil), name == "wheels" && receive != nil && p.wheels != nil:
 			// Scrapyd reads the first egg only; so do we the first wheelhouse.
 			_, err = io.Copy(io.Discard, part)
 		case name == "egg" && receive != nil && len(form["project"]) > 0:

@@ -5,11 +5,13 @@
 package testkit
 
 import (
+	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
+	"mime/multipart"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -296,6 +298,32 @@ func (d *Daemon) Upload(t testing.TB, project, version string, egg []byte) map[s
 	t.Helper()
 	body, ct := Multipart(t, map[string]string{"project": project, "version": version}, "egg", egg)
 	resp, err := d.Client.Post(d.URL+"/addversion.json", ct, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return decode(t, resp)
+}
+
+// UploadFiles posts addversion.json with file parts (egg, requirements,
+// wheels; an empty one is left out), in that order.
+func (d *Daemon) UploadFiles(t testing.TB, project, version string, files map[string][]byte) map[string]any {
+	t.Helper()
+	var buf bytes.Buffer
+	w := multipart.NewWriter(&buf)
+	w.WriteField("project", project)
+	w.WriteField("version", version)
+	for _, field := range []string{"egg", "requirements", "wheels"} {
+		if len(files[field]) == 0 {
+			continue
+		}
+		fw, err := w.CreateFormFile(field, map[string]string{"egg": "project.egg", "requirements": "requirements.txt", "wheels": "wheels.zip"}[field])
+		if err != nil {
+			t.Fatal(err)
+		}
+		fw.Write(files[field])
+	}
+	w.Close()
+	resp, err := d.Client.Post(d.URL+"/addversion.json", w.FormDataContentType(), &buf)
 	if err != nil {
 		t.Fatal(err)
 	}
