@@ -171,6 +171,12 @@ check "its items are /var/lib/scrapyd/items/sample/params/params1.jl (3 lines)" 
 	ct sh -c '[ "$(wc -l </var/lib/scrapyd/items/sample/params/params1.jl)" = 3 ]'
 check "scrapyd.out, scrapyd.err and the daemon's scrapyd.log are in /var/log/scrapyd" \
 	ct sh -c 'test -f /var/log/scrapyd/scrapyd.out && test -f /var/log/scrapyd/scrapyd.err && grep -q "scrapyd started" /var/log/scrapyd/scrapyd.log'
+check "journald: journalctl SCRAPYD_JOB=params1 finds the daemon's lines about it, with SCRAPYD_PROJECT, SCRAPYD_SPIDER and an info PRIORITY" \
+	ct sh -c 'journalctl --no-pager -o cat SCRAPYD_JOB=params1 | grep -q "^crawl ended" && journalctl --no-pager -o verbose SCRAPYD_JOB=params1 SYSLOG_IDENTIFIER=scrapyd | grep -q "SCRAPYD_PROJECT=sample" && journalctl --no-pager -o verbose SCRAPYD_JOB=params1 | grep -q "SCRAPYD_SPIDER=params" && journalctl --no-pager -o verbose SCRAPYD_JOB=params1 | grep -q "PRIORITY=6"'
+check "/healthz and /readyz answer ok; /metrics counts params1's end" \
+	ct sh -c 'curl -fsS -m 20 http://127.0.0.1:6800/healthz | grep -qx ok && curl -fsS -m 20 http://127.0.0.1:6800/readyz | grep -qx ok && curl -fsS -m 20 http://127.0.0.1:6800/metrics | grep -q "^scrapyd_jobs_finished_total{outcome=\"finished\",project=\"sample\",spider=\"params\"} 1$"'
+check "the sample alert rules are installed in /usr/share/doc/scrapyd/examples" \
+	ct test -s /usr/share/doc/scrapyd/examples/scrapyd-alerts.yml
 
 # 2b. confinement: a hostile project's crawl cannot reach the daemon's state,
 # the sample project's egg and logs, or the system; only its own files
