@@ -80,6 +80,8 @@ type Config struct {
 	// Settings is the [settings] section: projects that run from an installed
 	// settings module instead of an egg (Scrapyd's scrapy.cfg-style projects).
 	Settings map[string]string
+	// Webhooks are the [webhook:NAME] sections, by name.
+	Webhooks []Webhook
 
 	// Sources says which file (and line) set each [scrapyd] option (and each
 	// [settings] entry, as "[settings] name"), and Raw what it said there
@@ -262,6 +264,12 @@ func (c *Config) apply(entries []entry) error {
 		case "settings":
 			c.Settings[e.key] = e.value
 			c.Sources[settingsKey(e.key)] = e.source
+		default:
+			if strings.HasPrefix(e.section, webhookPrefix) {
+				if err := c.setWebhook(e); err != nil {
+					return err
+				}
+			}
 		}
 	}
 	c.derive()
@@ -346,5 +354,5 @@ func (c *Config) validate() error {
 	if c.Slots() < 1 {
 		return fail("max_proc_per_cpu", "max_proc and max_proc_per_cpu are both 0: no crawl could ever run")
 	}
-	return nil
+	return c.validateWebhooks()
 }

@@ -19,7 +19,7 @@ func Changed(a, b *Config) []string {
 	if !maps.Equal(a.Settings, b.Settings) {
 		out = append(out, "[settings]")
 	}
-	return out
+	return append(out, changedWebhooks(a, b)...)
 }
 
 // derived are the options whose default derive computes from another.

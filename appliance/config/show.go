@@ -39,6 +39,12 @@ func Show(w io.Writer, c *Config) error {
 			fmt.Fprintf(tw, "%s\t%s\tlive\t%s\n", n, c.Settings[n], c.Sources[settingsKey(n)])
 		}
 	}
+	// A webhook's secret, like the password, is never printed.
+	for _, w := range c.Webhooks {
+		fmt.Fprintf(tw, "[%s%s]\tVALUE\tAPPLIES\tSET BY\n", webhookPrefix, w.Name)
+		fmt.Fprintf(tw, "url\t%s\tlive\t%s\n", w.URL, c.Sources[webhookKey(w.Name, "url")])
+		fmt.Fprintf(tw, "secret\t(set)\tlive\t%s\n", c.Sources[webhookKey(w.Name, "secret")])
+	}
 	return tw.Flush()
 }
 
