@@ -1,0 +1,240 @@
+package events
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/scrapyd-debian/scrapyd/appliance/config"
+	"github.com/scrapyd-debian/scrapyd/appliance/job"
+	"github.com/scrapyd-debian/scrapyd/appliance/store/memstore"
+)
+
+func setup(t *testing.T) (*memstore.Store, *Feed, *config.Config) {
+	st := memstore.New()
+	f := NewFeed(st)
+	st.OnEvent(f.Notify)
+	return st, f, &config.Config{NodeName: "node1", LogsDir: "/var/log/scrapyd", ItemsDir: "/var/lib/scrapyd/items"}
+}
+
+// run takes a job through its life: scheduled, started, finished.
+func run(t *testing.T, st *memstore.Store, id string) {
+	t.Helper()
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	if _, err := st.Enqueue(job.Spec{ID: id, Project: "p q", Spider: "s"}, t0); err != nil {
+		t.Fatal(err)
+	}
+	j, _ := st.Claim(t0.Add(time.Second))
+	st.Started(j.Seq, "h", 42)
+	code := 0
+	st.End(j.Seq, t0.Add(4*time.Second), &code, job.OutcomeFinished, `{"item_scraped_count": 7,
+ "finish_reason": "finished"}`, 10)
+}
+
+func TestWaitWakesOnCommit(t *testing.T) {
+	st, f, _ := setup(t)
+	got := make(chan int, 1)
+	go func() {
+		es, _ := f.Wait(context.Background(), 0, 10)
+		got <- len(es)
+	}()
+	time.Sleep(10 * time.Millisecond) // let it wait; no poll would find the event otherwise either
+	st.Enqueue(job.Spec{ID: "a", Project: "p", Spider: "s"}, time.Now())
+	if n := <-got; n != 1 {
+		t.Fatalf("woken with %d events", n)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := f.Wait(ctx, 1, 10); err != context.Canceled {
+		t.Fatalf("Wait with nothing new and an ended ctx = %v", err)
+	}
+}
+
+func TestJSON(t *testing.T) {
+	st, _, cfg := setup(t)
+	run(t, st, "j 1")
+	es, _ := st.Events(context.Background(), 0, 10)
+	var got map[string]any
+	if err := json.Unmarshal(Marshal(cfg, es[2]), &got); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{"id": 3.0, "event": "finished", "time": "2026-01-02T03:04:09.000000Z", "node_name": "node1",
+		"project": "p q", "spider": "s", "job": "j 1", "version": "", "priority": 0.0,
+		"scheduled_at": "2026-01-02T03:04:05.000000Z", "started_at": "2026-01-02T03:04:06.000000Z", "ended_at": "2026-01-02T03:04:09.000000Z",
+		"pid": 42.0, "outcome": "finished", "exit_code": 0.0, "queue_wait_seconds": 1.0, "duration_seconds": 3.0,
+		"stats":   map[string]any{"item_scraped_count": 7.0, "finish_reason": "finished"},
+		"log_url": "/logs/p%20q/s/j%201.log", "items_url": "/items/p%20q/s/j%201.jl"}
+	for k, v := range want {
+		if gv, ok := got[k]; !ok || !equalJSON(gv, v) {
+			t.Errorf("%s = %#v, want %#v", k, gv, v)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("keys = %d, want %d: %v", len(got), len(want), got)
+	}
+	if line := Marshal(cfg, es[2]); strings.Contains(string(line), "\n") {
+		t.Fatalf("event JSON spans lines (an SSE data line): %s", line)
+	}
+	var sched map[string]any
+	json.Unmarshal(Marshal(cfg, es[0]), &sched)
+	for _, k := range []string{"started_at", "outcome", "exit_code", "duration_seconds", "stats", "pid"} {
+		if v, ok := sched[k]; !ok || v != nil {
+			t.Errorf("scheduled event's %s = %v, want null", k, v)
+		}
+	}
+}
+
+func equalJSON(a, b any) bool {
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
+	return string(x) == string(y)
+}
+
+// receiver records what a webhook receiver got; it fails while down.
+type receiver struct {
+	mu     sync.Mutex
+	down   bool
+	failed int
+	got    []int64
+	types  []string
+	badSig int
+	srv    *httptest.Server
+}
+
+func newReceiver(t *testing.T, secret string) *receiver {
+	r := &receiver{}
+	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		body, _ := io.ReadAll(req.Body)
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if r.down {
+			r.failed++
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		if req.Header.Get(SignatureHeader) != Sign(secret, body) {
+			r.badSig++
+		}
+		var e Event
+		json.Unmarshal(body, &e)
+		r.got = append(r.got, e.ID)
+		r.types = append(r.types, req.Header.Get("X-Scrapyd-Event"))
+	}))
+	t.Cleanup(r.srv.Close)
+	return r
+}
+
+func (r *receiver) ids() []int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.got)
+}
+
+func waitFor(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !ok(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting for %s", what)
+		}
+	}
+}
+
+func TestWebhooksInOrderSignedRetriedResumed(t *testing.T) {
+	st, f, cfg := setup(t)
+	run(t, st, "before") // events before a receiver exists are not sent to it
+	r := newReceiver(t, "s3cret")
+	c := *cfg
+	c.Webhooks = []config.Webhook{{Name: "r", URL: r.srv.URL + "/hook", Secret: "s3cret"}}
+	h := &Webhooks{Feed: f, Cursors: st, Config: func() *config.Config { return &c }, Log: slog.New(slog.DiscardHandler),
+		MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- h.Run(ctx) }()
+	waitFor(t, "the receiver's cursor", func() bool { _, ok, _ := st.Cursor(ctx, c.Webhooks[0].URL); return ok })
+	run(t, st, "a")
+	waitFor(t, "a's three events", func() bool { return len(r.ids()) == 3 })
+	r.mu.Lock()
+	r.down = true
+	r.mu.Unlock()
+	run(t, st, "b")
+	waitFor(t, "three failed attempts", func() bool { r.mu.Lock(); defer r.mu.Unlock(); return r.failed >= 3 })
+	r.mu.Lock()
+	r.down = false
+	r.mu.Unlock()
+	waitFor(t, "b's events after the receiver came back", func() bool { return len(r.ids()) == 6 })
+	cancel()
+	<-done
+	if got := r.ids(); !slices.Equal(got, []int64{4, 5, 6, 7, 8, 9}) {
+		t.Fatalf("delivered %v, want events 4..9 in order", got)
+	}
+	if !slices.Equal(r.types, []string{"scheduled", "started", "finished", "scheduled", "started", "finished"}) || r.badSig != 0 {
+		t.Fatalf("types %v, %d bad signatures", r.types, r.badSig)
+	}
+	if id, _, _ := st.Cursor(context.Background(), c.Webhooks[0].URL); id != 9 {
+		t.Fatalf("cursor = %d, want 9", id)
+	}
+	// A restart resumes after the cursor: nothing again, then what is new.
+	run(t, st, "c")
+	ctx, cancel = context.WithCancel(context.Background())
+	go func() { done <- h.Run(ctx) }()
+	waitFor(t, "c's events after a restart", func() bool { return len(r.ids()) == 9 })
+	cancel()
+	<-done
+	if got := r.ids(); !slices.Equal(got[6:], []int64{10, 11, 12}) {
+		t.Fatalf("after restart delivered %v", got)
+	}
+}
+
+func TestStream(t *testing.T) {
+	st, f, cfg := setup(t)
+	run(t, st, "a")
+	run(t, st, "b")
+	s := &Stream{Feed: f, Config: func() *config.Config { return cfg }}
+	app := fiber.New()
+	s.Register(app)
+	read := func(target, lastID string) []string {
+		req := httptest.NewRequest("GET", target, nil)
+		if lastID != "" {
+			req.Header.Set("Last-Event-ID", lastID)
+		}
+		resp, err := app.Test(req, 5000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/event-stream") {
+			b, _ := io.ReadAll(resp.Body)
+			return []string{"status " + resp.Status + ": " + string(b)}
+		}
+		var ids []string
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			if id, ok := strings.CutPrefix(sc.Text(), "id: "); ok {
+				ids = append(ids, id)
+			}
+		}
+		return ids
+	}
+	if got := read("/events?since=0&follow=0", ""); !slices.Equal(got, []string{"1", "2", "3", "4", "5", "6"}) {
+		t.Fatalf("since=0: ids %v", got)
+	}
+	if got := read("/events?since=1&follow=0", "4"); !slices.Equal(got, []string{"5", "6"}) {
+		t.Fatalf("Last-Event-ID 4 (over since): ids %v", got)
+	}
+	if got := read("/events?follow=0", ""); len(got) != 0 {
+		t.Fatalf("no since: only events to come, got %v", got)
+	}
+	if got := read("/events?since=x&follow=0", ""); len(got) != 1 || !strings.Contains(got[0], "must be event ids") {
+		t.Fatalf("bad since: %v", got)
+	}
+}
