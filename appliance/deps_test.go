@@ -58,6 +58,8 @@ var rules = map[string]struct{ imports, through string }{
 	// Crawls: the command line, then dispatch, which starts them.
 	"appliance/scrapy":   {imports: "confine job launch"},
 	"appliance/dispatch": {imports: "config egg job jobfiles launch pyenv scrapy store", through: "confine"},
+	// Job events out of the store: their JSON, webhooks, /events.
+	"appliance/events": {imports: "config jobfiles store", through: "job"},
 
 	// The service, and the HTTP faces over it.
 	"appliance/service": {imports: "config dispatch egg job jobfiles pyenv scrapy store", through: "confine launch"},
@@ -67,8 +69,8 @@ var rules = map[string]struct{ imports, through string }{
 	"appliance/metrics": {imports: "job store"},
 
 	// Wiring: only the daemon sees every part, only cmd/scrapyd the daemon.
-	"appliance/daemon": {imports: "api config confine crawlrpc dispatch egg health job jobfiles journal launch launch/process launch/runas launch/systemd listen metrics notify pyenv reach scrapy service store web"},
-	"cmd/scrapyd":      {imports: "config daemon", through: "api confine crawlrpc dispatch egg health job jobfiles journal launch launch/process launch/runas launch/systemd listen metrics notify pyenv reach scrapy service store web"},
+	"appliance/daemon": {imports: "api config confine crawlrpc dispatch egg events health job jobfiles journal launch launch/process launch/runas launch/systemd listen metrics notify pyenv reach scrapy service store web"},
+	"cmd/scrapyd":      {imports: "config daemon", through: "api confine crawlrpc dispatch egg events health job jobfiles journal launch launch/process launch/runas launch/systemd listen metrics notify pyenv reach scrapy service store web"},
 
 	// The client side shares nothing with the server but job's names.
 	"appliance/client": {imports: "job"},

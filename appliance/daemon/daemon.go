@@ -25,6 +25,7 @@ import (
 	"github.com/scrapyd-debian/scrapyd/appliance/crawlrpc"
 	"github.com/scrapyd-debian/scrapyd/appliance/dispatch"
 	"github.com/scrapyd-debian/scrapyd/appliance/egg"
+	"github.com/scrapyd-debian/scrapyd/appliance/events"
 	"github.com/scrapyd-debian/scrapyd/appliance/jobfiles"
 	"github.com/scrapyd-debian/scrapyd/appliance/journal"
 	"github.com/scrapyd-debian/scrapyd/appliance/launch"
@@ -106,6 +107,10 @@ type daemon struct {
 	reloader *reloader
 	metrics  *metrics.Metrics
 	app      *fiber.App
+
+	feed     *events.Feed // job events as the store commits them
+	webhooks *events.Webhooks
+	stream   *events.Stream
 }
 
 func (d *daemon) conf() *config.Config { return d.current.Load() }
@@ -149,6 +154,8 @@ func (d *daemon) openState(_ context.Context, cfg *config.Config) error {
 		return err
 	}
 	d.store, d.closers = st, append(d.closers, func() { st.Close() })
+	d.feed = events.NewFeed(st)
+	st.OnEvent(d.feed.Notify)
 	d.eggs = &egg.Store{Dir: cfg.EggsDir}
 	d.eggs.CleanStaging()
 	// Environments no version uses any more (a crash between a delete and
@@ -199,6 +206,8 @@ func (d *daemon) wire(_ context.Context, cfg *config.Config) error {
 			notify.Status(r, p)
 		},
 	})
+	d.webhooks = &events.Webhooks{Feed: d.feed, Cursors: st, Config: d.conf, Log: d.log, UserAgent: "scrapyd/" + d.opts.Version}
+	d.stream = &events.Stream{Feed: d.feed, Config: d.conf}
 	d.reloader = &reloader{opts: d.opts.Config, current: &d.current, log: d.log, level: &d.level, disp: d.disp, store: st,
 		done: d.metrics.Reloaded,
 		apply: func(next *config.Config) error {
@@ -206,7 +215,11 @@ func (d *daemon) wire(_ context.Context, cfg *config.Config) error {
 			if err := os.MkdirAll(next.CrawlDir, 0o755); err != nil {
 				return fmt.Errorf("create %s: %w", next.CrawlDir, err)
 			}
-			return rpc.Reload(webserviceConfig(next))
+			if err := rpc.Reload(webserviceConfig(next)); err != nil {
+				return err
+			}
+			d.webhooks.Apply(next)
+			return nil
 		}}
 	svc := &service.Service{Config: d.conf, Store: st, Eggs: d.eggs, Dispatch: d.disp, Lister: d.lister, Envs: d.envs, Install: d.install}
 	svc.Diagnose = func() service.Diagnostics {
@@ -215,7 +228,7 @@ func (d *daemon) wire(_ context.Context, cfg *config.Config) error {
 	d.app = api.New(api.Options{
 		Config: d.conf, Service: svc, Log: d.log, BodyLimit: int(cfg.UploadLimit),
 		Open: d.open, Observe: d.metrics.Request,
-		Routes: []func(fiber.Router){d.observeRoutes(d.metrics), rpc.Register, web.Register(web.Options{Config: d.conf, Service: svc, Stats: rpc.Live})},
+		Routes: []func(fiber.Router){d.observeRoutes(d.metrics), rpc.Register, d.stream.Register, web.Register(web.Options{Config: d.conf, Service: svc, Stats: rpc.Live})},
 		Running: func(id string) []api.Field {
 			sum, ok := rpc.LiveSummary(id)
 			if !ok {
@@ -282,6 +295,7 @@ func (d *daemon) serve(ctx context.Context, cfg *config.Config, lns []net.Listen
 	})
 	goRun(func() { d.rpc.Poll(dctx, 2*time.Second, runningJobs(d.store)) })
 	goRun(func() { d.seedMetrics(dctx) })
+	goRun(func() { d.webhooks.Run(dctx) })
 	goRun(func() {
 		if err := notify.Run(dctx); err != nil {
 			d.log.Error("watchdog", "err", err)
@@ -329,6 +343,7 @@ loop:
 	}
 	notify.Stopping()
 	d.log.Info("scrapyd stopping; running crawls keep running")
+	d.stream.Stop() // the server would wait for open /events streams
 	d.app.ShutdownWithTimeout(10 * time.Second)
 	cancel()
 	wg.Wait()

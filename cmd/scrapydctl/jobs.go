@@ -75,6 +75,7 @@ func jobsCommand() *cli.Command {
 		Flags: withServer(
 			projectFlag("only this `PROJECT`"),
 			&cli.StringFlag{Name: "state", Usage: "only `STATE`: pending, running or finished"},
+			&cli.BoolFlag{Name: "watch", Aliases: []string{"w"}, Usage: "list again at each job event (the daemon's /events) until interrupted"},
 		),
 		Action: serverAction(func(cCtx *cli.Context, s *session) error {
 			if err := needArgs(cCtx, 0, 0); err != nil {
@@ -86,12 +87,40 @@ func jobsCommand() *cli.Command {
 			default:
 				return usagef("--state %q: want pending, running or finished", state)
 			}
-			jobs, err := s.c.ListJobs(cCtx.Context, cCtx.String("project"))
-			if err != nil {
-				return err
+			list := func() error {
+				jobs, err := s.c.ListJobs(cCtx.Context, cCtx.String("project"))
+				if err != nil {
+					return err
+				}
+				s.human(func(w io.Writer) { printJobs(w, jobs.All(), state) })
+				return nil
 			}
-			s.human(func(w io.Writer) { printJobs(w, jobs.All(), state) })
-			return nil
+			if !cCtx.Bool("watch") {
+				return list()
+			}
+			if s.json {
+				return usagef("--watch prints tables; for JSON use: scrapydctl events -f --json")
+			}
+			// The listing is taken once the stream is open (again after a
+			// reconnection), so no change falls between the two; each
+			// event then redraws it.
+			first := true
+			open := func() error {
+				if !first {
+					clearScreen(s.out)
+				}
+				first = false
+				return list()
+			}
+			project := cCtx.String("project")
+			return s.c.Events(cCtx.Context, client.EventsOptions{Since: -1, Follow: true, OnOpen: open}, func(e client.Event) error {
+				if project != "" && e.Project != project {
+					return nil
+				}
+				clearScreen(s.out)
+				fmt.Fprintln(s.out, eventLine(e))
+				return list()
+			})
 		}),
 	}
 }

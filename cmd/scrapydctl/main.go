@@ -50,7 +50,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			deployCommand(),
 			projectsCommand(), versionsCommand(), spidersCommand(),
 			scheduleCommand(), jobsCommand(), statusCommand(), cancelCommand(),
-			logCommand(), itemsCommand(),
+			logCommand(), itemsCommand(), eventsCommand(),
 			delversionCommand(), delprojectCommand(), daemonstatusCommand(),
 			wsCommand(),
 		},
