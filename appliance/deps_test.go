@@ -48,6 +48,9 @@ var rules = map[string]struct{ imports, through string }{
 
 	// Stores and where files live.
 	"appliance/jobfiles": {imports: "config"},
+	"appliance/logscan":  {},
+	"appliance/logstats": {imports: "job logscan"},
+	"appliance/archive":  {imports: "config job jobfiles logscan store"},
 	"appliance/store":    {imports: "job"},
 	// The stores' contracts and in-memory implementations, for tests.
 	"appliance/store/storetest": {imports: "job store"},
@@ -64,13 +67,13 @@ var rules = map[string]struct{ imports, through string }{
 	// The service, and the HTTP faces over it.
 	"appliance/service": {imports: "config dispatch egg job jobfiles pyenv scrapy store", through: "confine launch"},
 	"appliance/api":     {imports: "config job service", through: "confine dispatch egg jobfiles launch pyenv scrapy store"},
-	"appliance/web":     {imports: "config egg job jobfiles pyenv service", through: "confine dispatch launch scrapy store"},
+	"appliance/web":     {imports: "config egg job jobfiles logstats pyenv service", through: "confine dispatch launch logscan scrapy store"},
 	// Metrics read the job store at each scrape and are told the rest.
 	"appliance/metrics": {imports: "job store"},
 
 	// Wiring: only the daemon sees every part, only cmd/scrapyd the daemon.
-	"appliance/daemon": {imports: "api config confine crawlrpc dispatch egg events health job jobfiles journal launch launch/process launch/runas launch/systemd listen metrics notify pyenv reach scrapy service store web"},
-	"cmd/scrapyd":      {imports: "config daemon", through: "api confine crawlrpc dispatch egg events health job jobfiles journal launch launch/process launch/runas launch/systemd listen metrics notify pyenv reach scrapy service store web"},
+	"appliance/daemon": {imports: "api archive config confine crawlrpc dispatch egg events health job jobfiles journal launch launch/process launch/runas launch/systemd listen metrics notify pyenv reach scrapy service store web", through: "logscan logstats"},
+	"cmd/scrapyd":      {imports: "config daemon", through: "api archive logscan logstats confine crawlrpc dispatch egg events health job jobfiles journal launch launch/process launch/runas launch/systemd listen metrics notify pyenv reach scrapy service store web"},
 
 	// The client side shares nothing with the server but job's names.
 	"appliance/client": {imports: "job"},

@@ -47,6 +47,15 @@ type Config struct {
 	LogFile        string
 	JobsToKeep     int
 	FinishedToKeep int
+	// Retention beyond jobs_to_keep (issue 17 point 5), 0 for none: a
+	// finished crawl's log and items files older than LogsMaxAge go, then
+	// the oldest while a spider's (all spiders') files in logs_dir (and
+	// in items_dir) exceed LogsMaxBytesPerSpider (LogsMaxBytes).
+	LogsMaxAge            time.Duration
+	LogsMaxBytes          int64
+	LogsMaxBytesPerSpider int64
+	// CompressFinished gzips a crawl's log and items once it has ended.
+	CompressFinished bool
 
 	PrefixHeader string
 	Debug        bool

@@ -40,46 +40,50 @@ const (
 // options is the whole [scrapyd] section we understand. Scrapyd's defaults are
 // kept where they apply; the paths are the Debian layout the seed documents.
 var options = map[string]option{
-	"bind_address":         {"127.0.0.1", str(func(c *Config) *string { return &c.BindAddress }), listener},
-	"http_port":            {"6800", intRange(0, 65535, func(c *Config) *int { return &c.HTTPPort }), listener},
-	"unix_socket_path":     {"", path(func(c *Config) *string { return &c.UnixSocketPath }), listener},
-	"username":             {"", str(func(c *Config) *string { return &c.Username }), ""},
-	"password":             {"", str(func(c *Config) *string { return &c.Password }), ""},
-	"tls_cert":             {"", path(func(c *Config) *string { return &c.TLSCert }), listener},
-	"tls_key":              {"", path(func(c *Config) *string { return &c.TLSKey }), listener},
-	"poll_interval":        {"5.0", seconds(0.01, func(c *Config) *time.Duration { return &c.PollInterval }), ""},
-	"max_proc":             {"0", intRange(0, 100000, func(c *Config) *int { return &c.MaxProc }), ""},
-	"max_proc_per_cpu":     {"4", intRange(0, 10000, func(c *Config) *int { return &c.MaxProcPerCPU }), ""},
-	"eggs_dir":             {"{root}/var/lib/scrapyd/eggs", path(func(c *Config) *string { return &c.EggsDir }), atStart},
-	"dbs_dir":              {"{root}/var/lib/scrapyd/dbs", path(func(c *Config) *string { return &c.DbsDir }), "the job database is opened at start"},
-	"items_dir":            {"{root}/var/lib/scrapyd/items", path(func(c *Config) *string { return &c.ItemsDir }), ""},
-	"logs_dir":             {"{root}/var/log/scrapyd", path(func(c *Config) *string { return &c.LogsDir }), ""},
-	"jobs_dir":             {"", path(func(c *Config) *string { return &c.JobsDir }), ""},
-	"runtime_dir":          {"", path(func(c *Config) *string { return &c.RuntimeDir }), atStart},
-	"crawl_dir":            {"", path(func(c *Config) *string { return &c.CrawlDir }), ""},
-	"envs_dir":             {"", path(func(c *Config) *string { return &c.EnvsDir }), atStart},
-	"pip_index_url":        {"", str(func(c *Config) *string { return &c.PipIndexURL }), ""},
-	"pip_options":          {"", field{pipOptions, ptrTo(func(c *Config) *[]string { return &c.PipOptions })}, ""},
-	"env_install_timeout":  {"600", seconds(1, func(c *Config) *time.Duration { return &c.EnvInstallTimeout }), ""},
-	"log_file":             {"{root}/var/log/scrapyd/scrapyd.log", path(func(c *Config) *string { return &c.LogFile }), "the daemon's log is opened at start"},
-	"jobs_to_keep":         {"5", intRange(0, math.MaxInt32, func(c *Config) *int { return &c.JobsToKeep }), ""},
-	"finished_to_keep":     {"100", intRange(0, math.MaxInt32, func(c *Config) *int { return &c.FinishedToKeep }), ""},
-	"prefix_header":        {"x-forwarded-prefix", str(func(c *Config) *string { return &c.PrefixHeader }), ""},
-	"debug":                {"off", boolean(func(c *Config) *bool { return &c.Debug }), ""},
-	"node_name":            {"", field{nodeName, ptrTo(func(c *Config) *string { return &c.NodeName })}, ""},
-	"python":               {"/usr/bin/python3", executable(func(c *Config) *string { return &c.Python }), ""},
-	"launcher":             {"auto", field{launcherKind, ptrTo(func(c *Config) *string { return &c.Launcher })}, "the launcher is chosen at start, and running crawls belong to it"},
-	"crawl_user":           {"scrapy", str(func(c *Config) *string { return &c.CrawlUser }), "the crawl user is resolved with the launcher at start"},
-	"metrics_public":       {"off", boolean(func(c *Config) *bool { return &c.MetricsPublic }), ""},
-	"upload_limit":         {"64M", size(func(c *Config) *int64 { return &c.UploadLimit }), "the HTTP server's body limit is fixed at start"},
-	"crawl_memory_max":     {"0", size(func(c *Config) *int64 { return &c.CrawlMemoryMax }), ""},
-	"crawl_cpu_quota":      {"0", percent(func(c *Config) *int { return &c.CrawlCPUQuota }), ""},
-	"crawl_tasks_max":      {"0", intRange(0, math.MaxInt32, func(c *Config) *int { return &c.CrawlTasksMax }), ""},
-	"crawl_max_runtime":    {"0", seconds(0, func(c *Config) *time.Duration { return &c.CrawlMaxRuntime }), ""},
-	"crawl_writable_paths": {"", list(func(c *Config) *[]string { return &c.CrawlWritablePaths }), ""},
-	"webservice_enabled":   {"on", boolean(func(c *Config) *bool { return &c.WebserviceEnabled }), ""},
-	"webservice_resources": {"crawler, stats, enginestatus", list(func(c *Config) *[]string { return &c.WebserviceResources }), ""},
-	"webservice_logfile":   {"", path(func(c *Config) *string { return &c.WebserviceLogFile }), ""},
+	"bind_address":              {"127.0.0.1", str(func(c *Config) *string { return &c.BindAddress }), listener},
+	"http_port":                 {"6800", intRange(0, 65535, func(c *Config) *int { return &c.HTTPPort }), listener},
+	"unix_socket_path":          {"", path(func(c *Config) *string { return &c.UnixSocketPath }), listener},
+	"username":                  {"", str(func(c *Config) *string { return &c.Username }), ""},
+	"password":                  {"", str(func(c *Config) *string { return &c.Password }), ""},
+	"tls_cert":                  {"", path(func(c *Config) *string { return &c.TLSCert }), listener},
+	"tls_key":                   {"", path(func(c *Config) *string { return &c.TLSKey }), listener},
+	"poll_interval":             {"5.0", seconds(0.01, func(c *Config) *time.Duration { return &c.PollInterval }), ""},
+	"max_proc":                  {"0", intRange(0, 100000, func(c *Config) *int { return &c.MaxProc }), ""},
+	"max_proc_per_cpu":          {"4", intRange(0, 10000, func(c *Config) *int { return &c.MaxProcPerCPU }), ""},
+	"eggs_dir":                  {"{root}/var/lib/scrapyd/eggs", path(func(c *Config) *string { return &c.EggsDir }), atStart},
+	"dbs_dir":                   {"{root}/var/lib/scrapyd/dbs", path(func(c *Config) *string { return &c.DbsDir }), "the job database is opened at start"},
+	"items_dir":                 {"{root}/var/lib/scrapyd/items", path(func(c *Config) *string { return &c.ItemsDir }), ""},
+	"logs_dir":                  {"{root}/var/log/scrapyd", path(func(c *Config) *string { return &c.LogsDir }), ""},
+	"jobs_dir":                  {"", path(func(c *Config) *string { return &c.JobsDir }), ""},
+	"runtime_dir":               {"", path(func(c *Config) *string { return &c.RuntimeDir }), atStart},
+	"crawl_dir":                 {"", path(func(c *Config) *string { return &c.CrawlDir }), ""},
+	"envs_dir":                  {"", path(func(c *Config) *string { return &c.EnvsDir }), atStart},
+	"pip_index_url":             {"", str(func(c *Config) *string { return &c.PipIndexURL }), ""},
+	"pip_options":               {"", field{pipOptions, ptrTo(func(c *Config) *[]string { return &c.PipOptions })}, ""},
+	"env_install_timeout":       {"600", seconds(1, func(c *Config) *time.Duration { return &c.EnvInstallTimeout }), ""},
+	"log_file":                  {"{root}/var/log/scrapyd/scrapyd.log", path(func(c *Config) *string { return &c.LogFile }), "the daemon's log is opened at start"},
+	"jobs_to_keep":              {"5", intRange(0, math.MaxInt32, func(c *Config) *int { return &c.JobsToKeep }), ""},
+	"finished_to_keep":          {"100", intRange(0, math.MaxInt32, func(c *Config) *int { return &c.FinishedToKeep }), ""},
+	"logs_max_age":              {"0", age(func(c *Config) *time.Duration { return &c.LogsMaxAge }), ""},
+	"logs_max_bytes":            {"0", size(func(c *Config) *int64 { return &c.LogsMaxBytes }), ""},
+	"logs_max_bytes_per_spider": {"0", size(func(c *Config) *int64 { return &c.LogsMaxBytesPerSpider }), ""},
+	"compress_finished":         {"on", boolean(func(c *Config) *bool { return &c.CompressFinished }), ""},
+	"prefix_header":             {"x-forwarded-prefix", str(func(c *Config) *string { return &c.PrefixHeader }), ""},
+	"debug":                     {"off", boolean(func(c *Config) *bool { return &c.Debug }), ""},
+	"node_name":                 {"", field{nodeName, ptrTo(func(c *Config) *string { return &c.NodeName })}, ""},
+	"python":                    {"/usr/bin/python3", executable(func(c *Config) *string { return &c.Python }), ""},
+	"launcher":                  {"auto", field{launcherKind, ptrTo(func(c *Config) *string { return &c.Launcher })}, "the launcher is chosen at start, and running crawls belong to it"},
+	"crawl_user":                {"scrapy", str(func(c *Config) *string { return &c.CrawlUser }), "the crawl user is resolved with the launcher at start"},
+	"metrics_public":            {"off", boolean(func(c *Config) *bool { return &c.MetricsPublic }), ""},
+	"upload_limit":              {"64M", size(func(c *Config) *int64 { return &c.UploadLimit }), "the HTTP server's body limit is fixed at start"},
+	"crawl_memory_max":          {"0", size(func(c *Config) *int64 { return &c.CrawlMemoryMax }), ""},
+	"crawl_cpu_quota":           {"0", percent(func(c *Config) *int { return &c.CrawlCPUQuota }), ""},
+	"crawl_tasks_max":           {"0", intRange(0, math.MaxInt32, func(c *Config) *int { return &c.CrawlTasksMax }), ""},
+	"crawl_max_runtime":         {"0", seconds(0, func(c *Config) *time.Duration { return &c.CrawlMaxRuntime }), ""},
+	"crawl_writable_paths":      {"", list(func(c *Config) *[]string { return &c.CrawlWritablePaths }), ""},
+	"webservice_enabled":        {"on", boolean(func(c *Config) *bool { return &c.WebserviceEnabled }), ""},
+	"webservice_resources":      {"crawler, stats, enginestatus", list(func(c *Config) *[]string { return &c.WebserviceResources }), ""},
+	"webservice_logfile":        {"", path(func(c *Config) *string { return &c.WebserviceLogFile }), ""},
 }
 
 // scrapydOnly are Scrapyd options that name Python classes or modules; an
@@ -200,6 +204,26 @@ func seconds(min float64, f func(*Config) *time.Duration) field {
 		}
 		return time.Duration(s * float64(time.Second)), nil
 	})
+}
+
+// age is seconds as seconds reads them, or whole days ("30d"): how
+// long finished logs are kept is said in days.
+func age(f func(*Config) *time.Duration) field {
+	secs := seconds(0, f)
+	return field{
+		set: func(c *Config, v string) error {
+			if d, ok := strings.CutSuffix(strings.TrimSpace(v), "d"); ok {
+				n, err := parseInt(d, 0, 100000)
+				if err != nil {
+					return fmt.Errorf("%q is not a number of days such as 30d", v)
+				}
+				*f(c) = time.Duration(n) * 24 * time.Hour
+				return nil
+			}
+			return secs.set(c, v)
+		},
+		ptr: secs.ptr,
+	}
 }
 
 func boolean(f func(*Config) *bool) field {

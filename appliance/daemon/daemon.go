@@ -20,6 +20,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/scrapyd-debian/scrapyd/appliance/api"
+	"github.com/scrapyd-debian/scrapyd/appliance/archive"
 	"github.com/scrapyd-debian/scrapyd/appliance/config"
 	"github.com/scrapyd-debian/scrapyd/appliance/confine"
 	"github.com/scrapyd-debian/scrapyd/appliance/crawlrpc"
@@ -104,6 +105,7 @@ type daemon struct {
 	launcher crawlLauncher
 	rpc      *crawlrpc.Service
 	disp     *dispatch.Dispatcher
+	archiver *archive.Archiver
 	reloader *reloader
 	metrics  *metrics.Metrics
 	app      *fiber.App
@@ -197,6 +199,8 @@ func (d *daemon) startCrawls(ctx context.Context, cfg *config.Config) error {
 func (d *daemon) wire(_ context.Context, cfg *config.Config) error {
 	st, rpc := d.store, d.rpc
 	d.metrics = d.newMetrics()
+	d.archiver = archive.New(archive.Archiver{Config: d.conf, Jobs: st, Log: d.log})
+	var lastRunning atomic.Int64
 	d.disp = dispatch.New(dispatch.Options{
 		Config: d.conf, Store: observeJobs(st, d.metrics), Eggs: d.eggs, Launcher: d.launcher.Launcher, Log: d.log,
 		Hooks: &crawlHooks{rpc: rpc, log: d.log, chown: d.user.chown},
@@ -204,6 +208,11 @@ func (d *daemon) wire(_ context.Context, cfg *config.Config) error {
 		OnChange: func() {
 			p, r, _ := st.Counts()
 			notify.Status(r, p)
+			// A crawl ended: its files are counted and compressed, and the
+			// retention limits applied, off the dispatch path.
+			if r < int(lastRunning.Swap(int64(r))) {
+				d.archiver.Wake()
+			}
 		},
 	})
 	d.webhooks = &events.Webhooks{Feed: d.feed, Cursors: st, Config: d.conf, Log: d.log, UserAgent: "scrapyd/" + d.opts.Version}
@@ -296,6 +305,7 @@ func (d *daemon) serve(ctx context.Context, cfg *config.Config, lns []net.Listen
 	goRun(func() { d.rpc.Poll(dctx, 2*time.Second, runningJobs(d.store)) })
 	goRun(func() { d.seedMetrics(dctx) })
 	goRun(func() { d.webhooks.Run(dctx) })
+	goRun(func() { d.archiver.Run(dctx) })
 	goRun(func() {
 		if err := notify.Run(dctx); err != nil {
 			d.log.Error("watchdog", "err", err)
@@ -337,8 +347,10 @@ loop:
 			break loop
 		case <-hup:
 			d.reloader.reload("SIGHUP")
+			d.archiver.Wake() // retention limits may have changed
 		case <-changed:
 			d.reloader.reload("files changed")
+			d.archiver.Wake()
 		}
 	}
 	notify.Stopping()

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/scrapyd-debian/scrapyd/appliance/config"
@@ -116,7 +117,9 @@ func (ix Index) has(base, ext, project, spider, id string) bool {
 			names, _ := d.Readdirnames(-1)
 			d.Close()
 			for _, name := range names {
-				if id, ok := strings.CutSuffix(name, ext); ok {
+				// A compressed file keeps its plain URL (it is served
+				// decompressed or with Content-Encoding there).
+				if id, ok := strings.CutSuffix(strings.TrimSuffix(name, ".gz"), ext); ok {
 					ids[id] = true
 				}
 			}
@@ -138,3 +141,23 @@ func (ix Index) URLs(cfg *config.Config, project, spider, id string) (logURL, it
 	}
 	return logURL, itemsURL
 }
+
+// SizeComment is the gzip header comment a compressed log or items file
+// carries: its decompressed size, so that it can be served by range
+// without being read through (the trailer's ISIZE wraps at 4 GiB).
+func SizeComment(n int64) string { return sizeCommentPrefix + strconv.FormatInt(n, 10) }
+
+// ParseSizeComment reads SizeComment.
+func ParseSizeComment(c string) (int64, bool) {
+	s, ok := strings.CutPrefix(c, sizeCommentPrefix)
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	return n, err == nil && n >= 0
+}
+
+const sizeCommentPrefix = "scrapyd size="
+
+// Compressed is the name a finished crawl's file has once compressed.
+func Compressed(path string) string { return path + ".gz" }

@@ -270,6 +270,12 @@ func (s *Store) End(seq int64, ended time.Time, exit *int, outcome job.Outcome, 
 	})
 }
 
+// SetStats replaces a finished job's stats (the log counts counted after
+// its end are added to them); a job no longer finished or kept is left alone.
+func (s *Store) SetStats(seq int64, stats string) error {
+	return s.exec(`UPDATE jobs SET stats = ? WHERE seq = ? AND state = 'finished'`, nullString(stats), seq)
+}
+
 func trim(tx *sql.Tx, delta map[job.State]int, keep, have int) error {
 	if have <= keep {
 		return nil

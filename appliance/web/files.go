@@ -1,6 +1,9 @@
 package web
 
 import (
+	"bufio"
+	"compress/gzip"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"io/fs"
@@ -51,6 +54,11 @@ func (h *handlers) files(dirOf func(*config.Config) string) fiber.Handler {
 		defer root.Close()
 		info, err := root.Stat(rel)
 		if err != nil {
+			// A finished crawl's log or items compressed after its end
+			// stay at their plain URL (issue 17 point 5).
+			if gz, err := root.Stat(rel + ".gz"); err == nil && gz.Mode().IsRegular() && !strings.HasSuffix(raw, "/") {
+				return serveCompressed(c, root, rel, gz)
+			}
 			return fiber.ErrNotFound
 		}
 		if info.IsDir() {
@@ -115,19 +123,110 @@ func contentType(name string) (ctype, encoding string) {
 }
 
 func serveFile(c *fiber.Ctx, root *os.Root, rel string, info fs.FileInfo) error {
-	size := info.Size()
 	ctype, encoding := contentType(rel)
+	return serve(c, ctype, encoding, info.ModTime(), info.Size(), func(start, n int64) (io.ReadCloser, error) {
+		f, err := root.Open(rel)
+		if err != nil {
+			return nil, err
+		}
+		return struct {
+			io.Reader
+			io.Closer
+		}{io.NewSectionReader(f, start, n), f}, nil
+	})
+}
+
+// serveCompressed answers a request for rel, of which only rel.gz exists:
+// the compressed bytes with Content-Encoding: gzip to a client that
+// accepts gzip and asks for no range, else the plain content, decompressed
+// as it is sent (a range too: the part before it is read and dropped, so
+// memory stays bounded whatever the file's size).
+func serveCompressed(c *fiber.Ctx, root *os.Root, rel string, gz fs.FileInfo) error {
+	c.Vary(fiber.HeaderAcceptEncoding)
+	if c.Get(fiber.HeaderRange) == "" && acceptsGzip(c.Get(fiber.HeaderAcceptEncoding)) {
+		return serveFile(c, root, rel+".gz", gz)
+	}
+	f, err := root.Open(rel + ".gz")
+	if err != nil {
+		return fiber.ErrNotFound
+	}
+	size, err := gzipSize(f, gz.Size())
+	f.Close()
+	if err != nil {
+		return fiber.ErrNotFound
+	}
+	ctype, _ := contentType(rel)
+	return serve(c, ctype, "", gz.ModTime(), size, func(start, n int64) (io.ReadCloser, error) {
+		f, err := root.Open(rel + ".gz")
+		if err != nil {
+			return nil, err
+		}
+		zr, err := gzip.NewReader(bufio.NewReaderSize(f, 64<<10))
+		if err == nil {
+			_, err = io.CopyN(io.Discard, zr, start)
+		}
+		if err != nil {
+			f.Close()
+			return nil, err
+		}
+		return struct {
+			io.Reader
+			io.Closer
+		}{io.LimitReader(zr, n), f}, nil
+	})
+}
+
+// acceptsGzip reads Accept-Encoding: gzip (or *) unless its q is 0.
+func acceptsGzip(header string) bool {
+	for _, part := range strings.Split(header, ",") {
+		name, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+		name = strings.ToLower(strings.TrimSpace(name))
+		if name != "gzip" && name != "x-gzip" && name != "*" {
+			continue
+		}
+		q := strings.ReplaceAll(strings.TrimSpace(params), " ", "")
+		return q != "q=0" && q != "q=0.0" && q != "q=0.00" && q != "q=0.000"
+	}
+	return false
+}
+
+// gzipSize is a gzip file's decompressed size: the size the archiver
+// wrote into the header's comment (jobfiles.SizeComment), else the
+// trailer's ISIZE (RFC 1952) when the file is too small to inflate past
+// 4 GiB (ISIZE is the size modulo 2^32; deflate shrinks at most about
+// 1032:1), else the file is read through.
+func gzipSize(f *os.File, size int64) (int64, error) {
+	zr, err := gzip.NewReader(bufio.NewReaderSize(f, 64<<10))
+	if err != nil {
+		return 0, err
+	}
+	if n, ok := jobfiles.ParseSizeComment(zr.Comment); ok {
+		return n, nil
+	}
+	if size < 4_000_000 {
+		var tail [4]byte
+		if _, err := f.ReadAt(tail[:], size-4); err != nil {
+			return 0, err
+		}
+		return int64(binary.LittleEndian.Uint32(tail[:])), nil
+	}
+	return io.Copy(io.Discard, zr)
+}
+
+// serve answers a file of size bytes whose content body opens from an
+// offset: Last-Modified and If-Modified-Since, a single byte Range, HEAD.
+func serve(c *fiber.Ctx, ctype, encoding string, mtime time.Time, size int64, body func(start, n int64) (io.ReadCloser, error)) error {
 	c.Set(fiber.HeaderContentType, ctype)
 	if encoding != "" {
 		c.Set(fiber.HeaderContentEncoding, encoding)
 	}
 	c.Set(fiber.HeaderAcceptRanges, "bytes")
-	c.Set(fiber.HeaderLastModified, info.ModTime().UTC().Format(http.TimeFormat))
+	c.Set(fiber.HeaderLastModified, mtime.UTC().Format(http.TimeFormat))
 	// Crawled content must not run as a page of ours: no sniffing, and a
 	// sandbox in case a feed is XML or a log holds markup.
 	c.Set(fiber.HeaderXContentTypeOptions, "nosniff")
 	c.Set(fiber.HeaderContentSecurityPolicy, "sandbox")
-	if since, err := http.ParseTime(c.Get(fiber.HeaderIfModifiedSince)); err == nil && !info.ModTime().Truncate(time.Second).After(since) {
+	if since, err := http.ParseTime(c.Get(fiber.HeaderIfModifiedSince)); err == nil && !mtime.Truncate(time.Second).After(since) {
 		return c.SendStatus(fiber.StatusNotModified)
 	}
 	start, n, status := int64(0), size, fiber.StatusOK
@@ -148,15 +247,12 @@ func serveFile(c *fiber.Ctx, root *os.Root, rel string, info fs.FileInfo) error 
 		c.Context().Response.SkipBody = true
 		return nil
 	}
-	f, err := root.Open(rel)
+	r, err := body(start, n)
 	if err != nil {
 		return fiber.ErrNotFound
 	}
 	// fasthttp closes the stream once the response is written.
-	c.Context().SetBodyStream(struct {
-		io.Reader
-		io.Closer
-	}{io.NewSectionReader(f, start, n), f}, int(n))
+	c.Context().SetBodyStream(r, int(n))
 	return nil
 }
 

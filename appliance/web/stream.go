@@ -3,6 +3,7 @@ package web
 import (
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"encoding/json"
 	"io"
 	"os"
@@ -60,20 +61,22 @@ func readTail(path string, max int64, live bool) (text string, offset int64, tru
 	if path == "" {
 		return "", 0, false
 	}
+	var data []byte
+	var start int64
 	f, err := os.Open(path)
-	if err != nil {
+	if err == nil {
+		defer f.Close()
+		info, err := f.Stat()
+		if err != nil {
+			return "", 0, false
+		}
+		if start = info.Size() - max; start < 0 {
+			start = 0
+		}
+		data, _ = io.ReadAll(io.NewSectionReader(f, start, info.Size()-start))
+	} else if data, start, err = gzipTail(jobfiles.Compressed(path), max); err != nil {
 		return "", 0, false
 	}
-	defer f.Close()
-	info, err := f.Stat()
-	if err != nil {
-		return "", 0, false
-	}
-	start := info.Size() - max
-	if start < 0 {
-		start = 0
-	}
-	data, _ := io.ReadAll(io.NewSectionReader(f, start, info.Size()-start))
 	if start > 0 {
 		truncated = true
 		if i := bytes.IndexByte(data, '\n'); i >= 0 {
@@ -85,6 +88,42 @@ func readTail(path string, max int64, live bool) (text string, offset int64, tru
 		data = data[:bytes.LastIndexByte(data, '\n')+1]
 	}
 	return string(data), start + int64(len(data)), truncated
+}
+
+// gzipTail is the last max bytes of a compressed file's content and
+// where they start, read through with at most 2*max bytes held.
+func gzipTail(path string, max int64) ([]byte, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(bufio.NewReaderSize(f, chunk))
+	if err != nil {
+		return nil, 0, err
+	}
+	var buf []byte
+	var dropped int64
+	chunkBuf := make([]byte, chunk)
+	for {
+		n, err := zr.Read(chunkBuf)
+		buf = append(buf, chunkBuf[:n]...)
+		if over := int64(len(buf)) - max; over > max {
+			dropped += over
+			buf = append(buf[:0], buf[over:]...)
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, 0, err
+		}
+	}
+	if over := int64(len(buf)) - max; over > 0 {
+		dropped += over
+		buf = buf[over:]
+	}
+	return buf, dropped, nil
 }
 
 // followLog streams a job's log as server-sent events from an offset

@@ -65,6 +65,8 @@ func Register(o Options) func(fiber.Router) {
 		r.Get("/projects/:project", h.projectPage)
 		r.Post("/projects/:project/schedule", sameOrigin, h.schedule)
 		r.Get("/assets/*", h.asset)
+		r.Get("/logs/stats.json", h.logParserStats)
+		r.Get("/logs/:project/:spider/:file", h.logParserJobFile)
 		r.Get("/logs", h.files(logsRoot))
 		r.Get("/logs/*", h.files(logsRoot))
 		r.Get("/items", h.files(itemsRoot))

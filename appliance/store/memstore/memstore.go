@@ -209,6 +209,16 @@ func (s *Store) End(seq int64, ended time.Time, exit *int, outcome job.Outcome, 
 	return nil
 }
 
+// SetStats replaces a finished job's stats.
+func (s *Store) SetStats(seq int64, stats string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if j, ok := s.jobs[seq]; ok && j.State == job.Finished {
+		j.Stats = stats
+	}
+	return nil
+}
+
 // Trim keeps the newest keep finished jobs.
 func (s *Store) Trim(keep int) error {
 	s.mu.Lock()

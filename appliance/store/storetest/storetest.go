@@ -24,6 +24,7 @@ type Store interface {
 	Started(seq int64, handle string, pid int) error
 	Requeue(seq int64) error
 	End(seq int64, ended time.Time, exit *int, outcome job.Outcome, stats string, keep int) error
+	SetStats(seq int64, stats string) error
 	Trim(keep int) error
 	CancelPending(project, id string) (int, error)
 	MarkCancelled(seq int64) (before bool, err error)
@@ -216,6 +217,13 @@ func lifecycle(t *testing.T, s Store) {
 		f.Handle != "unit-j" || f.Stats != `{"item_scraped_count": 3}` || !f.Scheduled.Equal(t0) || !f.Started.Equal(at(1)) || !f.Ended.Equal(at(2)) ||
 		!slices.Equal(f.Settings, []job.Pair{{Name: "A", Value: "1"}, {Name: "A", Value: "2"}}) || !slices.Equal(f.Args, []job.Pair{{Name: "x", Value: "é"}}) {
 		t.Fatalf("finished record = %+v", f)
+	}
+	// The log counts added after the end replace the stats.
+	if err := s.SetStats(j.Seq, `{"item_scraped_count": 3, "scrapyd/log_count/error": 1}`); err != nil {
+		t.Fatal(err)
+	}
+	if f, _ := s.Find(ctx, "p", "j"); f == nil || f.Stats != `{"item_scraped_count": 3, "scrapyd/log_count/error": 1}` {
+		t.Fatalf("stats after SetStats = %+v", f)
 	}
 }
 
