@@ -55,6 +55,8 @@ type Config struct {
 	LogsMaxBytes          int64
 	LogsMaxBytesPerSpider int64
 	// CompressFinished gzips a crawl's log and items once it has ended.
+	// Off by default: programs that read items_dir/P/S/ID.jl (or a local
+	// LogParser reading *.log) from disk would lose the files.
 	CompressFinished bool
 
 	PrefixHeader string

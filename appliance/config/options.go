@@ -67,7 +67,7 @@ var options = map[string]option{
 	"logs_max_age":              {"0", age(func(c *Config) *time.Duration { return &c.LogsMaxAge }), ""},
 	"logs_max_bytes":            {"0", size(func(c *Config) *int64 { return &c.LogsMaxBytes }), ""},
 	"logs_max_bytes_per_spider": {"0", size(func(c *Config) *int64 { return &c.LogsMaxBytesPerSpider }), ""},
-	"compress_finished":         {"on", boolean(func(c *Config) *bool { return &c.CompressFinished }), ""},
+	"compress_finished":         {"off", boolean(func(c *Config) *bool { return &c.CompressFinished }), ""},
 	"prefix_header":             {"x-forwarded-prefix", str(func(c *Config) *string { return &c.PrefixHeader }), ""},
 	"debug":                     {"off", boolean(func(c *Config) *bool { return &c.Debug }), ""},
 	"node_name":                 {"", field{nodeName, ptrTo(func(c *Config) *string { return &c.NodeName })}, ""},
