@@ -24,7 +24,9 @@ func errorSite(t *testing.T) string {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, `<html><body><a class="product" href="/products/p0.html">p0</a><a class="product" href="/moved">p1</a><a class="product" href="/products/gone.html">gone</a></body></html>`)
 	})
-	mux.HandleFunc("/moved", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/products/p1.html", http.StatusFound) })
+	mux.HandleFunc("/moved", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/products/p1.html", http.StatusFound)
+	})
 	mux.HandleFunc("/products/", func(w http.ResponseWriter, r *http.Request) {
 		var i int
 		if _, err := fmt.Sscanf(r.URL.Path, "/products/p%d.html", &i); err != nil {
