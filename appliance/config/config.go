@@ -18,6 +18,9 @@ import (
 // Config is one validated snapshot. Never modify a Config after Load returns it.
 type Config struct {
 	Root string // the prefix every built-in path is under ("/" when installed)
+	// Layout says which built-in paths apply: the installed system's or
+	// Scrapyd's own, relative to the daemon's working directory.
+	Layout Layout
 
 	BindAddress    string
 	HTTPPort       int
@@ -121,11 +124,18 @@ func (c *Config) AuthEnabled() bool { return c.Username != "" && c.Password != "
 // Options says where to look. The zero value reads the installed system's
 // files plus the working directory's and the home directory's.
 type Options struct {
-	Root  string   // prefix for built-in paths and /etc/scrapyd; "" means "/"
-	Extra []string // files given with --config, read after the search order
-	Env   []string // KEY=VALUE; nil means os.Environ()
-	Cwd   string   // "" means the process's working directory
-	Home  string   // "" means $HOME; "-" skips ~/.scrapyd.conf
+	// Root is the prefix for built-in paths and /etc/scrapyd; "" means "/"
+	// and that no --root was given, so the layout is decided from the
+	// files present (see decideLayout).
+	Root string
+	// Layout, when set, is kept instead of deciding again: a daemon keeps
+	// the one it started with at every reload, so that creating or
+	// removing /etc/scrapyd/scrapyd.conf never moves its paths.
+	Layout *Layout
+	Extra  []string // files given with --config, read after the search order
+	Env    []string // KEY=VALUE; nil means os.Environ()
+	Cwd    string   // "" means the process's working directory
+	Home   string   // "" means $HOME; "-" skips ~/.scrapyd.conf
 	// Flags are options given on the daemon's command line (--bind,
 	// --port). They are read last, so they win over every file and
 	// variable, and at every reload too.
@@ -153,15 +163,22 @@ func (o Options) root() string {
 // ConfDir is <root>/etc/scrapyd.
 func (o Options) ConfDir() string { return filepath.Join(o.root(), "etc", "scrapyd") }
 
+// cwd is the daemon's working directory, "" when it cannot be known.
+func (o Options) cwd() string {
+	if o.Cwd != "" {
+		return o.Cwd
+	}
+	wd, _ := os.Getwd()
+	return wd
+}
+
 // SearchPaths lists every file and directory of the search order, existing or
 // not, in reading order: the live-reload watcher watches exactly these.
 func (o Options) SearchPaths() (files []string, confD string) {
 	confD = filepath.Join(o.ConfDir(), "conf.d")
 	files = []string{filepath.Join(o.ConfDir(), "scrapyd.conf")}
-	if cwd := o.Cwd; cwd != "" {
+	if cwd := o.cwd(); cwd != "" {
 		files = append(files, filepath.Join(cwd, "scrapyd.conf"))
-	} else if wd, err := os.Getwd(); err == nil {
-		files = append(files, filepath.Join(wd, "scrapyd.conf"))
 	}
 	home := o.Home
 	if home == "" {
@@ -177,7 +194,13 @@ func (o Options) SearchPaths() (files []string, confD string) {
 // and line at fault; no partial Config is ever returned.
 func Load(o Options) (*Config, error) {
 	root := o.root()
-	entries := builtinEntries(root)
+	var layout Layout
+	if o.Layout != nil {
+		layout = *o.Layout
+	} else {
+		layout = decideLayout(o.Root, o.ConfDir(), o.cwd())
+	}
+	entries := builtinEntries(root, o.cwd(), layout)
 	files, confD := o.SearchPaths()
 	ordered := []string{files[0]}
 	if names, err := os.ReadDir(confD); err == nil {
@@ -195,7 +218,7 @@ func Load(o Options) (*Config, error) {
 		return nil, fmt.Errorf("%s: %w", confD, err)
 	}
 	ordered = append(ordered, files[1:]...)
-	c := &Config{Root: root, Settings: map[string]string{}, Sources: map[string]Source{}, Raw: map[string]string{}}
+	c := &Config{Root: root, Layout: layout, Settings: map[string]string{}, Sources: map[string]Source{}, Raw: map[string]string{}}
 	for _, f := range ordered {
 		data, err := os.ReadFile(f)
 		if os.IsNotExist(err) {

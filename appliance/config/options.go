@@ -103,17 +103,24 @@ func Names() []string {
 	return out
 }
 
-func builtinEntries(root string) []entry {
+// builtinEntries are every option's default: the path options' from the
+// layout (and said so in their source), the others' from options.
+func builtinEntries(root, cwd string, l Layout) []entry {
 	out := make([]entry, 0, len(options))
 	for _, k := range Names() {
-		v := options[k].def
-		if strings.Contains(v, "{root}") {
-			v = filepath.Join(root, strings.TrimPrefix(strings.ReplaceAll(v, "{root}", ""), "/"))
+		v, src := options[k].def, Source{File: builtin}
+		if d, ok := layoutDefault(k, root, cwd, l); ok {
+			v, src = d, layoutSource(l)
 		}
-		out = append(out, entry{section: "scrapyd", key: k, value: v, source: Source{File: "(built-in)"}})
+		out = append(out, entry{section: "scrapyd", key: k, value: v, source: src})
 	}
 	return out
 }
+
+func hasRoot(def string) bool { return strings.HasPrefix(def, "{root}") }
+
+// trimRoot is a {root} default relative to the root.
+func trimRoot(def string) string { return strings.TrimPrefix(strings.TrimPrefix(def, "{root}"), "/") }
 
 // ptrTo adapts a field accessor to field.ptr.
 func ptrTo[T any](f func(*Config) *T) func(*Config) any {

@@ -65,6 +65,10 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
+	// Reloads keep the layout decided now: a package installed meanwhile
+	// must not move the default paths under a running daemon.
+	layout := cfg.Layout
+	o.Config.Layout = &layout
 	d := &daemon{opts: o}
 	d.current.Store(cfg)
 	defer d.close()
@@ -141,13 +145,15 @@ func (d *daemon) openLog(_ context.Context, cfg *config.Config) error {
 func (d *daemon) openState(_ context.Context, cfg *config.Config) error {
 	// dbs_dir is the daemon's alone: the job database holds every spider
 	// argument, which may carry credentials.
+	// runtime_dir too: crawlrpc fills it later, and a failure here names
+	// the option to change.
 	for _, dir := range []struct {
-		path string
-		mode os.FileMode
-	}{{cfg.EggsDir, 0o755}, {cfg.EnvsDir, 0o755}, {cfg.DbsDir, 0o700}, {cfg.LogsDir, 0o755}, {jobfiles.LocalItemsDir(cfg), 0o755}, {cfg.CrawlDir, 0o755}} {
+		key, path string
+		mode      os.FileMode
+	}{{"eggs_dir", cfg.EggsDir, 0o755}, {"envs_dir", cfg.EnvsDir, 0o755}, {"dbs_dir", cfg.DbsDir, 0o700}, {"logs_dir", cfg.LogsDir, 0o755}, {"items_dir", jobfiles.LocalItemsDir(cfg), 0o755}, {"crawl_dir", cfg.CrawlDir, 0o755}, {"runtime_dir", runtimeDir(cfg, os.Getenv), 0o755}} {
 		if dir.path != "" {
 			if err := os.MkdirAll(dir.path, dir.mode); err != nil {
-				return fmt.Errorf("create %s: %w", dir.path, err)
+				return cfg.PathError(dir.key, dir.path, err)
 			}
 		}
 	}
@@ -373,11 +379,11 @@ func openLog(cfg *config.Config, level *slog.LevelVar) (*slog.Logger, func(), er
 	closer := func() {}
 	if cfg.LogFile != "" {
 		if err := os.MkdirAll(filepath.Dir(cfg.LogFile), 0o755); err != nil {
-			return nil, nil, err
+			return nil, nil, cfg.PathError("log_file", cfg.LogFile, err)
 		}
 		f, err := os.OpenFile(cfg.LogFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, cfg.PathError("log_file", cfg.LogFile, err)
 		}
 		w, closer = f, func() { f.Close() }
 	}

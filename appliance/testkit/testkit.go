@@ -139,8 +139,8 @@ type Options struct {
 	TLSRoots *x509.CertPool
 	// ScrapydWay starts the binary as Scrapyd is started: without --root,
 	// in Root as its working directory, with Conf in Root/scrapyd.conf
-	// (Conf must then place every file below Root, and log_file at
-	// var/log/scrapyd/scrapyd.log for Logs).
+	// (Logs reads log_file at var/log/scrapyd/scrapyd.log, or at the
+	// Scrapyd way's default, logs/scrapyd.log).
 	ScrapydWay bool
 	// RunAs, when set, runs the daemon as that user (a root test starting
 	// an unprivileged daemon): Root is given to it.
@@ -156,13 +156,13 @@ func StartDaemon(t testing.TB, o Options) *Daemon {
 	if root == "" {
 		root = traversableTempDir(t)
 	}
-	confD := filepath.Join(root, "etc", "scrapyd", "conf.d")
-	if err := os.MkdirAll(confD, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	confFile := filepath.Join(confD, "50-test.conf")
-	if o.ScrapydWay {
-		confFile = filepath.Join(root, "scrapyd.conf")
+	confFile := filepath.Join(root, "scrapyd.conf")
+	if !o.ScrapydWay {
+		confD := filepath.Join(root, "etc", "scrapyd", "conf.d")
+		if err := os.MkdirAll(confD, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		confFile = filepath.Join(confD, "50-test.conf")
 	}
 	if o.Conf != "" {
 		if err := os.WriteFile(confFile, []byte("[scrapyd]\n"+o.Conf+"\n"), 0o644); err != nil {
@@ -236,7 +236,11 @@ func StartDaemon(t testing.TB, o Options) *Daemon {
 // Logs returns the daemon's stderr and scrapyd.log, for failure messages.
 func (d *Daemon) Logs() string {
 	a, _ := os.ReadFile(filepath.Join(d.Root, "daemon-stderr.log"))
-	b, _ := os.ReadFile(filepath.Join(d.Root, "var", "log", "scrapyd", "scrapyd.log"))
+	b, err := os.ReadFile(filepath.Join(d.Root, "var", "log", "scrapyd", "scrapyd.log"))
+	if err != nil {
+		// Started the Scrapyd way with the defaults: log_file is logs/scrapyd.log.
+		b, _ = os.ReadFile(filepath.Join(d.Root, "logs", "scrapyd.log"))
+	}
 	return string(a) + "\n--- scrapyd.log ---\n" + string(b)
 }
 

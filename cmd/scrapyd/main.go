@@ -60,7 +60,7 @@ func newApp() *cli.App {
 func configFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringSliceFlag{Name: "config", Aliases: []string{"c"}, Usage: "read this configuration file after the search order (repeatable)"},
-		&cli.StringFlag{Name: "root", Usage: "prefix for /etc/scrapyd, /var/lib/scrapyd and /var/log/scrapyd (e.g. . for a development tree)", Value: "/"},
+		&cli.StringFlag{Name: "root", Usage: "prefix for /etc/scrapyd, /var/lib/scrapyd and /var/log/scrapyd (e.g. . for a development tree); without it: that layout when /etc/scrapyd/scrapyd.conf exists, else the Scrapyd way (eggs, logs, dbs in the working directory)"},
 		&cli.StringFlag{Name: "bind", Usage: "listen on `ADDRESS` (bind_address; wins over every file and SCRAPYD_ variable)"},
 		&cli.StringFlag{Name: "port", Usage: "listen on TCP `PORT` (http_port; wins over every file and SCRAPYD_ variable)"},
 	}
@@ -73,7 +73,9 @@ var optionFlags = []struct{ flag, option string }{{"bind", "bind_address"}, {"po
 // the command (scrapyd --root . config check) or after it (scrapyd config
 // check --root .), so that a command reads exactly what the daemon reads.
 func configOptions(c *cli.Context) config.Options {
-	o := config.Options{Root: "/"}
+	// No --root leaves Root empty: the layout is then decided from the
+	// files present (installed, or the Scrapyd way).
+	o := config.Options{}
 	rootSet := false
 	for _, ctx := range c.Lineage() { // the command's own context first
 		local := ctx.LocalFlagNames()
