@@ -27,7 +27,7 @@ func scrapydWayOptions(dir string) Options {
 
 // pathOptions are every option naming a file or directory the daemon
 // creates or writes.
-var pathOptions = []string{"eggs_dir", "dbs_dir", "logs_dir", "items_dir", "jobs_dir", "runtime_dir", "crawl_dir", "log_file", "unix_socket_path", "webservice_logfile"}
+var pathOptions = []string{"eggs_dir", "dbs_dir", "logs_dir", "items_dir", "jobs_dir", "runtime_dir", "crawl_dir", "envs_dir", "log_file", "unix_socket_path", "webservice_logfile"}
 
 // pathValue is option key's effective path in c.
 func pathValue(c *Config, key string) string { return *options[key].ptr(c).(*string) }
@@ -62,7 +62,7 @@ func TestScrapydWayDefaults(t *testing.T) {
 			}
 			want := map[string]string{
 				"eggs_dir": dir + "/eggs", "logs_dir": dir + "/logs", "dbs_dir": dir + "/dbs", "items_dir": "", "jobs_dir": "",
-				"log_file": dir + "/logs/scrapyd.log", "runtime_dir": dir + "/run", "crawl_dir": dir,
+				"log_file": dir + "/logs/scrapyd.log", "runtime_dir": dir + "/run", "crawl_dir": dir, "envs_dir": dir + "/envs",
 				"unix_socket_path": "", "webservice_logfile": "",
 			}
 			for _, k := range pathOptions {
@@ -96,6 +96,17 @@ func TestScrapydWayDefaults(t *testing.T) {
 				t.Errorf("config show does not say where the defaults come from:\n%s", out.String())
 			}
 		})
+	}
+}
+
+// TestEveryRootDefaultHasAScrapydWay: an option added with a {root}
+// default must say where it goes the Scrapyd way, or it would point at
+// the literal "{root}".
+func TestEveryRootDefaultHasAScrapydWay(t *testing.T) {
+	for k, o := range options {
+		if _, ok := scrapydWay[k]; hasRoot(o.def) && !ok {
+			t.Errorf("%s defaults to %s installed, and has no Scrapyd way default (layout.go)", k, o.def)
+		}
 	}
 }
 

@@ -103,13 +103,14 @@ func minimalScrapydWayCrawl(t *testing.T, runAs *syscall.Credential) *testkit.Da
 	if _, err := os.Stat(d.Path("items")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("items/ made although items_dir is empty: %v", err)
 	}
-	// Besides those and Scrapy's .scrapy, only run/ (crawl sockets) and
-	// what the test itself put there.
+	// Besides those and Scrapy's .scrapy, only run/ (crawl sockets),
+	// envs/ (Python environments, beside eggs/) and what the test itself
+	// put there.
 	names, err := os.ReadDir(d.Root)
 	if err != nil {
 		t.Fatal(err)
 	}
-	allowed := []string{"scrapyd.conf", "eggs", "logs", "dbs", "run", ".scrapy", "home", "daemon-stderr.log"}
+	allowed := []string{"scrapyd.conf", "eggs", "logs", "dbs", "run", "envs", ".scrapy", "home", "daemon-stderr.log"}
 	for _, n := range names {
 		if !slices.Contains(allowed, n.Name()) {
 			t.Errorf("unexpected %s in the folder", n.Name())
