@@ -58,6 +58,20 @@ type Added struct {
 // AddVersion uploads an egg of size bytes as project/version. The egg is
 // streamed; wrap it to observe upload progress.
 func (c *Client) AddVersion(ctx context.Context, project, version string, egg io.Reader, size int64) (Added, error) {
+	return c.AddVersionWith(ctx, project, version, egg, size, Deps{})
+}
+
+// Deps are what an upload asks the server to install into the version's
+// own Python environment: a pip requirements file and a wheelhouse (a zip
+// of .whl files); either may be empty.
+type Deps struct {
+	Requirements []byte
+	Wheels       []byte
+}
+
+// AddVersionWith is AddVersion with the version's dependencies, sent as
+// the "requirements" and "wheels" file parts before the egg.
+func (c *Client) AddVersionWith(ctx context.Context, project, version string, egg io.Reader, size int64, deps Deps) (Added, error) {
 	// The multipart framing is built around the egg so that the request has
 	// a Content-Length: not every server accepts a chunked upload.
 	var buf bytes.Buffer
@@ -67,6 +81,21 @@ func (c *Client) AddVersion(ctx context.Context, project, version string, egg io
 	}
 	if err := mw.WriteField("version", version); err != nil {
 		return Added{}, fmt.Errorf("client: %w", err)
+	}
+	for _, part := range []struct {
+		name, file string
+		data       []byte
+	}{{"requirements", "requirements.txt", deps.Requirements}, {"wheels", "wheels.zip", deps.Wheels}} {
+		if len(part.data) == 0 {
+			continue
+		}
+		w, err := mw.CreateFormFile(part.name, part.file)
+		if err == nil {
+			_, err = w.Write(part.data)
+		}
+		if err != nil {
+			return Added{}, fmt.Errorf("client: %w", err)
+		}
 	}
 	h := textproto.MIMEHeader{}
 	// The same file name scrapyd-deploy sends.

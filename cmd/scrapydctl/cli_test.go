@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/scrapyd-debian/scrapyd/appliance/testkit"
 )
 
 // fake is a scripted Scrapyd: answers per path, and what it was sent.
@@ -22,13 +24,14 @@ type fake struct {
 	mu      sync.Mutex
 	answers map[string]string // path → JSON answer
 	forms   map[string]map[string][]string
-	eggs    map[string][]byte // version → uploaded egg
+	eggs    map[string][]byte            // version → uploaded egg
+	deps    map[string]map[string][]byte // version → "requirements"/"wheels" → uploaded file
 	srv     *httptest.Server
 }
 
 func newFake(t *testing.T, answers map[string]string) *fake {
 	t.Helper()
-	f := &fake{answers: answers, forms: map[string]map[string][]string{}, eggs: map[string][]byte{}}
+	f := &fake{answers: answers, forms: map[string]map[string][]string{}, eggs: map[string][]byte{}, deps: map[string]map[string][]byte{}}
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/addversion.json" {
 			if err := r.ParseMultipartForm(32 << 20); err != nil {
@@ -39,6 +42,17 @@ func newFake(t *testing.T, answers map[string]string) *fake {
 				f.mu.Lock()
 				f.eggs[r.FormValue("version")] = b
 				f.mu.Unlock()
+			}
+			for _, field := range []string{"requirements", "wheels"} {
+				if file, _, err := r.FormFile(field); err == nil {
+					b, _ := io.ReadAll(file)
+					f.mu.Lock()
+					if f.deps[r.FormValue("version")] == nil {
+						f.deps[r.FormValue("version")] = map[string][]byte{}
+					}
+					f.deps[r.FormValue("version")][field] = b
+					f.mu.Unlock()
+				}
 			}
 		} else if r.Header.Get("Content-Type") != "application/json" {
 			r.ParseForm()
@@ -499,6 +513,45 @@ url = `+bad.srv.URL+`/
 	}
 	if !bytes.Equal(f.eggs["2.0"], built) {
 		t.Error("--egg did not upload the file")
+	}
+}
+
+// TestDeployRequirements: the project's requirements.txt goes with the
+// egg; [deploy] requirements names another file; --wheels builds the
+// wheelhouse with pip wheel (offline here: from a local wheel) and sends
+// the wheels zipped, flat; --no-requirements sends none.
+func TestDeployRequirements(t *testing.T) {
+	needTool(t, defaultPython, "-m", "pip", "--version")
+	f := newFake(t, map[string]string{"/addversion.json": `{"project": "sample", "version": "v", "spiders": 4, "status": "ok"}`})
+	dir := copyProject(t)
+	local := t.TempDir()
+	writeFile(t, filepath.Join(local, testkit.WheelName("greeter", "1.0")), string(testkit.Wheel(t, "greeter", "1.0", map[string]string{"greeter/__init__.py": ""})))
+	reqs := "--no-index\n--find-links " + local + "\ngreeter==1.0\n"
+	writeFile(t, filepath.Join(dir, "requirements.txt"), reqs)
+	cfg := "[settings]\ndefault = sample.settings\n[deploy]\nurl = " + f.srv.URL + "/\nproject = sample\n"
+	writeFile(t, filepath.Join(dir, "scrapy.cfg"), cfg)
+	t.Chdir(dir)
+	if _, stderr, err := scrapydctl(t, "deploy", "--version", "1"); err != nil || !strings.Contains(stderr, "Sending requirements: "+filepath.Join(dir, "requirements.txt")) {
+		t.Fatalf("%v\n%s", err, stderr)
+	}
+	if got := f.deps["1"]; string(got["requirements"]) != reqs || got["wheels"] != nil {
+		t.Errorf("deploy sent %q", got)
+	}
+	if _, stderr, err := scrapydctl(t, "deploy", "--version", "2", "--wheels"); err != nil {
+		t.Fatalf("--wheels: %v\n%s", err, stderr)
+	}
+	zr, err := zip.NewReader(bytes.NewReader(f.deps["2"]["wheels"]), int64(len(f.deps["2"]["wheels"])))
+	if err != nil || len(zr.File) != 1 || zr.File[0].Name != testkit.WheelName("greeter", "1.0") {
+		t.Fatalf("--wheels sent %v (%v)", zr, err)
+	}
+	os.MkdirAll(filepath.Join(dir, "deps"), 0o755)
+	writeFile(t, filepath.Join(dir, "deps", "prod.txt"), "greeter\n")
+	writeFile(t, filepath.Join(dir, "scrapy.cfg"), cfg+"requirements = deps/prod.txt\n")
+	if _, _, err := scrapydctl(t, "deploy", "--version", "3"); err != nil || string(f.deps["3"]["requirements"]) != "greeter\n" {
+		t.Errorf("[deploy] requirements: %v, sent %q", err, f.deps["3"])
+	}
+	if _, _, err := scrapydctl(t, "deploy", "--version", "4", "--no-requirements"); err != nil || f.deps["4"] != nil {
+		t.Errorf("--no-requirements: %v, sent %q", err, f.deps["4"])
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/scrapyd-debian/scrapyd/appliance/client"
 	"github.com/scrapyd-debian/scrapyd/appliance/scrapycfg"
 	"github.com/urfave/cli/v2"
 )
@@ -22,7 +23,10 @@ func deployCommand() *cli.Command {
 			"--version GIT or HG names the version after the project's repository; the default is the\n" +
 			"current unix time. --url uploads to that server instead of a target (the project is then\n" +
 			"-p, or [deploy] project). Unlike scrapyd-deploy, a refused upload exits non-zero and prints\n" +
-			"the server's message once, on stderr; an accepted one prints the server's answer on stdout.\n\n" +
+			"the server's message once, on stderr; an accepted one prints the server's answer on stdout.\n" +
+			"The project's requirements.txt (or the file [deploy] requirements names) is sent with the egg:\n" +
+			"the server installs it into the version's own Python environment. --wheels builds the wheels\n" +
+			"here (PYTHON -m pip wheel) and sends them too, for a server without a package index.\n\n" +
 			exitStatusHelp,
 		ArgsUsage: "[TARGET]",
 		Flags: []cli.Flag{
@@ -36,7 +40,9 @@ func deployCommand() *cli.Command {
 			&cli.BoolFlag{Name: "all-targets", Aliases: []string{"a"}, Usage: "deploy to every target"},
 			&cli.StringFlag{Name: "egg", Usage: "upload `FILE` instead of building an egg"},
 			&cli.StringFlag{Name: "build-egg", Usage: "only build the egg, into `FILE`"},
-			&cli.StringFlag{Name: "python", Value: defaultPython, Usage: "the `PYTHON` that runs a project's setup.py"},
+			&cli.StringFlag{Name: "python", Value: defaultPython, Usage: "the `PYTHON` that runs a project's setup.py and pip wheel"},
+			&cli.BoolFlag{Name: "wheels", Usage: "build the requirements' wheels here (pip wheel) and send them with the egg"},
+			&cli.BoolFlag{Name: "no-requirements", Usage: "do not send the project's requirements"},
 		},
 		Action: deploy,
 	}
@@ -93,6 +99,19 @@ func deploy(cCtx *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	var deps client.Deps
+	if !cCtx.Bool("no-requirements") {
+		req, err := requirementsFile(dir, cfg)
+		if err != nil {
+			return err
+		}
+		if req != "" {
+			fmt.Fprintf(stderr, "Sending requirements: %s\n", req)
+		}
+		if deps, err = deployDeps(ctx, req, cCtx.String("python"), cCtx.Bool("wheels")); err != nil {
+			return err
+		}
+	}
 	var errs []error
 	for _, t := range targets {
 		project := cCtx.String("project")
@@ -103,7 +122,7 @@ func deploy(cCtx *cli.Context) error {
 			errs = append(errs, fmt.Errorf("target %s: missing project (give -p PROJECT or set project in scrapy.cfg)", t.Name))
 			continue
 		}
-		if err := deployTo(ctx, t, project, version, egg, stdout, stderr); err != nil {
+		if err := deployTo(ctx, t, project, version, egg, deps, stdout, stderr); err != nil {
 			errs = append(errs, fmt.Errorf("target %s: %w", t.Name, err))
 		}
 	}
@@ -184,7 +203,7 @@ func listProjects(ctx context.Context, cfg *scrapycfg.Config, name string, w io.
 // deployTo uploads the egg to one target. An accepted upload's answer is
 // printed as it came, like scrapyd-deploy; a refusal is only returned, so
 // that the server's message (often a traceback) is printed once, by main.
-func deployTo(ctx context.Context, t scrapycfg.Target, project, version string, egg func() ([]byte, error), stdout, stderr io.Writer) error {
+func deployTo(ctx context.Context, t scrapycfg.Target, project, version string, egg func() ([]byte, error), deps client.Deps, stdout, stderr io.Writer) error {
 	if t.URL == "" {
 		return errors.New("no url in scrapy.cfg")
 	}
@@ -199,7 +218,7 @@ func deployTo(ctx context.Context, t scrapycfg.Target, project, version string, 
 		return err
 	}
 	p := &progress{w: stderr, total: int64(len(b)), label: fmt.Sprintf("Deploying to project %q in %saddversion.json", project, c.URL()), tty: isTerminal(stderr)}
-	_, err = c.AddVersion(ctx, project, version, p.reader(bytes.NewReader(b)), int64(len(b)))
+	_, err = c.AddVersionWith(ctx, project, version, p.reader(bytes.NewReader(b)), int64(len(b)), deps)
 	p.finish()
 	if err == nil && answer != nil {
 		stdout.Write(answer)
