@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"io"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -149,6 +150,26 @@ func TestEnvironmentsPerRequirements(t *testing.T) {
 	}
 	if envOf["a"] == envOf["b"] {
 		t.Errorf("a and b share environment %s", envOf["a"])
+	}
+
+	// The pages say which environment and what is in it.
+	page := func(path string) string {
+		t.Helper()
+		resp, err := d.Client.Get(d.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	for _, c := range []struct{ path, env, pkg string }{
+		{"/projects/a", envOf["a"], "<tr><th>greeter</th><td>1.0</td></tr>"},
+		{"/jobs/b/" + idB, envOf["b"], "<tr><th>greeter</th><td>2.0</td></tr>"},
+	} {
+		if html := page(c.path); !strings.Contains(html, `id="env-`+c.env+`"`) || !strings.Contains(html, c.pkg) {
+			t.Errorf("%s does not show environment %s with %s", c.path, c.env, c.pkg)
+		}
 	}
 
 	// The same set again (another project, requirements written

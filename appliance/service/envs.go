@@ -164,3 +164,7 @@ func (s *Service) envIndex() func(project, version string) string {
 		return ""
 	}
 }
+
+// JobEnv is the environment a job of this version runs in ("" for the
+// latest, as of now); "" for none.
+func (s *Service) JobEnv(project, version string) string { return s.envIndex()(project, version) }

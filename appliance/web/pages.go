@@ -17,6 +17,7 @@ import (
 	"github.com/scrapyd-debian/scrapyd/appliance/egg"
 	"github.com/scrapyd-debian/scrapyd/appliance/job"
 	"github.com/scrapyd-debian/scrapyd/appliance/jobfiles"
+	"github.com/scrapyd-debian/scrapyd/appliance/pyenv"
 	"github.com/scrapyd-debian/scrapyd/appliance/service"
 )
 
@@ -162,6 +163,10 @@ func (h *handlers) jobPage(c *fiber.Ctx) error {
 	logText, offset, truncated := readTail(paths.Log, logTail, j.State != job.Finished)
 	logURL, itemsURL := jobfiles.URLs(cfg, j.Project, j.Spider, j.ID)
 	b := h.base(c, cfg, j.Spider+" "+j.ID)
+	var env *pyenv.Info
+	if info, ok := h.o.Service.Env(h.o.Service.JobEnv(j.Project, j.Version)); ok {
+		env = &info
+	}
 	return render(c, fiber.StatusOK, "job.html", struct {
 		base
 		Job              *job.Job
@@ -175,8 +180,9 @@ func (h *handlers) jobPage(c *fiber.Ctx) error {
 		LogTruncated     bool
 		HasLog           bool
 		Live             bool
+		Env              *pyenv.Info // the environment of the job's version; nil for the system's
 	}{b, j, jobPath(j.Project, j.ID), h.summarize(j, items), pairs(j.Args), pairs(j.Settings),
-		logURL, itemsURL, paths.Feed, logText, offset, truncated, paths.Log != "", j.State != job.Finished})
+		logURL, itemsURL, paths.Feed, logText, offset, truncated, paths.Log != "", j.State != job.Finished, env})
 }
 
 func (h *handlers) cancel(c *fiber.Ctx) error {
@@ -217,6 +223,15 @@ func (h *handlers) renderProject(c *fiber.Ctx, status int, project string, form 
 	if err != nil {
 		return err
 	}
+	// Each environment the versions use, once, newest version's first.
+	var envs []pyenv.Info
+	seen := map[string]bool{}
+	for _, v := range versions {
+		if info, ok := h.o.Service.Env(v.Env); ok && !seen[v.Env] {
+			seen[v.Env] = true
+			envs = append(envs, info)
+		}
+	}
 	return render(c, status, "project.html", struct {
 		base
 		Project  string
@@ -226,7 +241,8 @@ func (h *handlers) renderProject(c *fiber.Ctx, status int, project string, form 
 		Form     scheduleForm
 		FormErr  string
 		Jobs     []browseRow
-	}{h.base(c, cfg, project), project, versions, spiders, spidersErr, form, formErr, browseRows(cfg, recent)})
+		Envs     []pyenv.Info
+	}{h.base(c, cfg, project), project, versions, spiders, spidersErr, form, formErr, browseRows(cfg, recent), envs})
 }
 
 func (h *handlers) schedule(c *fiber.Ctx) error {
