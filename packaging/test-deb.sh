@@ -19,7 +19,9 @@ here=$(dirname "$(readlink -f "$0")")
 repo=$(dirname "$here")
 upgrade_deb=${2:-${UPGRADE_DEB:-}}
 export LAB_NAME=${LAB_NAME:-deb} LAB_NET=${LAB_NET:-private}
-export LAB_EXTRA_PACKAGES=${LAB_EXTRA_PACKAGES:-adduser logrotate}
+# python3-venv and python3-pip: the package's dependencies for uploads'
+# environments; python3-setuptools runs the sdists' setup.py of 2c.
+export LAB_EXTRA_PACKAGES=${LAB_EXTRA_PACKAGES:-adduser logrotate python3-venv python3-pip python3-setuptools}
 lab() { bash "$here/systemd-lab.sh" "$@"; }
 ct() { lab exec -- "$@"; }
 
@@ -207,6 +209,31 @@ check "nothing it planted outside its own directories exists" \
 	eval '! ct sh -c "ls -d /var/lib/scrapyd/eggs/intruder/planted.egg /var/lib/scrapyd/dbs.old /var/log/scrapyd/sample/params/planted.log /etc/scrapyd/conf.d/99-planted.conf /tmp/planted" 2>/dev/null'
 check "the sample project's egg and the job database are intact" \
 	eval 'api listversions.json?project=sample | grep -q "\"r1\"" && api listjobs.json?project=sample | grep -q params1'
+
+# 2c. an upload's Python environment: installed in the listing's sandbox,
+# as scrapy, only its own directory writable, no network (no pip_index_url).
+# Two sdists go in wheelhouses: kind installs; evil's setup.py tries to
+# write items_dir (scrapy's own) and to reach the API, then fails with
+# what it got. --no-build-isolation: offline, pip cannot fetch setuptools.
+lab cp "$here/testdata/sdists" /tmp/sdists >/dev/null
+ct sh -c 'cd /tmp/sdists && for p in kind evil; do tar czf $p-1.0.tar.gz $p-1.0 && python3 -c "import sys, zipfile; z = zipfile.ZipFile(sys.argv[1], \"w\"); z.write(sys.argv[2], sys.argv[2]); z.close()" /tmp/$p-wheels.zip $p-1.0.tar.gz && echo "$p==1.0" >/tmp/$p-req.txt; done'
+ct sh -c 'printf "[scrapyd]\npip_options = --no-build-isolation\n" >/etc/scrapyd/conf.d/30-envs.conf'
+wait_for "conf.d/30-envs.conf is applied live" 30 \
+	ct grep -q "configuration reloaded.*pip_options" /var/log/scrapyd/scrapyd.log
+# env_has NAME: the (only) environment's scrapyd-env.json lists package NAME.
+env_has() { ct sh -c "grep -q '\"name\": \"$1\"' /var/lib/scrapyd/envs/*/scrapyd-env.json"; }
+check "an upload with an sdist and its requirement is accepted (4 spiders); its environment lists kind" \
+	eval 'api addversion.json -F project=kind -F version=1 -F egg=@/tmp/sample.egg -F requirements=@/tmp/kind-req.txt -F wheels=@/tmp/kind-wheels.zip | grep -q "\"spiders\": 4" && env_has kind'
+check "the environment is root's (crawls read it, cannot change it), under /var/lib/scrapyd/envs" \
+	eval '[ "$(ct sh -c "stat -c %U /var/lib/scrapyd/envs/*/bin/python")" = root ]'
+check "an sdist whose setup.py writes outside its environment is refused: EROFS in the sandbox, and no network" \
+	eval 'out=$(api addversion.json -F project=evil -F version=1 -F egg=@/tmp/sample.egg -F requirements=@/tmp/evil-req.txt -F wheels=@/tmp/evil-wheels.zip); echo "$out"; echo "$out" | grep -q "write=EROFS" && ! echo "$out" | grep -q "connect=ok"'
+check "nothing it planted exists, no project evil, and no environment of it is left" \
+	eval '! ct test -e /var/lib/scrapyd/items/planted-by-setup && ! api listprojects.json | grep -q evil && [ "$(ct sh -c "ls -A /var/lib/scrapyd/envs | wc -l")" = 1 ]'
+wait_for "the installs' units and output files are gone" 10 \
+	eval '[ -z "$(ct systemctl list-units --all --no-legend "scrapyd-crawl-env*")" ] && [ -z "$(ct ls -A /run/scrapyd/list)" ]'
+check "delproject.json kind removes its environment" \
+	eval 'api delproject.json -d project=kind | grep -q "\"ok\"" && [ -z "$(ct ls -A /var/lib/scrapyd/envs)" ]'
 
 # 3. a crawl unit, its user and its limits
 ct sh -c 'printf "[scrapyd]\ncrawl_memory_max = 512M\ncrawl_tasks_max = 64\ncrawl_cpu_quota = 50\ncrawl_max_runtime = 3600\n" >/etc/scrapyd/conf.d/20-limits.conf'

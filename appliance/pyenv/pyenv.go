@@ -443,12 +443,24 @@ const (
 )
 
 // ErrWheels: the wheels part is not what a wheelhouse is.
-var ErrWheels = errors.New("wheels must be a zip of .whl files")
+var ErrWheels = errors.New("wheels must be a zip of .whl files (or sdists: .tar.gz, .zip)")
 
-// extractWheels writes the .whl files of the zip at src into dir and
-// returns their names and "name sha256" sums, sorted. Only plain .whl
-// names are taken (pip wheel -w writes a flat directory); folders in the
-// zip are flattened, anything else is refused.
+// distribution says whether name is what pip installs from a
+// --find-links directory: a wheel, or an sdist (whose setup.py then runs
+// in the install's sandbox).
+func distribution(name string) bool {
+	for _, ext := range []string{".whl", ".tar.gz", ".zip"} {
+		if strings.HasSuffix(name, ext) && len(name) > len(ext) {
+			return true
+		}
+	}
+	return false
+}
+
+// extractWheels writes the distributions in the zip at src into dir and
+// returns their names and "name sha256" sums, sorted. Folders in the zip
+// are flattened (pip wheel -w writes a flat directory); anything but a
+// distribution is refused.
 func extractWheels(src, dir string) (names, sums []string, err error) {
 	if src == "" {
 		return nil, nil, nil
@@ -467,8 +479,8 @@ func extractWheels(src, dir string) (names, sums []string, err error) {
 			continue
 		}
 		name := path.Base(f.Name)
-		if !strings.HasSuffix(name, ".whl") || strings.HasPrefix(name, ".") || strings.ContainsAny(name, "\\\x00") {
-			return nil, nil, fmt.Errorf("%w: %q is not a wheel", ErrWheels, f.Name)
+		if !distribution(name) || strings.HasPrefix(name, ".") || strings.ContainsAny(name, "\\\x00") {
+			return nil, nil, fmt.Errorf("%w: %q is neither", ErrWheels, f.Name)
 		}
 		if slices.Contains(names, name) {
 			return nil, nil, fmt.Errorf("%w: %q twice", ErrWheels, name)

@@ -93,6 +93,20 @@ func TestEnsureRefusesAndLeavesNothing(t *testing.T) {
 			t.Errorf("%s: envs_dir holds %v after a failed install", name, ents)
 		}
 	}
+	// A wheelhouse must hold distributions only, and no name twice.
+	for name, house := range map[string]map[string][]byte{
+		"script":  {"run.sh": []byte("#!/bin/sh")},
+		"dotfile": {".greeter-1.0-py3-none-any.whl": []byte("x")},
+		"twice":   {"a/greeter-1.0.tar.gz": []byte("x"), "b/greeter-1.0.tar.gz": []byte("y")},
+	} {
+		_, err := s.Ensure(context.Background(), Spec{Wheels: wheelhouse(t, house)}, childInstall(t))
+		if !errors.Is(err, ErrWheels) {
+			t.Errorf("%s: err = %v, want ErrWheels", name, err)
+		}
+		if ents, _ := os.ReadDir(s.Dir); len(ents) != 0 {
+			t.Errorf("%s: envs_dir holds %v", name, ents)
+		}
+	}
 }
 
 func exec(python, code string) (string, error) {

@@ -1,0 +1,2 @@
+def greet():
+    return "kind 1.0"
