@@ -65,8 +65,9 @@ type Limits struct {
 // the job counts as running, so that a restarted daemon can find the crawl
 // again with Launcher.Recover.
 type Handle struct {
-	ID  string // launcher-specific: a unit name, or "pid:starttime"
+	ID  string // launcher-specific: a unit name, or "pid:pid:starttime"
 	PID int    // the crawl's main process, 0 if not known yet
+	Job string // the job id, when the launcher can tell (Start, Running); "" otherwise
 }
 
 // Exit is how a crawl ended.
@@ -106,10 +107,17 @@ type Launcher interface {
 	// Signal sends sig to the crawl's main process. KILL may take down the
 	// whole crawl (a unit's cgroup). ErrGone if it already ended.
 	Signal(ctx context.Context, h Handle, sig syscall.Signal) error
-	// Running lists the handles of crawls this launcher still knows about,
-	// so that crawls no job record points at (a crash between start and
-	// record) can be reported.
+	// Running lists the crawls of this daemon that run (or ended and still
+	// hold their exit status) but that this launcher did not start: those an
+	// earlier daemon left. A restarted daemon calls it once, matches them to
+	// its jobs, and stops those no job claims (a crash between start and
+	// record).
 	Running(ctx context.Context) ([]Handle, error)
+	// Planned returns the handle a crawl of this job will have, when the
+	// launcher knows it before the start (a unit name is derived from the
+	// job id): the dispatcher stores it before starting, so that no crash
+	// can leave a crawl no record points at.
+	Planned(job string) (Handle, bool)
 }
 
 // Watch reports the end of one crawl, exactly once.

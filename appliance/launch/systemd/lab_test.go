@@ -36,6 +36,7 @@ import (
 	sddbus "github.com/coreos/go-systemd/v22/dbus"
 
 	"github.com/scrapyd-debian/scrapyd/appliance/launch"
+	"github.com/scrapyd-debian/scrapyd/appliance/launch/launchtest"
 	"github.com/scrapyd-debian/scrapyd/appliance/launch/runas"
 )
 
@@ -63,6 +64,7 @@ func TestLab(t *testing.T) {
 		t.Run("Recover", labRecover)
 		t.Run("OutlivesDaemon", labOutlivesDaemon)
 		t.Run("Confinement", labConfinement)
+		t.Run("Contract", labContract)
 		return
 	}
 	if os.Geteuid() != 0 {
@@ -96,7 +98,7 @@ func TestLab(t *testing.T) {
 	if out, err := lab("cp", os.Args[0], "/root/launch.test").CombinedOutput(); err != nil {
 		t.Fatalf("copying the test binary in: %v\n%s", err, out)
 	}
-	args := []string{"exec", "-e", labEnv + "=inside", "--", "/root/launch.test", "-test.run", "^TestLab$", "-test.count=1"}
+	args := []string{"exec", "-e", labEnv + "=inside", "--", "/root/launch.test", "-test.run", "^TestLab$", "-test.count=1", "-test.timeout=4m"}
 	if testing.Verbose() {
 		args = append(args, "-test.v")
 	}
@@ -381,8 +383,13 @@ func labRecover(t *testing.T) {
 	if err := os.WriteFile(stop, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// Ended is what the launcher reads as ended: the unit failed (exit 5)
+	// after its leftover helper was stopped. SubState leaves "running" earlier,
+	// while that helper is being stopped (deactivating), when the crawl
+	// has not ended in the launcher's sense yet.
 	eventually(t, "the crawl ended while unwatched", func() bool {
-		return unitProps(t, he.ID, "")["SubState"] != "running"
+		p := unitProps(t, he.ID, "")
+		return p["ActiveState"] == "failed" || p["SubState"] == "exited"
 	})
 
 	second := labLauncher(t)
@@ -410,6 +417,25 @@ func labRecover(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantCode(t, wait(t, w), 3)
+}
+
+// labContract runs the launcher contract that the exec launcher and the
+// fake keep too.
+func labContract(t *testing.T) {
+	launchtest.NoLeaks(t)
+	launchtest.Run(t, launchtest.Setup{
+		New: func(t *testing.T) launch.Launcher { return labLauncher(t) },
+		Dir: func(t *testing.T) string {
+			// Crawls run as scrapy and write here.
+			d := labDir(t)
+			if err := os.Chmod(d, 0o777); err != nil {
+				t.Fatal(err)
+			}
+			return d
+		},
+		Processes:        true,
+		ExitAfterRecover: true,
+	})
 }
 
 const outliveOut = "/srv/lab-outlive.out"

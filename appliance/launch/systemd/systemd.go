@@ -79,6 +79,7 @@ type Launcher struct {
 
 	mu      sync.Mutex
 	watches map[string]*watch // by unit name
+	started map[string]bool   // units Start started, until released: Running leaves them out
 }
 
 var _ launch.Launcher = (*Launcher)(nil)
@@ -109,6 +110,7 @@ func New(o Options) (*Launcher, error) {
 		updates: make(chan *sddbus.PropertiesUpdate, 256),
 		resync:  make(chan error, 1),
 		watches: map[string]*watch{},
+		started: map[string]bool{},
 	}
 	if _, err := l.bus(); err != nil {
 		cancel()
@@ -145,16 +147,28 @@ func (l *Launcher) Start(ctx context.Context, cmd launch.Command) (launch.Handle
 		return launch.Handle{}, nil, err
 	}
 	unit := UnitName(cmd.Job)
+	l.mu.Lock()
+	l.started[unit] = true
+	l.mu.Unlock()
 	if err := l.startUnit(ctx, unit, props); err != nil {
+		l.mu.Lock()
+		delete(l.started, unit)
+		l.mu.Unlock()
 		return launch.Handle{}, nil, err
 	}
 	w, st, err := l.watch(ctx, unit, true)
 	if err != nil {
 		// The unit runs: hand it out without a PID rather than orphan it;
 		// its watch stays and the next resync reads its state.
-		return launch.Handle{ID: unit}, w, nil
+		return launch.Handle{ID: unit, Job: cmd.Job}, w, nil
 	}
-	return launch.Handle{ID: unit, PID: st.mainPID}, w, nil
+	return launch.Handle{ID: unit, PID: st.mainPID, Job: cmd.Job}, w, nil
+}
+
+// Planned implements launch.Launcher: the unit name is derived from the job
+// id.
+func (l *Launcher) Planned(job string) (launch.Handle, bool) {
+	return launch.Handle{ID: UnitName(job), Job: job}, true
 }
 
 // startUnit starts the transient unit and waits for its start job. A unit of
@@ -251,8 +265,9 @@ func (l *Launcher) Signal(ctx context.Context, h launch.Handle, sig syscall.Sign
 	return fmt.Errorf("systemd: signal %s to %s: %w", sig, h.ID, err)
 }
 
-// Running implements launch.Launcher: every loaded crawl unit, ended ones
-// not yet released included (Recover reports how they ended).
+// Running implements launch.Launcher: every loaded crawl unit this launcher
+// did not start, ended ones not yet released included (Recover reports how
+// they ended). A hashed unit name does not tell its job (Handle.Job is "").
 func (l *Launcher) Running(ctx context.Context) ([]launch.Handle, error) {
 	conn, err := l.bus()
 	if err != nil {
@@ -264,7 +279,14 @@ func (l *Launcher) Running(ctx context.Context) ([]launch.Handle, error) {
 	}
 	hs := make([]launch.Handle, 0, len(units))
 	for _, u := range units {
+		l.mu.Lock()
+		mine := l.started[u.Name]
+		l.mu.Unlock()
+		if mine {
+			continue
+		}
 		h := launch.Handle{ID: u.Name}
+		h.Job, _ = JobID(u.Name)
 		// MainPID is informative only; a unit that just ended has none.
 		if p, err := conn.GetServicePropertyContext(ctx, u.Name, "MainPID"); err == nil {
 			if pid, ok := p.Value.Value().(uint32); ok {
@@ -299,6 +321,10 @@ func (l *Launcher) watch(ctx context.Context, unit string, keep bool) (*watch, u
 	}
 	if st.ended {
 		l.end(ctx, unit, st)
+	} else if ended, exit := w.result(); ended {
+		// The watch loop read a newer state meanwhile and reported the end:
+		// this read is stale, and the caller must not be told otherwise.
+		st.ended, st.exit = true, exit
 	}
 	return w, st, nil
 }
@@ -328,6 +354,9 @@ func (l *Launcher) end(ctx context.Context, unit string, st unitState) {
 		w.finish(st.exit)
 	}
 	l.release(ctx, unit, st, false)
+	l.mu.Lock()
+	delete(l.started, unit)
+	l.mu.Unlock()
 }
 
 // release lets systemd forget an ended unit; wait waits for the stop job,
@@ -561,6 +590,16 @@ func (w *watch) finish(e launch.Exit) {
 		w.exit = e
 		close(w.done)
 	})
+}
+
+// result is the exit if the watch has fired.
+func (w *watch) result() (bool, launch.Exit) {
+	select {
+	case <-w.done:
+		return true, w.exit
+	default:
+		return false, launch.Exit{}
+	}
 }
 
 // Done implements launch.Watch.
