@@ -31,6 +31,7 @@ type Config struct {
 	TLSKey         string
 
 	PollInterval  time.Duration
+	StartTimeout  time.Duration // a crawl start not done by then is abandoned and recorded failed
 	MaxProc       int
 	MaxProcPerCPU int
 

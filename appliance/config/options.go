@@ -48,6 +48,7 @@ var options = map[string]option{
 	"tls_cert":                  {"", path(func(c *Config) *string { return &c.TLSCert }), listener},
 	"tls_key":                   {"", path(func(c *Config) *string { return &c.TLSKey }), listener},
 	"poll_interval":             {"5.0", seconds(0.01, func(c *Config) *time.Duration { return &c.PollInterval }), ""},
+	"start_timeout":             {"30", seconds(0.1, func(c *Config) *time.Duration { return &c.StartTimeout }), ""},
 	"max_proc":                  {"0", intRange(0, 100000, func(c *Config) *int { return &c.MaxProc }), ""},
 	"max_proc_per_cpu":          {"4", intRange(0, 10000, func(c *Config) *int { return &c.MaxProcPerCPU }), ""},
 	"eggs_dir":                  {"{root}/var/lib/scrapyd/eggs", path(func(c *Config) *string { return &c.EggsDir }), atStart},

@@ -229,7 +229,10 @@ func newLauncher(ctx context.Context, cfg *config.Config, u *crawlUser, log *slo
 	if !useSystemd {
 		l := process.New()
 		l.Credential = u.credential()
-		return crawlLauncher{Launcher: l, close: func() {}}, nil
+		// The job database names this daemon: a restarted one finds the
+		// crawls it left, and no other daemon's.
+		l.Owner = cfg.DbsDir
+		return crawlLauncher{Launcher: l, close: func() { l.Close() }}, nil
 	}
 	if u == nil {
 		return crawlLauncher{}, fmt.Errorf("launcher = systemd needs the daemon to run as root (Debian 12's systemd lets only root start system units)")

@@ -52,7 +52,22 @@ type Options struct {
 	// directories); nil means os.MkdirAll. A root daemon gives them to the
 	// crawl user.
 	MakeDir func(dir string) error
+	// Crash is for tests only: it is called at each named point of a
+	// start (see CrashPoints), and a test makes it end the goroutine there
+	// (runtime.Goexit) as a daemon's crash would, then restarts.
+	Crash func(point string)
 }
+
+// CrashPoints are the points of a start where a crash leaves a different
+// record behind, in order: the job claimed; its handle (planned, or the
+// Starting mark) stored; the crawl started; its real handle stored.
+var CrashPoints = []string{"claimed", "persisted", "launched", "recorded"}
+
+// Starting is the handle stored before a start whose handle the launcher
+// cannot know in advance (exec: a pid). A restarted daemon that finds it
+// matches the job to a crawl of its id, or records the job lost: it is
+// never started twice.
+const Starting = "starting"
 
 // Dispatcher owns the process slots.
 type Dispatcher struct {
@@ -61,18 +76,30 @@ type Dispatcher struct {
 	wake  chan struct{}
 	ended chan ended
 
-	mu     sync.Mutex // serialises starting and signalling, so a cancel never sees a half-started crawl
-	active map[int64]job.Job
+	// mu guards the slots only: no file, store or launcher call is made
+	// while it is held, so a hung start never blocks a cancel.
+	mu       sync.Mutex
+	active   map[int64]*slot
+	claiming int // slots reserved while a claim is in flight
+}
+
+// slot is one job holding a process slot: starting, then running.
+type slot struct {
+	j        job.Job
+	starting bool           // Launcher.Start has not returned (or its handle is not yet stored)
+	signal   syscall.Signal // a cancel's signal that waits for the start to end
 }
 
 type ended struct {
-	j    job.Job
-	exit launch.Exit
+	j       job.Job
+	exit    launch.Exit
+	reason  string      // why the dispatcher ended it, for a job that did not run its course
+	outcome job.Outcome // with a reason: failed unless set
 }
 
 // New returns a Dispatcher; call Run to start it.
 func New(o Options) *Dispatcher {
-	return &Dispatcher{Options: o, wake: make(chan struct{}, 1), ended: make(chan ended, 64), active: map[int64]job.Job{}}
+	return &Dispatcher{Options: o, wake: make(chan struct{}, 1), ended: make(chan ended, 64), active: map[int64]*slot{}}
 }
 
 // Wake asks the dispatcher to look for startable jobs now. It never blocks.
@@ -83,7 +110,7 @@ func (d *Dispatcher) Wake() {
 	}
 }
 
-// Running reports how many crawls hold a slot.
+// Running reports how many crawls hold a slot (starting ones included).
 func (d *Dispatcher) Running() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -112,51 +139,172 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	}
 }
 
-// adopt re-attaches every job the store says is running.
+// adopt re-attaches every job the store says is running to its crawl,
+// matched against the crawls the launcher finds; crawls no job claims are
+// stopped.
 func (d *Dispatcher) adopt(ctx context.Context) error {
 	jobs, err := d.Store.List(ctx, job.Running, store.Filter{})
 	if err != nil {
 		return fmt.Errorf("adopt: %w", err)
 	}
+	found, err := d.Launcher.Running(ctx)
+	if err != nil {
+		// Jobs with a stored handle are still recovered one by one.
+		d.Log.Error("cannot list the launcher's crawls; crawls no job points at may keep running", "err", err)
+	}
+	byID := map[string]launch.Handle{}
+	byJob := map[string]launch.Handle{}
+	for _, h := range found {
+		byID[h.ID] = h
+		if h.Job != "" {
+			byJob[h.Job] = h
+		}
+	}
+	claim := func(h launch.Handle) {
+		delete(byID, h.ID)
+		if h.Job != "" {
+			delete(byJob, h.Job)
+		}
+	}
 	for _, j := range jobs {
 		log := d.Log.With("project", j.Project, "spider", j.Spider, "job", j.ID)
-		if j.Handle == "" {
-			// Claimed, but the daemon died before the launch was recorded.
-			log.Warn("job was claimed but never recorded as started; queued again")
-			if err := d.Store.Requeue(j.Seq); err != nil {
-				return fmt.Errorf("adopt: %w", err)
+		h := launch.Handle{ID: j.Handle, PID: j.PID, Job: j.ID}
+		if j.Handle == "" || j.Handle == Starting {
+			r, ok := byJob[j.ID]
+			if !ok {
+				if p, planned := d.Launcher.Planned(j.ID); planned {
+					r, ok = byID[p.ID]
+				}
 			}
-			continue
-		}
-		w, exit, err := d.Launcher.Recover(ctx, launch.Handle{ID: j.Handle, PID: j.PID})
-		if err != nil {
-			if !errors.Is(err, launch.ErrGone) {
-				log.Error("cannot recover crawl; recording it as ended", "handle", j.Handle, "err", err)
-			} else {
-				log.Info("crawl ended while the daemon was away", "handle", j.Handle)
+			switch {
+			case ok:
+				// The crawl started but its handle was not recorded.
+				log.Warn("found the crawl of a job whose start was not recorded; adopting it", "handle", r.ID)
+				if err := d.Store.Started(j.Seq, r.ID, r.PID); err != nil {
+					return fmt.Errorf("adopt: %w", err)
+				}
+				h = r
+			case j.Handle == "":
+				// Claimed, but the daemon died before anything was started:
+				// a handle (planned or Starting) is stored before every start.
+				log.Warn("job was claimed but never started; queued again")
+				if err := d.Store.Requeue(j.Seq); err != nil {
+					return fmt.Errorf("adopt: %w", err)
+				}
+				continue
+			default:
+				// Its start was under way: it may have run and ended, so it
+				// is not run again.
+				d.finish(ended{j: j, outcome: job.OutcomeLost, reason: "the daemon stopped while this crawl was starting, and no crawl of it runs"})
+				continue
 			}
-			d.finish(ended{j: j, exit: exit})
-			continue
 		}
-		log.Info("adopted running crawl", "handle", j.Handle, "pid", j.PID)
+		claim(h)
 		d.mu.Lock()
-		d.active[j.Seq] = j
+		d.active[j.Seq] = &slot{j: withHandle(j, h)}
 		d.mu.Unlock()
-		go d.await(j, w)
+		d.recover(ctx, log, withHandle(j, h))
 	}
+	for _, h := range byID {
+		d.stopStray(ctx, h)
+	}
+	d.changed()
 	return nil
 }
 
-// fill starts pending jobs while slots are free.
+// stopStray kills a crawl no job tracks. It is watched first, so that the
+// launcher releases what it keeps of it (a unit's exit status) once it ends.
+func (d *Dispatcher) stopStray(ctx context.Context, h launch.Handle) {
+	log := d.Log.With("handle", h.ID, "pid", h.PID, "job", h.Job)
+	w, _, err := d.Launcher.Recover(ctx, h)
+	if errors.Is(err, launch.ErrGone) {
+		log.Warn("released an ended crawl no job tracks")
+		return
+	}
+	log.Error("stopping a crawl no job tracks")
+	if err := d.Launcher.Signal(ctx, h, syscall.SIGKILL); err != nil && !errors.Is(err, launch.ErrGone) {
+		log.Error("cannot stop a crawl no job tracks", "err", err)
+	}
+	if w != nil {
+		go func() {
+			select {
+			case <-w.Done():
+				log.Info("the crawl no job tracks has ended", "exit", w.Exit().String())
+			case <-ctx.Done():
+			}
+		}()
+	}
+}
+
+func withHandle(j job.Job, h launch.Handle) job.Job {
+	j.Handle, j.PID = h.ID, h.PID
+	return j
+}
+
+// recover re-attaches a running job (its slot held) to its crawl. A crawl
+// that cannot be re-attached is killed, and its slot stays held until the
+// launcher reports it gone: a slot is never freed while its crawl may run.
+func (d *Dispatcher) recover(ctx context.Context, log *slog.Logger, j job.Job) {
+	h := launch.Handle{ID: j.Handle, PID: j.PID, Job: j.ID}
+	w, exit, err := d.Launcher.Recover(ctx, h)
+	switch {
+	case err == nil:
+		log.Info("adopted running crawl", "handle", j.Handle, "pid", j.PID)
+		go d.await(ctx, j, w)
+	case errors.Is(err, launch.ErrGone):
+		log.Info("crawl ended while the daemon was away", "handle", j.Handle)
+		d.finish(ended{j: j, exit: exit})
+	default:
+		log.Error("cannot re-attach to the crawl; stopping it", "handle", j.Handle, "err", err)
+		go d.reattach(ctx, j, err)
+	}
+}
+
+// reattach kills a crawl Recover failed for, and retries Recover until the
+// crawl is gone or watched again.
+func (d *Dispatcher) reattach(ctx context.Context, j job.Job, first error) {
+	h := launch.Handle{ID: j.Handle, PID: j.PID, Job: j.ID}
+	reason := fmt.Sprintf("the daemon could not re-attach to the crawl (%v), so it was stopped", first)
+	for {
+		if err := d.Launcher.Signal(ctx, h, syscall.SIGKILL); err != nil && !errors.Is(err, launch.ErrGone) {
+			d.Log.Error("cannot stop a crawl the daemon lost", "job", j.ID, "handle", h.ID, "err", err)
+		}
+		w, exit, err := d.Launcher.Recover(ctx, h)
+		switch {
+		case err == nil:
+			select {
+			case <-w.Done():
+				d.report(ctx, ended{j: j, exit: w.Exit(), reason: reason})
+			case <-ctx.Done():
+			}
+			return
+		case errors.Is(err, launch.ErrGone):
+			d.report(ctx, ended{j: j, exit: exit, reason: reason})
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(d.Config().PollInterval):
+		}
+	}
+}
+
+// fill starts pending jobs while slots are free. Each start runs on its
+// own goroutine: the loop goes on while it is under way.
 func (d *Dispatcher) fill(ctx context.Context) {
 	for {
 		cfg := d.Config()
 		d.mu.Lock()
-		if len(d.active) >= cfg.Slots() {
+		if len(d.active)+d.claiming >= cfg.Slots() {
 			d.mu.Unlock()
 			return
 		}
+		d.claiming++
+		d.mu.Unlock()
 		j, err := d.Store.Claim(time.Now())
+		d.mu.Lock()
+		d.claiming--
 		if err != nil || j == nil {
 			d.mu.Unlock()
 			if err != nil {
@@ -164,39 +312,125 @@ func (d *Dispatcher) fill(ctx context.Context) {
 			}
 			return
 		}
-		d.start(ctx, cfg, *j)
+		s := &slot{j: *j, starting: true}
+		d.active[j.Seq] = s
 		d.mu.Unlock()
 		d.changed()
+		go d.start(ctx, cfg, s)
 	}
 }
 
-// start launches a claimed job; the caller holds d.mu.
-func (d *Dispatcher) start(ctx context.Context, cfg *config.Config, j job.Job) {
+// start launches a claimed job: it stores the handle before the start
+// (planned) or a Starting mark, starts the crawl within start_timeout, and
+// stores the real handle.
+func (d *Dispatcher) start(ctx context.Context, cfg *config.Config, s *slot) {
+	j := s.j
 	log := d.Log.With("project", j.Project, "spider", j.Spider, "job", j.ID)
+	d.crash("claimed")
+	fail := func(c scrapy.Crawl, reason string) {
+		log.Error("crawl could not be started", "err", reason)
+		if c.LogFile != "" {
+			appendLine(c.LogFile, fmt.Sprintf("%s [scrapyd] ERROR: crawl could not be started: %s", time.Now().Format("2006-01-02 15:04:05"), reason))
+		}
+		d.report(ctx, ended{j: j, reason: reason})
+	}
+	planned, known := d.Launcher.Planned(j.ID)
+	mark := Starting
+	if known {
+		mark = planned.ID
+	}
+	if err := d.Store.Started(j.Seq, mark, 0); err != nil {
+		fail(scrapy.Crawl{}, fmt.Sprintf("cannot record the start: %v", err))
+		return
+	}
+	d.crash("persisted")
 	c, err := d.crawl(cfg, j)
-	if err == nil {
-		var h launch.Handle
-		var w launch.Watch
-		h, w, err = d.Launcher.Start(ctx, scrapy.Command(c))
-		if err == nil {
-			if err = d.Store.Started(j.Seq, h.ID, h.PID); err != nil {
-				log.Error("crawl started but its handle could not be stored", "err", err)
-			}
-			j.Handle, j.PID = h.ID, h.PID
-			d.active[j.Seq] = j
-			log.Info("crawl started", "pid", h.PID, "handle", h.ID, "launcher", d.Launcher.Name())
-			go d.await(j, w)
+	if err != nil {
+		// A job that cannot start ends at once, with its reason in its
+		// log: it never vanishes and never holds a slot (Scrapyd issue #543).
+		fail(c, err.Error())
+		return
+	}
+	h, w, err := d.launch(ctx, cfg, scrapy.Command(c), planned, known, log)
+	if err != nil {
+		fail(c, err.Error())
+		return
+	}
+	d.crash("launched")
+	if err := d.Store.Started(j.Seq, h.ID, h.PID); err != nil && !known {
+		// No record points at the crawl: it must not run untracked.
+		log.Error("crawl started but its handle could not be stored; stopping it", "err", err)
+		d.Launcher.Signal(ctx, h, syscall.SIGKILL)
+		select {
+		case <-w.Done():
+		case <-ctx.Done():
 			return
 		}
+		fail(c, fmt.Sprintf("its handle could not be stored (%v), so it was stopped", err))
+		return
+	} else if err != nil {
+		log.Warn("cannot store the crawl's pid; its planned handle is stored", "err", err)
 	}
-	// A job that cannot start ends at once, with its reason in its log: it
-	// never vanishes and never holds a slot (Scrapyd issue #543).
-	log.Error("crawl could not be started", "err", err)
-	if c.LogFile != "" {
-		appendLine(c.LogFile, fmt.Sprintf("%s [scrapyd] ERROR: crawl could not be started: %v", time.Now().Format("2006-01-02 15:04:05"), err))
+	d.crash("recorded")
+	j = withHandle(j, h)
+	d.mu.Lock()
+	s.j, s.starting = j, false
+	sig := s.signal
+	d.mu.Unlock()
+	log.Info("crawl started", "pid", h.PID, "handle", h.ID, "launcher", d.Launcher.Name())
+	if sig != 0 {
+		d.signal(ctx, j, sig)
 	}
-	if err := d.Store.End(j.Seq, time.Now(), nil, job.OutcomeFailed, "", cfg.FinishedToKeep); err != nil {
-		log.Error("cannot record the failed start", "err", err)
+	d.await(ctx, j, w)
+}
+
+// launch calls Launcher.Start, bounded by start_timeout even for a
+// launcher that ignores its context: an abandoned start's crawl is stopped
+// if it appears.
+func (d *Dispatcher) launch(ctx context.Context, cfg *config.Config, c launch.Command, planned launch.Handle, known bool, log *slog.Logger) (launch.Handle, launch.Watch, error) {
+	timeout := cfg.StartTimeout
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	sctx, cancel := context.WithTimeout(ctx, timeout)
+	type result struct {
+		h   launch.Handle
+		w   launch.Watch
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		h, w, err := d.Launcher.Start(sctx, c)
+		done <- result{h, w, err}
+	}()
+	select {
+	case r := <-done:
+		cancel()
+		return r.h, r.w, r.err
+	case <-sctx.Done():
+	}
+	// Abandoned: whatever the start still does, its crawl must not run.
+	stop := context.WithoutCancel(ctx)
+	go func() {
+		defer cancel()
+		if known {
+			d.Launcher.Signal(stop, planned, syscall.SIGKILL)
+		}
+		r := <-done
+		if r.err == nil {
+			log.Warn("an abandoned start completed late; stopping its crawl", "handle", r.h.ID)
+			d.Launcher.Signal(stop, r.h, syscall.SIGKILL)
+		}
+	}()
+	if ctx.Err() != nil {
+		return launch.Handle{}, nil, ctx.Err()
+	}
+	return launch.Handle{}, nil, fmt.Errorf("the crawl did not start within start_timeout (%s); the start was abandoned", timeout)
+}
+
+func (d *Dispatcher) crash(point string) {
+	if d.Crash != nil {
+		d.Crash(point)
 	}
 }
 
@@ -282,9 +516,20 @@ func dirOf(p string) string {
 }
 
 // await waits for a crawl's end and hands it to the dispatch loop.
-func (d *Dispatcher) await(j job.Job, w launch.Watch) {
-	<-w.Done()
-	d.ended <- ended{j: j, exit: w.Exit()}
+func (d *Dispatcher) await(ctx context.Context, j job.Job, w launch.Watch) {
+	select {
+	case <-w.Done():
+		d.report(ctx, ended{j: j, exit: w.Exit()})
+	case <-ctx.Done():
+	}
+}
+
+// report hands an end to the dispatch loop, unless the dispatcher stops.
+func (d *Dispatcher) report(ctx context.Context, e ended) {
+	select {
+	case d.ended <- e:
+	case <-ctx.Done():
+	}
 }
 
 // finish records a crawl's end and frees its slot.
@@ -299,25 +544,53 @@ func (d *Dispatcher) finish(e ended) {
 	if d.Hooks != nil {
 		stats = d.Hooks.Ended(j)
 	}
-	reason := finishReason(jobfiles.Of(cfg, j.Project, j.Spider, j.ID).Log)
-	outcome := Outcome(e.exit, j.Cancelled, reason)
-	var code *int
-	if e.exit.Known {
-		code = e.exit.Code
-		if code == nil && e.exit.Signal != 0 {
-			c := 128 + int(e.exit.Signal) // the shell's convention for "killed by signal N"
-			code = &c
-		}
-	}
 	log := d.Log.With("project", j.Project, "spider", j.Spider, "job", j.ID)
+	var outcome job.Outcome
+	var code *int
+	attrs := []any{}
+	if e.reason != "" {
+		// The dispatcher ended it: a failed or abandoned start, or a crawl
+		// it lost and stopped.
+		outcome = job.OutcomeFailed
+		if e.outcome != "" {
+			outcome = e.outcome
+		}
+		if j.Cancelled {
+			outcome = job.OutcomeCancelled
+		}
+		attrs = append(attrs, "reason", e.reason)
+	} else {
+		reason := finishReason(jobfiles.Of(cfg, j.Project, j.Spider, j.ID).Log)
+		outcome = Outcome(e.exit, j.Cancelled, reason)
+		code = exitCode(e.exit)
+		attrs = append(attrs, "finish_reason", reason)
+	}
 	if err := d.Store.End(j.Seq, time.Now(), code, outcome, stats, cfg.FinishedToKeep); err != nil {
 		log.Error("cannot record the crawl's end", "err", err)
 	}
-	log.Info("crawl ended", "outcome", outcome, "exit_code", fmtCode(code), "finish_reason", reason)
+	if code != nil {
+		attrs = append(attrs, "exit_code", *code)
+	} else {
+		attrs = append(attrs, "exit", e.exit.String())
+	}
+	log.Info("crawl ended", append([]any{"outcome", outcome}, attrs...)...)
 	d.mu.Lock()
 	delete(d.active, j.Seq)
 	d.mu.Unlock()
 	d.changed()
+}
+
+// exitCode is the exit status to record: the code, or 128+N for a crawl
+// killed by signal N (the shell's convention); nil when unknown.
+func exitCode(e launch.Exit) *int {
+	if !e.Known {
+		return nil
+	}
+	if e.Code == nil && e.Signal != 0 {
+		c := 128 + int(e.Signal)
+		return &c
+	}
+	return e.Code
 }
 
 func (d *Dispatcher) mkdir(dir string) error {
@@ -358,7 +631,8 @@ var ErrNotRunning = errors.New("job is not pending or running")
 
 // Cancel stops a job the way cancel.json does and returns its previous
 // state: a pending job is removed; a running one gets sig, and a second
-// cancel of a job already told to stop gets SIGKILL.
+// cancel of a job already told to stop gets SIGKILL. A job still starting
+// gets the signal once its start is done.
 func (d *Dispatcher) Cancel(ctx context.Context, project, id string, sig syscall.Signal) (job.State, error) {
 	n, err := d.Store.CancelPending(project, id)
 	if err != nil {
@@ -370,31 +644,45 @@ func (d *Dispatcher) Cancel(ctx context.Context, project, id string, sig syscall
 		d.changed()
 	}
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	for seq, j := range d.active {
-		if j.Project != project || j.ID != id {
-			continue
+	var slots []*slot
+	for _, s := range d.active {
+		if s.j.Project == project && s.j.ID == id {
+			slots = append(slots, s)
 		}
-		before, err := d.Store.MarkCancelled(seq)
+	}
+	d.mu.Unlock()
+	for _, s := range slots {
+		before, err := d.Store.MarkCancelled(s.j.Seq)
 		if err != nil {
 			return prev, err
 		}
-		s := sig
+		sg := sig
 		if before {
-			s = syscall.SIGKILL
+			sg = syscall.SIGKILL
 		}
-		d.Log.Info("cancelling crawl", "project", project, "spider", j.Spider, "job", id, "signal", s.String())
-		if err := d.Launcher.Signal(ctx, launch.Handle{ID: j.Handle, PID: j.PID}, s); err != nil && !errors.Is(err, launch.ErrGone) {
+		d.mu.Lock()
+		starting, j := s.starting, s.j
+		if starting {
+			s.signal = sg
+		}
+		d.mu.Unlock()
+		d.Log.Info("cancelling crawl", "project", project, "spider", j.Spider, "job", id, "signal", sg.String(), "starting", starting)
+		prev = job.Running
+		if starting {
+			continue
+		}
+		if err := d.signal(ctx, j, sg); err != nil {
 			return prev, err
 		}
-		prev = job.Running
 	}
 	return prev, nil
 }
 
-func fmtCode(c *int) any {
-	if c == nil {
-		return nil
+// signal sends sig to a started job's crawl; a crawl already gone is no error.
+func (d *Dispatcher) signal(ctx context.Context, j job.Job, sig syscall.Signal) error {
+	err := d.Launcher.Signal(ctx, launch.Handle{ID: j.Handle, PID: j.PID, Job: j.ID}, sig)
+	if err != nil && !errors.Is(err, launch.ErrGone) {
+		return err
 	}
-	return *c
+	return nil
 }

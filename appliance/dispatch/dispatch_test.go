@@ -1,0 +1,407 @@
+package dispatch_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/scrapyd-debian/scrapyd/appliance/config"
+	"github.com/scrapyd-debian/scrapyd/appliance/dispatch"
+	"github.com/scrapyd-debian/scrapyd/appliance/egg"
+	"github.com/scrapyd-debian/scrapyd/appliance/job"
+	"github.com/scrapyd-debian/scrapyd/appliance/jobfiles"
+	"github.com/scrapyd-debian/scrapyd/appliance/launch"
+	"github.com/scrapyd-debian/scrapyd/appliance/launch/launchtest"
+	"github.com/scrapyd-debian/scrapyd/appliance/launch/process"
+	"github.com/scrapyd-debian/scrapyd/appliance/store"
+)
+
+// daemon is the dispatcher's world in a test: a real store and
+// configuration, and a launcher (the fake unless a test sets another).
+type daemon struct {
+	t     *testing.T
+	cfg   *config.Config
+	store *store.Store
+	env   []string
+	disp  *dispatch.Dispatcher // the last one run
+}
+
+// newDaemon makes a data directory; conf is added to [scrapyd].
+func newDaemon(t *testing.T, conf string) *daemon {
+	t.Helper()
+	root := t.TempDir()
+	os.MkdirAll(filepath.Join(root, "etc/scrapyd"), 0o755)
+	text := "[scrapyd]\nmax_proc = 4\n" + conf + "\n[settings]\np = p.settings\n"
+	if err := os.WriteFile(filepath.Join(root, "etc/scrapyd/scrapyd.conf"), []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(config.Options{Root: root, Env: []string{}, Cwd: root, Home: "-"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(cfg.DbsDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return &daemon{t: t, cfg: cfg, store: st}
+}
+
+// run starts a dispatcher with l; the returned stop ends it (as a
+// daemon's exit: crawls keep running).
+func (d *daemon) run(l launch.Launcher, crash func(string)) (*dispatch.Dispatcher, func()) {
+	d.t.Helper()
+	disp := dispatch.New(dispatch.Options{
+		Config: func() *config.Config { return d.cfg }, Store: d.store, Eggs: &egg.Store{Dir: d.cfg.EggsDir},
+		Launcher: l, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Env: d.env, Crash: crash,
+	})
+	d.disp = disp
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- disp.Run(ctx) }()
+	stop := func() {
+		cancel()
+		if err := <-done; err != nil {
+			d.t.Error(err)
+		}
+	}
+	d.t.Cleanup(func() {
+		if ctx.Err() == nil {
+			stop()
+		}
+	})
+	return disp, stop
+}
+
+func (d *daemon) schedule(id string) {
+	d.t.Helper()
+	if _, err := d.store.Enqueue(job.Spec{ID: id, Project: "p", Spider: "s"}, time.Now()); err != nil {
+		d.t.Fatal(err)
+	}
+	if d.disp != nil {
+		d.disp.Wake() // as the scheduling service does
+	}
+}
+
+func (d *daemon) job(id string) job.Job {
+	d.t.Helper()
+	j, err := d.store.Find(context.Background(), "p", id)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	return *j
+}
+
+// finished waits for the job to be recorded finished.
+func (d *daemon) finished(id string) job.Job {
+	d.t.Helper()
+	eventually(d.t, id+" finished", func() bool { return d.job(id).State == job.Finished })
+	return d.job(id)
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for !cond() {
+		if t.Context().Err() != nil {
+			t.Fatalf("never: %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func code(n int) launch.Exit { return launch.Exit{Code: &n, Known: true} }
+
+func TestOutcome(t *testing.T) {
+	launchtest.NoLeaks(t)
+	d := newDaemon(t, "")
+	m := launchtest.NewMachine()
+	_, stop := d.run(m.Launcher(), nil)
+	for _, c := range []struct {
+		id      string
+		exit    launch.Exit
+		outcome job.Outcome
+		code    int
+	}{
+		{"ok", code(0), job.OutcomeFinished, 0},
+		{"bad", code(1), job.OutcomeFailed, 1},
+		{"killed", launch.Exit{Signal: syscall.SIGKILL, Known: true}, job.OutcomeFailed, 137},
+	} {
+		d.schedule(c.id)
+		eventually(t, c.id+" started", func() bool { return m.IsRunning(c.id) })
+		if err := m.End(c.id, c.exit); err != nil {
+			t.Fatal(err)
+		}
+		j := d.finished(c.id)
+		if j.Outcome != c.outcome || j.ExitCode == nil || *j.ExitCode != c.code {
+			t.Errorf("%s: outcome %s, exit code %v; want %s, %d", c.id, j.Outcome, j.ExitCode, c.outcome, c.code)
+		}
+	}
+	stop()
+}
+
+func TestCancelEscalates(t *testing.T) {
+	d := newDaemon(t, "")
+	d.env = []string{"LAUNCHTEST=ignore-int"}
+	m := launchtest.NewMachine()
+	disp, _ := d.run(m.Launcher(), nil)
+	d.schedule("c")
+	eventually(t, "started", func() bool { return m.IsRunning("c") })
+	for _, want := range []job.State{job.Running, job.Running} {
+		if prev, err := disp.Cancel(t.Context(), "p", "c", syscall.SIGINT); err != nil || prev != want {
+			t.Fatalf("Cancel = %s, %v; want %s", prev, err, want)
+		}
+	}
+	if got := m.Signals("c"); !slices.Equal(got, []syscall.Signal{syscall.SIGINT, syscall.SIGKILL}) {
+		t.Fatalf("signals %v, want INT then KILL", got)
+	}
+	if j := d.finished("c"); j.Outcome != job.OutcomeCancelled {
+		t.Fatalf("outcome %s, want cancelled", j.Outcome)
+	}
+	// Cancelling a pending job removes it.
+	d.cfg.MaxProc = 1
+	m.StartHook = nil
+	d.schedule("busy")
+	eventually(t, "busy started", func() bool { return m.IsRunning("busy") })
+	d.schedule("queued")
+	if prev, err := disp.Cancel(t.Context(), "p", "queued", syscall.SIGINT); err != nil || prev != job.Pending {
+		t.Fatalf("Cancel of a pending job = %s, %v", prev, err)
+	}
+	if _, err := d.store.Find(t.Context(), "p", "queued"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the cancelled pending job is still there: %v", err)
+	}
+}
+
+// A claimed job whose start never began goes back to the queue and runs
+// once.
+func TestRequeue(t *testing.T) {
+	d := newDaemon(t, "")
+	d.schedule("r")
+	if j, err := d.store.Claim(time.Now()); err != nil || j == nil {
+		t.Fatalf("claim: %v", err)
+	}
+	m := launchtest.NewMachine()
+	d.run(m.Launcher(), nil)
+	eventually(t, "the requeued job started", func() bool { return m.IsRunning("r") })
+	if n := m.Starts("r"); n != 1 {
+		t.Fatalf("started %d times", n)
+	}
+}
+
+func TestFailedStart(t *testing.T) {
+	d := newDaemon(t, "")
+	m := launchtest.NewMachine()
+	m.StartHook = func(context.Context, launch.Command) error { return errors.New("no such python") }
+	d.run(m.Launcher(), nil)
+	d.schedule("f")
+	j := d.finished("f")
+	if j.Outcome != job.OutcomeFailed || j.ExitCode != nil {
+		t.Fatalf("outcome %s, exit code %v; want failed, none", j.Outcome, j.ExitCode)
+	}
+	log, _ := os.ReadFile(jobfiles.Of(d.cfg, "p", "s", "f").Log)
+	if !strings.Contains(string(log), "crawl could not be started: no such python") {
+		t.Fatalf("the job's log does not say why: %q", log)
+	}
+}
+
+// A start that hangs (a launcher ignoring its context) blocks neither
+// other starts nor cancels; after start_timeout it is abandoned, its job
+// recorded failed, and its crawl stopped when it appears.
+func TestHungStart(t *testing.T) {
+	for _, planned := range []bool{false, true} {
+		t.Run(fmt.Sprintf("planned=%v", planned), func(t *testing.T) {
+			d := newDaemon(t, "start_timeout = 0.3")
+			m := launchtest.NewMachine()
+			m.Plan = planned
+			release := make(chan struct{})
+			hung := make(chan struct{})
+			m.StartHook = func(_ context.Context, c launch.Command) error {
+				if c.Job == "hang" {
+					close(hung)
+					<-release
+				}
+				return nil
+			}
+			disp, _ := d.run(m.Launcher(), nil)
+			d.schedule("hang")
+			<-hung
+			// While it hangs: a cancel of it answers, and another job starts.
+			if prev, err := disp.Cancel(t.Context(), "p", "hang", syscall.SIGINT); err != nil || prev != job.Running {
+				t.Fatalf("Cancel while starting = %s, %v", prev, err)
+			}
+			d.schedule("other")
+			eventually(t, "another job started", func() bool { return m.IsRunning("other") })
+			j := d.finished("hang")
+			if j.Outcome != job.OutcomeCancelled {
+				t.Fatalf("outcome %s, want cancelled (it was cancelled while starting)", j.Outcome)
+			}
+			log, _ := os.ReadFile(jobfiles.Of(d.cfg, "p", "s", "hang").Log)
+			if !strings.Contains(string(log), "did not start within start_timeout") {
+				t.Fatalf("the job's log does not say why: %q", log)
+			}
+			close(release)
+			eventually(t, "the late crawl was stopped", func() bool {
+				return m.Starts("hang") == 1 && !m.IsRunning("hang")
+			})
+			if got := m.Signals("hang"); !slices.Contains(got, syscall.SIGKILL) {
+				t.Fatalf("signals to the late crawl %v, want KILL", got)
+			}
+		})
+	}
+}
+
+// A cancel that arrives while the start is under way is sent once it is done.
+func TestCancelWhileStarting(t *testing.T) {
+	d := newDaemon(t, "")
+	m := launchtest.NewMachine()
+	release := make(chan struct{})
+	hung := make(chan struct{})
+	m.StartHook = func(context.Context, launch.Command) error {
+		close(hung)
+		<-release
+		return nil
+	}
+	disp, _ := d.run(m.Launcher(), nil)
+	d.schedule("s")
+	<-hung
+	if _, err := disp.Cancel(t.Context(), "p", "s", syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	if j := d.finished("s"); j.Outcome != job.OutcomeCancelled {
+		t.Fatalf("outcome %s", j.Outcome)
+	}
+	if got := m.Signals("s"); !slices.Equal(got, []syscall.Signal{syscall.SIGINT}) {
+		t.Fatalf("signals %v, want INT", got)
+	}
+}
+
+// At start, a crawl no job claims is stopped; one whose Recover fails is
+// stopped and its job recorded, its slot held until it is gone.
+func TestAdoptStopsWhatItCannotTrack(t *testing.T) {
+	d := newDaemon(t, "")
+	m := launchtest.NewMachine()
+	m.Plan = true
+	first := m.Launcher()
+	_, stop := d.run(first, nil)
+	d.schedule("lost")
+	eventually(t, "started", func() bool { return m.IsRunning("lost") })
+	stop()
+	stray := m.Launcher()
+	if _, _, err := stray.Start(t.Context(), launch.Command{Job: "stray", Path: "/bin/sh"}); err != nil {
+		t.Fatal(err)
+	}
+	m.RecoverErr = func(h launch.Handle) error {
+		if h.Job == "lost" {
+			return errors.New("bus unreachable")
+		}
+		return nil
+	}
+	disp, _ := d.run(m.Launcher(), nil)
+	eventually(t, "the stray crawl was stopped", func() bool { return !m.IsRunning("stray") })
+	j := d.finished("lost")
+	if j.Outcome != job.OutcomeFailed || m.IsRunning("lost") {
+		t.Fatalf("outcome %s, running %v: want the crawl killed and the job failed", j.Outcome, m.IsRunning("lost"))
+	}
+	if got := m.Signals("lost"); !slices.Equal(got, []syscall.Signal{syscall.SIGKILL}) {
+		t.Fatalf("signals %v, want KILL", got)
+	}
+	eventually(t, "the slot is free", func() bool { return disp.Running() == 0 })
+}
+
+// TestRestartAtEveryCrashPoint: a daemon dies at each point of a start;
+// the next one never starts the job twice, never leaves a crawl untracked,
+// and ends with the job recorded. Under the fake with planned handles (as
+// systemd) and under the exec launcher with real processes.
+func TestRestartAtEveryCrashPoint(t *testing.T) {
+	for _, kind := range []string{"planned", "exec"} {
+		for _, point := range dispatch.CrashPoints {
+			t.Run(kind+"/"+point, func(t *testing.T) {
+				d := newDaemon(t, "")
+				var newLauncher func() launch.Launcher
+				var starts func() int
+				var running func() bool
+				switch kind {
+				case "planned":
+					m := launchtest.NewMachine()
+					m.Plan = true
+					newLauncher = func() launch.Launcher { return m.Launcher() }
+					starts = func() int { return m.Starts("j") }
+					running = func() bool { return m.IsRunning("j") }
+				case "exec":
+					dir := t.TempDir()
+					crawl := filepath.Join(dir, "crawl")
+					os.WriteFile(crawl, []byte("#!/bin/sh\necho started >> \"$STARTS\"\ntrap 'exit 0' INT\nwhile :; do sleep 0.05; done\n"), 0o755)
+					d.cfg.Python = crawl
+					d.env = []string{"STARTS=" + filepath.Join(dir, "starts"), "PATH=/usr/bin:/bin"}
+					owner := filepath.Join(dir, "owner")
+					var ls []*process.Launcher
+					t.Cleanup(func() {
+						for _, l := range ls {
+							l.Close()
+						}
+					})
+					newLauncher = func() launch.Launcher {
+						l := process.New()
+						l.Owner = owner
+						ls = append(ls, l)
+						return l
+					}
+					starts = func() int {
+						b, _ := os.ReadFile(filepath.Join(dir, "starts"))
+						return strings.Count(string(b), "started")
+					}
+					running = func() bool {
+						hs, _ := newLauncher().Running(context.Background())
+						return len(hs) > 0
+					}
+				}
+				crashed := make(chan struct{})
+				_, stop := d.run(newLauncher(), func(p string) {
+					if p == point {
+						close(crashed)
+						runtime.Goexit()
+					}
+				})
+				d.schedule("j")
+				<-crashed
+				stop()
+				if point == "launched" || point == "recorded" {
+					eventually(t, "the crawl runs", func() bool { return starts() == 1 })
+				}
+				disp, _ := d.run(newLauncher(), nil)
+				// The restarted daemon settles: the job runs (adopted or
+				// started from the queue) or is recorded.
+				eventually(t, "the job is tracked", func() bool {
+					j := d.job("j")
+					return j.State == job.Finished || j.State == job.Running && disp.Running() == 1 && running() && starts() == 1
+				})
+				if j := d.job("j"); j.State == job.Running {
+					if _, err := disp.Cancel(t.Context(), "p", "j", syscall.SIGINT); err != nil {
+						t.Fatal(err)
+					}
+				}
+				j := d.finished("j")
+				eventually(t, "no crawl runs", func() bool { return !running() })
+				if n := starts(); n > 1 || n == 0 && point != "persisted" {
+					t.Fatalf("the job was started %d times", n)
+				}
+				if n := starts(); n == 0 && j.Outcome != job.OutcomeLost {
+					t.Fatalf("never started, outcome %s: want lost", j.Outcome)
+				}
+				if n := starts(); n == 1 && j.Outcome != job.OutcomeCancelled {
+					t.Fatalf("outcome %s, want cancelled", j.Outcome)
+				}
+			})
+		}
+	}
+}
