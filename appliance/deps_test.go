@@ -45,6 +45,8 @@ var rules = map[string]struct{ imports, through string }{
 	// an environment's install), and the environments it installs.
 	"appliance/confine": {imports: "launch"},
 	"appliance/pyenv":   {imports: "launch"},
+	// Tests only: the launcher contract and a fake launcher.
+	"appliance/launch/launchtest": {imports: "launch"},
 
 	// Stores and where files live.
 	"appliance/jobfiles": {imports: "config"},

@@ -57,6 +57,7 @@ func (f *fakeLauncher) Signal(_ context.Context, _ launch.Handle, sig syscall.Si
 	return nil
 }
 func (f *fakeLauncher) Running(context.Context) ([]launch.Handle, error) { return nil, nil }
+func (f *fakeLauncher) Planned(string) (launch.Handle, bool)             { return launch.Handle{}, false }
 
 // TestListThroughALauncher: a confined listing sees its own egg, reads its
 // names from the output file, reports Scrapy's error output on failure and
