@@ -147,69 +147,78 @@ func (d *Dispatcher) adopt(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("adopt: %w", err)
 	}
+	// Jobs with their crawl's handle first: they need no listing, and the
+	// daemon answers for them at once.
+	claimed := map[string]bool{}
+	var unsure []job.Job
+	for _, j := range jobs {
+		if j.Handle == "" || j.Handle == Starting {
+			unsure = append(unsure, j)
+			continue
+		}
+		claimed[j.Handle] = true
+		d.attach(ctx, j)
+	}
 	found, err := d.Launcher.Running(ctx)
 	if err != nil {
-		// Jobs with a stored handle are still recovered one by one.
+		// Jobs with a stored handle were recovered one by one.
 		d.Log.Error("cannot list the launcher's crawls; crawls no job points at may keep running", "err", err)
 	}
 	byID := map[string]launch.Handle{}
 	byJob := map[string]launch.Handle{}
 	for _, h := range found {
+		if claimed[h.ID] {
+			continue
+		}
 		byID[h.ID] = h
 		if h.Job != "" {
 			byJob[h.Job] = h
 		}
 	}
-	claim := func(h launch.Handle) {
-		delete(byID, h.ID)
-		if h.Job != "" {
-			delete(byJob, h.Job)
-		}
-	}
-	for _, j := range jobs {
+	for _, j := range unsure {
 		log := d.Log.With("project", j.Project, "spider", j.Spider, "job", j.ID)
-		h := launch.Handle{ID: j.Handle, PID: j.PID, Job: j.ID}
-		if j.Handle == "" || j.Handle == Starting {
-			r, ok := byJob[j.ID]
-			if !ok {
-				if p, planned := d.Launcher.Planned(j.ID); planned {
-					r, ok = byID[p.ID]
-				}
-			}
-			switch {
-			case ok:
-				// The crawl started but its handle was not recorded.
-				log.Warn("found the crawl of a job whose start was not recorded; adopting it", "handle", r.ID)
-				if err := d.Store.Started(j.Seq, r.ID, r.PID); err != nil {
-					return fmt.Errorf("adopt: %w", err)
-				}
-				h = r
-			case j.Handle == "":
-				// Claimed, but the daemon died before anything was started:
-				// a handle (planned or Starting) is stored before every start.
-				log.Warn("job was claimed but never started; queued again")
-				if err := d.Store.Requeue(j.Seq); err != nil {
-					return fmt.Errorf("adopt: %w", err)
-				}
-				continue
-			default:
-				// Its start was under way: it may have run and ended, so it
-				// is not run again.
-				d.finish(ended{j: j, outcome: job.OutcomeLost, reason: "the daemon stopped while this crawl was starting, and no crawl of it runs"})
-				continue
+		r, ok := byJob[j.ID]
+		if !ok {
+			if p, planned := d.Launcher.Planned(j.ID); planned {
+				r, ok = byID[p.ID]
 			}
 		}
-		claim(h)
-		d.mu.Lock()
-		d.active[j.Seq] = &slot{j: withHandle(j, h)}
-		d.mu.Unlock()
-		d.recover(ctx, log, withHandle(j, h))
+		switch {
+		case ok:
+			// The crawl started but its handle was not recorded.
+			log.Warn("found the crawl of a job whose start was not recorded; adopting it", "handle", r.ID)
+			if err := d.Store.Started(j.Seq, r.ID, r.PID); err != nil {
+				return fmt.Errorf("adopt: %w", err)
+			}
+			delete(byID, r.ID)
+			d.attach(ctx, withHandle(j, r))
+		case j.Handle == "":
+			// Claimed, but the daemon died before anything was started:
+			// a handle (planned or Starting) is stored before every start.
+			log.Warn("job was claimed but never started; queued again")
+			if err := d.Store.Requeue(j.Seq); err != nil {
+				return fmt.Errorf("adopt: %w", err)
+			}
+		default:
+			// Its start was under way: it may have run and ended, so it
+			// is not run again.
+			d.finish(ended{j: j, outcome: job.OutcomeLost, reason: "the daemon stopped while this crawl was starting, and no crawl of it runs"})
+		}
 	}
 	for _, h := range byID {
 		d.stopStray(ctx, h)
 	}
 	d.changed()
 	return nil
+}
+
+// attach gives a running job with its crawl's handle its slot back, and
+// re-attaches it to the crawl.
+func (d *Dispatcher) attach(ctx context.Context, j job.Job) {
+	d.mu.Lock()
+	d.active[j.Seq] = &slot{j: j}
+	d.mu.Unlock()
+	d.recover(ctx, d.Log.With("project", j.Project, "spider", j.Spider, "job", j.ID), j)
 }
 
 // stopStray kills a crawl no job tracks. It is watched first, so that the
