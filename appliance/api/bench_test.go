@@ -60,7 +60,7 @@ func BenchmarkListJobs1000Finished(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		h.st.Claim(time.Now())
+		h.st.Claim(time.Now(), nil)
 		code := 0
 		h.st.End(j.Seq, time.Now(), &code, job.OutcomeFinished, "", 1000)
 	}

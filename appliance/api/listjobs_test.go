@@ -18,7 +18,7 @@ func (h *harness) finish(t *testing.T, spec job.Spec, start, end time.Time, exit
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.st.Claim(start); err != nil {
+	if _, err := h.st.Claim(start, nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := h.st.End(j.Seq, end, exit, outcome, "", 100); err != nil {

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -97,6 +98,9 @@ type Config struct {
 	Settings map[string]string
 	// Webhooks are the [webhook:NAME] sections, by name.
 	Webhooks []Webhook
+	// Caps are the [project:NAME] sections' slot caps (issue 16), applied
+	// live.
+	Caps map[string]ProjectCaps
 
 	// Sources says which file (and line) set each [scrapyd] option (and each
 	// [settings] entry, as "[settings] name"), and Raw what it said there
@@ -107,6 +111,12 @@ type Config struct {
 	Files []string
 	// Warnings are non-fatal remarks (options we ignore), for the log.
 	Warnings []string
+}
+
+// ProjectCaps are one project's slot caps; 0 means none.
+type ProjectCaps struct {
+	MaxProc       int // the project's running crawls at most
+	SpiderMaxProc int // each of its spiders' running crawls at most
 }
 
 // Slots is how many crawls may run at once: max_proc, or CPUs x
@@ -219,7 +229,7 @@ func Load(o Options) (*Config, error) {
 		return nil, fmt.Errorf("%s: %w", confD, err)
 	}
 	ordered = append(ordered, files[1:]...)
-	c := &Config{Root: root, Layout: layout, Settings: map[string]string{}, Sources: map[string]Source{}, Raw: map[string]string{}}
+	c := &Config{Root: root, Layout: layout, Settings: map[string]string{}, Caps: map[string]ProjectCaps{}, Sources: map[string]Source{}, Raw: map[string]string{}}
 	for _, f := range ordered {
 		data, err := os.ReadFile(f)
 		if os.IsNotExist(err) {
@@ -305,10 +315,46 @@ func (c *Config) apply(entries []entry) error {
 					return err
 				}
 			}
+			if name, ok := strings.CutPrefix(e.section, "project:"); ok {
+				if err := c.setCap(name, e); err != nil {
+					return err
+				}
+			}
 		}
 	}
 	c.derive()
 	return c.validate()
+}
+
+// setCap applies one option of a [project:NAME] section.
+func (c *Config) setCap(project string, e entry) error {
+	if err := checkProjectName(project); err != nil {
+		return fmt.Errorf("%s: [project:%s]: %w", e.source, project, err)
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(e.value))
+	if err != nil || n < 0 {
+		return fmt.Errorf("%s: [project:%s] %s: %q is not a whole number >= 0", e.source, project, e.key, e.value)
+	}
+	caps := c.Caps[project]
+	switch e.key {
+	case "max_proc":
+		caps.MaxProc = n
+	case "spider_max_proc":
+		caps.SpiderMaxProc = n
+	default:
+		return fmt.Errorf("%s: [project:%s]: unknown option %q (known: max_proc, spider_max_proc)", e.source, project, e.key)
+	}
+	c.Caps[project] = caps
+	c.Sources["[project:"+project+"] "+e.key] = e.source
+	return nil
+}
+
+// checkProjectName refuses a [project:NAME] that no project could have.
+func checkProjectName(name string) error {
+	if name == "" || strings.ContainsAny(name, "/\\\x00 ") || name == "." || name == ".." {
+		return fmt.Errorf("%q is not a project name", name)
+	}
+	return nil
 }
 
 // derive fills the options whose default depends on others. crawl_dir's

@@ -19,6 +19,9 @@ func Changed(a, b *Config) []string {
 	if !maps.Equal(a.Settings, b.Settings) {
 		out = append(out, "[settings]")
 	}
+	if !maps.Equal(a.Caps, b.Caps) {
+		out = append(out, "[project:*]")
+	}
 	return append(out, changedWebhooks(a, b)...)
 }
 

@@ -118,8 +118,8 @@ func (o *observedJobs) List(ctx context.Context, state job.State, f store.Filter
 	return jobs, err
 }
 
-func (o *observedJobs) Claim(now time.Time) (*job.Job, error) {
-	j, err := o.Jobs.Claim(now)
+func (o *observedJobs) Claim(now time.Time, caps store.Caps) (*job.Job, error) {
+	j, err := o.Jobs.Claim(now, caps)
 	if j != nil {
 		o.remember(*j)
 		o.m.JobStarted(metrics.Started{Project: j.Project, Spider: j.Spider, Scheduled: j.Scheduled, Started: j.Started})

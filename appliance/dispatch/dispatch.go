@@ -311,7 +311,7 @@ func (d *Dispatcher) fill(ctx context.Context) {
 		}
 		d.claiming++
 		d.mu.Unlock()
-		j, err := d.Store.Claim(time.Now())
+		j, err := d.Store.Claim(time.Now(), Caps(cfg))
 		d.mu.Lock()
 		d.claiming--
 		if err != nil || j == nil {

@@ -186,7 +186,7 @@ func TestCancelEscalates(t *testing.T) {
 func TestRequeue(t *testing.T) {
 	d := newDaemon(t, "")
 	d.schedule("r")
-	if j, err := d.store.Claim(time.Now()); err != nil || j == nil {
+	if j, err := d.store.Claim(time.Now(), nil); err != nil || j == nil {
 		t.Fatalf("claim: %v", err)
 	}
 	m := launchtest.NewMachine()

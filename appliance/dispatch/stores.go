@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/scrapyd-debian/scrapyd/appliance/config"
 	"github.com/scrapyd-debian/scrapyd/appliance/egg"
 	"github.com/scrapyd-debian/scrapyd/appliance/job"
 	"github.com/scrapyd-debian/scrapyd/appliance/store"
@@ -16,7 +17,7 @@ import (
 type Jobs interface {
 	List(ctx context.Context, state job.State, f store.Filter) ([]job.Job, error)
 	// Claim moves the next pending job to running; nil when none is pending.
-	Claim(now time.Time) (*job.Job, error)
+	Claim(now time.Time, caps store.Caps) (*job.Job, error)
 	Started(seq int64, handle string, pid int) error
 	Requeue(seq int64) error
 	End(seq int64, ended time.Time, exit *int, outcome job.Outcome, stats string, keep int) error
@@ -31,4 +32,16 @@ type Jobs interface {
 // egg.ErrNotFound; the version's Path is a file the crawl reads.
 type Eggs interface {
 	Find(project, version string) (egg.Version, error)
+}
+
+// Caps are cfg's [project:NAME] slot caps as the store's claim takes them.
+func Caps(cfg *config.Config) store.Caps {
+	if len(cfg.Caps) == 0 {
+		return nil
+	}
+	out := make(store.Caps, len(cfg.Caps))
+	for p, c := range cfg.Caps {
+		out[p] = store.Cap{MaxProc: c.MaxProc, SpiderMaxProc: c.SpiderMaxProc}
+	}
+	return out
 }

@@ -73,7 +73,7 @@ func BenchmarkListJobs1000Finished(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		st.Claim(time.Now())
+		st.Claim(time.Now(), nil)
 		code := 0
 		if err := st.End(j.Seq, time.Now(), &code, job.OutcomeFinished, "", 1000); err != nil {
 			b.Fatal(err)

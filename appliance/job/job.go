@@ -45,6 +45,12 @@ type Spec struct {
 	Settings []Pair // `-s NAME=VALUE`, in order: Scrapy applies them in order
 	Args     []Pair // spider arguments `-a name=value`, in the order the client sent them
 	Priority float64
+	// Schedule is the id of the recurring schedule that made this run ("":
+	// none), Due the time the run was meant to start, and Attempt its
+	// retry number (0: the first try).
+	Schedule string
+	Due      time.Time
+	Attempt  int
 }
 
 // Pair is one setting or spider argument.

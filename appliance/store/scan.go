@@ -8,7 +8,7 @@ import (
 	"github.com/scrapyd-debian/scrapyd/appliance/job"
 )
 
-const columns = `seq, id, project, spider, version, settings, args, priority, state, scheduled, started, ended, pid, handle, exit_code, outcome, cancelled, stats`
+const columns = `seq, id, project, spider, version, settings, args, priority, state, scheduled, started, ended, pid, handle, exit_code, outcome, cancelled, stats, schedule, due, attempt`
 
 func scanJobs(rows *sql.Rows) ([]job.Job, error) {
 	defer rows.Close()
@@ -21,9 +21,10 @@ func scanJobs(rows *sql.Rows) ([]job.Job, error) {
 			started, ended, pid, exit sql.NullInt64
 			handle, outcome, stats    sql.NullString
 			cancelled                 int
+			due                       sql.NullInt64
 		)
 		if err := rows.Scan(&j.Seq, &j.ID, &j.Project, &j.Spider, &j.Version, &settings, &args, &j.Priority, &state,
-			&scheduled, &started, &ended, &pid, &handle, &exit, &outcome, &cancelled, &stats); err != nil {
+			&scheduled, &started, &ended, &pid, &handle, &exit, &outcome, &cancelled, &stats, &j.Schedule, &due, &j.Attempt); err != nil {
 			return nil, err
 		}
 		j.State = job.State(state)
@@ -43,6 +44,9 @@ func scanJobs(rows *sql.Rows) ([]job.Job, error) {
 		j.Outcome = job.Outcome(outcome.String)
 		j.Cancelled = cancelled != 0
 		j.Stats = stats.String
+		if due.Valid {
+			j.Due = time.Unix(0, due.Int64)
+		}
 		j.Settings, j.Args = fromPairs(settings), fromPairs(args)
 		out = append(out, j)
 	}

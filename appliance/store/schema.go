@@ -82,6 +82,28 @@ CREATE TABLE event_cursors (
 	name      TEXT PRIMARY KEY,
 	delivered INTEGER NOT NULL
 );`,
+	// 4: recurring schedules (issue 16). A run is an ordinary job that
+	// names its schedule, the time it was due and its retry number; the
+	// schedule keeps its definition as JSON (it is read whole, never
+	// queried by its parts) beside the state the scheduler keeps.
+	`ALTER TABLE jobs ADD COLUMN schedule TEXT NOT NULL DEFAULT '';
+ALTER TABLE jobs ADD COLUMN due INTEGER;
+ALTER TABLE jobs ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX jobs_schedule ON jobs(schedule, seq) WHERE schedule != '';
+CREATE TABLE schedules (
+	id            TEXT PRIMARY KEY,
+	project       TEXT NOT NULL,
+	spider        TEXT NOT NULL,
+	definition    TEXT NOT NULL,
+	created       INTEGER NOT NULL,
+	next_run      INTEGER,
+	last_run      INTEGER,
+	last_job      TEXT NOT NULL DEFAULT '',
+	paused        TEXT NOT NULL DEFAULT '',
+	retry_at      INTEGER,
+	retry_attempt INTEGER NOT NULL DEFAULT 0,
+	queued        INTEGER NOT NULL DEFAULT 0
+);`,
 }
 
 // schemaVersion is the schema this release writes.

@@ -167,9 +167,14 @@ func (s *Store) Enqueue(spec job.Spec, now time.Time) (job.Job, error) {
 		if n > 0 {
 			return ErrDuplicate
 		}
-		res, err := tx.Exec(`INSERT INTO jobs (id, project, spider, version, settings, args, priority, state, scheduled)
-			VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?)`,
-			spec.ID, spec.Project, spec.Spider, spec.Version, string(settings), string(args), spec.Priority, now.UnixNano())
+		var due sql.NullInt64
+		if !spec.Due.IsZero() {
+			due = sql.NullInt64{Int64: spec.Due.UnixNano(), Valid: true}
+		}
+		res, err := tx.Exec(`INSERT INTO jobs (id, project, spider, version, settings, args, priority, state, scheduled, schedule, due, attempt)
+			VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)`,
+			spec.ID, spec.Project, spec.Spider, spec.Version, string(settings), string(args), spec.Priority, now.UnixNano(),
+			spec.Schedule, due, spec.Attempt)
 		if err != nil {
 			return err
 		}
@@ -186,12 +191,34 @@ func (s *Store) Enqueue(spec job.Spec, now time.Time) (job.Job, error) {
 }
 
 // Claim moves the next pending job (highest priority, then first scheduled,
-// across all projects) to running, without a handle yet. It returns nil when
-// nothing is pending.
-func (s *Store) Claim(now time.Time) (*job.Job, error) {
+// across all projects) that caps allow to running, without a handle yet.
+// It returns nil when no pending job may start. A job held back by a cap
+// does not block the ones behind it.
+func (s *Store) Claim(now time.Time, caps Caps) (*job.Job, error) {
 	var j *job.Job
 	err := s.write(func(tx *sql.Tx, delta map[job.State]int) error {
-		rows, err := tx.Query(`SELECT ` + columns + ` FROM jobs WHERE state = 'pending' ORDER BY priority DESC, seq LIMIT 1`)
+		q := `SELECT ` + columns + ` FROM jobs WHERE state = 'pending'`
+		var args []any
+		if !caps.None() {
+			running, err := runningCounts(tx)
+			if err != nil {
+				return err
+			}
+			// The held-back projects and spiders are excluded in the
+			// query itself: the queue index is walked past their jobs
+			// without reading them into Go, so 10,000 capped jobs ahead
+			// cost a scan of the index, not 10,000 rows.
+			projects, spiders := caps.Blocked(running)
+			for _, p := range projects {
+				q += ` AND project != ?`
+				args = append(args, p)
+			}
+			for _, ps := range spiders {
+				q += ` AND NOT (project = ? AND spider = ?)`
+				args = append(args, ps[0], ps[1])
+			}
+		}
+		rows, err := tx.Query(q+` ORDER BY priority DESC, seq LIMIT 1`, args...)
 		if err != nil {
 			return err
 		}
@@ -212,6 +239,26 @@ func (s *Store) Claim(now time.Time) (*job.Job, error) {
 		return nil, fmt.Errorf("claim: %w", err)
 	}
 	return j, nil
+}
+
+// runningCounts counts the running jobs of each project and spider (the
+// running index: a handful of rows).
+func runningCounts(tx *sql.Tx) (Running, error) {
+	rows, err := tx.Query(`SELECT project, spider, COUNT(*) FROM jobs WHERE state = 'running' GROUP BY project, spider`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := Running{}
+	for rows.Next() {
+		var p, sp string
+		var n int
+		if err := rows.Scan(&p, &sp, &n); err != nil {
+			return nil, err
+		}
+		out[[2]string{p, sp}] = n
+	}
+	return out, rows.Err()
 }
 
 // Started records the launch handle of a claimed job. Until it is stored a

@@ -43,8 +43,8 @@ func TestStateSurvivesReopenAndRequeueKeepsOrder(t *testing.T) {
 	for _, id := range []string{"j1", "j2", "j3", "j4"} {
 		enqueue(t, s, id, "p", 0)
 	}
-	first, _ := s.Claim(time.Now()) // j1: claimed, never started (a crash)
-	second, _ := s.Claim(time.Now())
+	first, _ := s.Claim(time.Now(), nil) // j1: claimed, never started (a crash)
+	second, _ := s.Claim(time.Now(), nil)
 	s.Started(second.Seq, "pid:1:2", 1234)
 	code := 1
 	s.End(second.Seq, time.Now(), &code, job.OutcomeFailed, `{"item_scraped_count": 3}`, 100)

@@ -109,7 +109,7 @@ func (f *fixture) jobWithStats(t testing.TB, spec job.Spec, state job.State, out
 	if state == job.Pending {
 		return
 	}
-	j, err := f.store.Claim(start)
+	j, err := f.store.Claim(start, nil)
 	if err != nil || j == nil {
 		t.Fatal("claim", err)
 	}

@@ -21,6 +21,7 @@ type Store struct {
 	seq     int64
 	jobs    map[int64]*job.Job
 	spiders map[[2]string][]string
+	scheds  map[string]job.Schedule
 
 	events  []store.Event // oldest first
 	eventID int64         // the last event's ID, never reused
@@ -30,7 +31,7 @@ type Store struct {
 
 // New returns an empty store.
 func New() *Store {
-	return &Store{jobs: map[int64]*job.Job{}, spiders: map[[2]string][]string{}, cursors: map[string]int64{}}
+	return &Store{jobs: map[int64]*job.Job{}, spiders: map[[2]string][]string{}, scheds: map[string]job.Schedule{}, cursors: map[string]int64{}}
 }
 
 // event records a step of j's life and tells the listener; s.mu held, as
@@ -155,15 +156,22 @@ func (s *Store) Enqueue(spec job.Spec, now time.Time) (job.Job, error) {
 	return copyOf(j), nil
 }
 
-// Claim moves the next pending job to running; nil when none is pending.
-func (s *Store) Claim(now time.Time) (*job.Job, error) {
+// Claim moves the next pending job that caps allow to running; nil when
+// none may start.
+func (s *Store) Claim(now time.Time, caps store.Caps) (*job.Job, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	pending := s.inState(job.Pending)
-	if len(pending) == 0 {
+	running := s.running()
+	var j *job.Job
+	for _, p := range s.inState(job.Pending) {
+		if caps.Waiting(running, p.Project, p.Spider) == "" {
+			j = p
+			break
+		}
+	}
+	if j == nil {
 		return nil, nil
 	}
-	j := pending[0]
 	j.State, j.Started = job.Running, now
 	c := copyOf(j)
 	return &c, nil

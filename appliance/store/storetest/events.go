@@ -44,7 +44,7 @@ func events(t *testing.T, s Store) {
 	if _, err := s.Enqueue(job.Spec{ID: "a", Project: "p", Spider: "s"}, t0); !errors.Is(err, store.ErrDuplicate) {
 		t.Fatalf("duplicate: %v", err)
 	}
-	j, _ := s.Claim(at(1))
+	j, _ := s.Claim(at(1), nil)
 	if j.Seq != a.Seq {
 		t.Fatalf("claimed %s", j.ID)
 	}
@@ -63,12 +63,12 @@ func events(t *testing.T, s Store) {
 		t.Fatalf("cancel b = %d, %v", n, err)
 	}
 	enqueue(t, s, "c", "p", 0)
-	c, _ := s.Claim(at(6))
+	c, _ := s.Claim(at(6), nil)
 	// Claimed, then put back (a daemon died before the launch): no event.
 	if err := s.Requeue(c.Seq); err != nil {
 		t.Fatal(err)
 	}
-	c, _ = s.Claim(at(7))
+	c, _ = s.Claim(at(7), nil)
 	// A crawl that could not start ends without having started.
 	if err := s.End(c.Seq, at(8), nil, job.OutcomeFailed, "", 100); err != nil {
 		t.Fatal(err)

@@ -20,7 +20,7 @@ import (
 type Store interface {
 	Counts() (pending, running, finished int)
 	Enqueue(spec job.Spec, now time.Time) (job.Job, error)
-	Claim(now time.Time) (*job.Job, error)
+	Claim(now time.Time, caps store.Caps) (*job.Job, error)
 	Started(seq int64, handle string, pid int) error
 	Requeue(seq int64) error
 	End(seq int64, ended time.Time, exit *int, outcome job.Outcome, stats string, keep int) error
@@ -43,6 +43,12 @@ type Store interface {
 	TrimEvents(id int64) error
 	ActiveByProject(ctx context.Context) ([]store.ProjectCount, error)
 	LastSuccesses(ctx context.Context) ([]store.SpiderSuccess, error)
+	RunningCounts(ctx context.Context) (store.Running, error)
+	SaveSchedule(sc job.Schedule) error
+	Schedules(ctx context.Context, project string) ([]job.Schedule, error)
+	DeleteSchedule(project, id string) error
+	ScheduleRuns(ctx context.Context, id string, limit int) ([]job.Job, error)
+	ActiveRuns(ctx context.Context, id string) (int, error)
 }
 
 // Run runs the contract; open returns a new, empty store.
@@ -65,6 +71,9 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"EventCursorsAndTrim", eventCursors},
 		{"ActiveByProject", activeByProject},
 		{"LastSuccesses", lastSuccesses},
+		{"ClaimSkipsCappedJobs", claimCaps},
+		{"Schedules", schedules},
+		{"ScheduleRuns", scheduleRuns},
 	} {
 		t.Run(c.name, func(t *testing.T) { c.test(t, open(t)) })
 	}
@@ -90,7 +99,7 @@ func finish(t *testing.T, s Store, spec job.Spec, end time.Time, keep int) {
 	if _, err := s.Enqueue(spec, end.Add(-2*time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	j, err := s.Claim(end.Add(-time.Second))
+	j, err := s.Claim(end.Add(-time.Second), nil)
 	if err != nil || j == nil || j.ID != spec.ID {
 		t.Fatalf("claim = %v, %v; want %s", j, err, spec.ID)
 	}
@@ -138,7 +147,7 @@ func queueOrder(t *testing.T, s Store) {
 	}
 	var claimed []string
 	for {
-		j, err := s.Claim(t0)
+		j, err := s.Claim(t0, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -163,7 +172,7 @@ func duplicates(t *testing.T, s Store) {
 			t.Fatalf("a second pending job with the same id (project %s): err = %v, want ErrDuplicate", project, err)
 		}
 	}
-	j, _ := s.Claim(t0)
+	j, _ := s.Claim(t0, nil)
 	if _, err := s.Enqueue(job.Spec{ID: "same", Project: "p", Spider: "s"}, t0); !errors.Is(err, store.ErrDuplicate) {
 		t.Fatalf("same id as a running job: err = %v, want ErrDuplicate", err)
 	}
@@ -183,7 +192,7 @@ func lifecycle(t *testing.T, s Store) {
 	if queued.State != job.Pending || queued.Seq == 0 || !queued.Scheduled.Equal(t0) {
 		t.Fatalf("enqueued = %+v", queued)
 	}
-	j, err := s.Claim(at(1))
+	j, err := s.Claim(at(1), nil)
 	if err != nil || j.Seq != queued.Seq {
 		t.Fatalf("claim = %+v, %v", j, err)
 	}
@@ -231,8 +240,8 @@ func requeue(t *testing.T, s Store) {
 	for _, id := range []string{"j1", "j2", "j3", "j4"} {
 		enqueue(t, s, id, "p", 0)
 	}
-	first, _ := s.Claim(t0) // j1: claimed, never started (a crash)
-	second, _ := s.Claim(t0)
+	first, _ := s.Claim(t0, nil) // j1: claimed, never started (a crash)
+	second, _ := s.Claim(t0, nil)
 	s.Started(second.Seq, "h2", 2)
 	if err := s.Requeue(second.Seq); err != nil {
 		t.Fatal(err)
@@ -247,7 +256,7 @@ func requeue(t *testing.T, s Store) {
 	if got := list(t, s, job.Running, store.Filter{}); !slices.Equal(got, []string{"j2"}) {
 		t.Fatalf("running = %v", got)
 	}
-	again, _ := s.Claim(at(5))
+	again, _ := s.Claim(at(5), nil)
 	if again.ID != "j1" || !again.Started.Equal(at(5)) {
 		t.Fatalf("claim after requeue = %+v", again)
 	}
@@ -313,7 +322,7 @@ func snapshot(t *testing.T, s Store) {
 		finish(t, s, job.Spec{ID: id, Project: "p", Spider: "s"}, at(i), 100)
 	}
 	enqueue(t, s, "r1", "p", 0)
-	s.Claim(at(10))
+	s.Claim(at(10), nil)
 	enqueue(t, s, "p1", "p", 0)
 	enqueue(t, s, "o1", "other", 0)
 	p, r, f, err = s.Snapshot(ctx, store.Filter{Project: "p"}, store.Filter{Project: "p", Limit: 2}, all)
@@ -361,7 +370,7 @@ func cancelAndFind(t *testing.T, s Store) {
 
 func markCancelled(t *testing.T, s Store) {
 	enqueue(t, s, "c", "p", 0)
-	j, _ := s.Claim(t0)
+	j, _ := s.Claim(t0, nil)
 	for i, want := range []bool{false, true} {
 		if before, err := s.MarkCancelled(j.Seq); err != nil || before != want {
 			t.Fatalf("cancel %d: before = %v, %v; want %v", i+1, before, err, want)
@@ -412,7 +421,7 @@ func activeByProject(t *testing.T, s Store) {
 	finish(t, s, job.Spec{ID: "f2", Project: "a", Spider: "t"}, at(11), 100)
 	finish(t, s, job.Spec{ID: "f3", Project: "b", Spider: "s"}, at(12), 100)
 	enqueue(t, s, "r1", "b", 9)
-	if _, err := s.Claim(at(13)); err != nil {
+	if _, err := s.Claim(at(13), nil); err != nil {
 		t.Fatal(err)
 	}
 	enqueue(t, s, "p1", "a", 0)
@@ -442,7 +451,7 @@ func lastSuccesses(t *testing.T, s Store) {
 		if _, err := s.Enqueue(spec, at(30)); err != nil {
 			t.Fatal(err)
 		}
-		j, err := s.Claim(at(31))
+		j, err := s.Claim(at(31), nil)
 		if err != nil || j == nil {
 			t.Fatalf("claim = %v, %v", j, err)
 		}
