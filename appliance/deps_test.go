@@ -65,17 +65,19 @@ var rules = map[string]struct{ imports, through string }{
 	"appliance/dispatch": {imports: "config egg job jobfiles launch pyenv scrapy store", through: "confine"},
 	// Job events out of the store: their JSON, webhooks, /events.
 	"appliance/events": {imports: "config jobfiles store", through: "job"},
+	// Recurring schedules queue jobs through a store they declare.
+	"appliance/recur": {imports: "job"},
 
 	// The service, and the HTTP faces over it.
-	"appliance/service": {imports: "config dispatch egg job jobfiles pyenv scrapy store", through: "confine launch"},
-	"appliance/api":     {imports: "config job service", through: "confine dispatch egg jobfiles launch pyenv scrapy store"},
-	"appliance/web":     {imports: "config egg job jobfiles logstats pyenv service", through: "confine dispatch launch logscan scrapy store"},
+	"appliance/service": {imports: "config dispatch egg job jobfiles pyenv recur scrapy store", through: "confine launch"},
+	"appliance/api":     {imports: "config job service", through: "confine dispatch egg jobfiles launch pyenv recur scrapy store"},
+	"appliance/web":     {imports: "config egg job jobfiles logstats pyenv service", through: "confine dispatch launch logscan recur scrapy store"},
 	// Metrics read the job store at each scrape and are told the rest.
 	"appliance/metrics": {imports: "job store"},
 
 	// Wiring: only the daemon sees every part, only cmd/scrapyd the daemon.
-	"appliance/daemon": {imports: "api archive config confine crawlrpc dispatch egg events health job jobfiles journal launch launch/process launch/runas launch/systemd listen metrics notify pyenv reach scrapy service store web", through: "logscan logstats"},
-	"cmd/scrapyd":      {imports: "config daemon", through: "api archive logscan logstats confine crawlrpc dispatch egg events health job jobfiles journal launch launch/process launch/runas launch/systemd listen metrics notify pyenv reach scrapy service store web"},
+	"appliance/daemon": {imports: "api archive config confine crawlrpc dispatch egg events health job jobfiles journal launch launch/process launch/runas launch/systemd listen metrics notify pyenv reach recur scrapy service store web", through: "logscan logstats"},
+	"cmd/scrapyd":      {imports: "config daemon", through: "api archive logscan logstats confine crawlrpc dispatch egg events health job jobfiles journal launch launch/process launch/runas launch/systemd listen metrics notify pyenv reach recur scrapy service store web"},
 
 	// The client side shares nothing with the server but job's names.
 	"appliance/client": {imports: "job"},

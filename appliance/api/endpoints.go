@@ -35,6 +35,11 @@ func (a *handlers) endpoints() []endpoint {
 		{"delproject.json", fiber.MethodPost, a.delProject, false},
 		// Ours: the eleven above gain no top-level keys (issue 13).
 		{"diagnostics.json", fiber.MethodGet, a.diagnostics, false},
+		{"addschedule.json", fiber.MethodPost, a.addSchedule, false},
+		{"listschedules.json", fiber.MethodGet, a.listSchedules, false},
+		{"delschedule.json", fiber.MethodPost, a.changeSchedule("delete"), false},
+		{"pauseschedule.json", fiber.MethodPost, a.changeSchedule("pause"), false},
+		{"resumeschedule.json", fiber.MethodPost, a.changeSchedule("resume"), false},
 	}
 }
 
@@ -158,43 +163,53 @@ func (a *handlers) addVersion(c *fiber.Ctx, p *params) (obj, error) {
 var reserved = map[string]bool{"project": true, "spider": true, "setting": true, "jobid": true, "priority": true, "_version": true, "_job": true}
 
 func (a *handlers) schedule(c *fiber.Ctx, p *params) (obj, error) {
-	var r service.ScheduleRequest
-	var err error
-	if r.Project, err = p.required("project"); err != nil {
+	r, err := scheduleRequest(p, reserved)
+	if err != nil {
 		return nil, err
-	}
-	if r.Spider, err = p.required("spider"); err != nil {
-		return nil, err
-	}
-	for _, f := range []struct {
-		name string
-		dst  *string
-	}{{"_version", &r.Version}, {"jobid", &r.JobID}, {"priority", &r.Priority}} {
-		if *f.dst, err = p.optional(f.name); err != nil {
-			return nil, err
-		}
-	}
-	if r.Settings, err = p.all("setting"); err != nil {
-		return nil, err
-	}
-	for _, k := range p.keys {
-		if reserved[k] {
-			continue
-		}
-		v, _, err := p.get(k)
-		if err != nil {
-			return nil, err
-		}
-		if err := checkUTF8("argument name", k); err != nil {
-			return nil, err
-		}
-		r.Args = append(r.Args, job.Pair{Name: k, Value: v})
 	}
 	id, err := a.o.Service.Schedule(c.UserContext(), r)
 	if err != nil {
 		return nil, err
 	}
 	return obj{{"jobid", id}}, nil
+}
+
+// scheduleRequest reads schedule.json's parameters; every one not in own
+// is a spider argument.
+func scheduleRequest(p *params, own map[string]bool) (service.ScheduleRequest, error) {
+	var r service.ScheduleRequest
+	var err error
+	if r.Project, err = p.required("project"); err != nil {
+		return r, err
+	}
+	if r.Spider, err = p.required("spider"); err != nil {
+		return r, err
+	}
+	for _, f := range []struct {
+		name string
+		dst  *string
+	}{{"_version", &r.Version}, {"jobid", &r.JobID}, {"priority", &r.Priority}} {
+		if *f.dst, err = p.optional(f.name); err != nil {
+			return r, err
+		}
+	}
+	if r.Settings, err = p.all("setting"); err != nil {
+		return r, err
+	}
+	for _, k := range p.keys {
+		if own[k] {
+			continue
+		}
+		v, _, err := p.get(k)
+		if err != nil {
+			return r, err
+		}
+		if err := checkUTF8("argument name", k); err != nil {
+			return r, err
+		}
+		r.Args = append(r.Args, job.Pair{Name: k, Value: v})
+	}
+	return r, nil
 }
 
 func (a *handlers) cancel(c *fiber.Ctx, p *params) (obj, error) {
@@ -335,8 +350,11 @@ func pendingEntries(es []service.Entry) []obj {
 		if e.Version != "" {
 			version = e.Version
 		}
-		out[i] = withEnv(obj{{"id", e.ID}, {"project", e.Project}, {"spider", e.Spider}, {"version", version},
-			{"settings", pairs(e.Settings)}, {"args", pairs(e.Args)}}, e)
+		out[i] = append(withEnv(obj{{"id", e.ID}, {"project", e.Project}, {"spider", e.Spider}, {"version", version},
+			{"settings", pairs(e.Settings)}, {"args", pairs(e.Args)}}, e), scheduled(e)...)
+		if e.Waiting != "" {
+			out[i] = append(out[i], kv{"waiting", e.Waiting})
+		}
 	}
 	return out
 }
@@ -359,6 +377,7 @@ func (a *handlers) runningEntries(es []service.Entry) []obj {
 		}
 		out[i] = withEnv(obj{{"id", e.ID}, {"project", e.Project}, {"spider", e.Spider}, {"pid", pid},
 			{"start_time", pyTime(e.Started)}, {"log_url", urlOrNil(e.LogURL)}, {"items_url", urlOrNil(e.ItemsURL)}}, e)
+		out[i] = append(out[i], scheduled(e)...)
 		if a.o.Running != nil {
 			for _, f := range a.o.Running(e.ID) {
 				out[i] = append(out[i], kv{f.Key, f.Value})
@@ -374,11 +393,21 @@ type finishedEntries []service.Entry
 
 func (es finishedEntries) appendJSON(b []byte) []byte {
 	return encodeList(b, es, func(b []byte, e service.Entry) []byte {
-		return encode(b, withEnv(obj{{"id", e.ID}, {"project", e.Project}, {"spider", e.Spider},
+		return encode(b, append(withEnv(obj{{"id", e.ID}, {"project", e.Project}, {"spider", e.Spider},
 			{"start_time", pyTime(e.Started)}, {"end_time", pyTime(e.Ended)},
 			{"log_url", urlOrNil(e.LogURL)}, {"items_url", urlOrNil(e.ItemsURL)},
-			{"outcome", string(e.Outcome)}, {"exit_code", e.ExitCode}}, e))
+			{"outcome", string(e.Outcome)}, {"exit_code", e.ExitCode}}, e), scheduled(e)...))
 	})
+}
+
+// scheduled is what an entry adds when a recurring schedule made the job
+// (issue 16): the schedule's id, the time the run was due, and its retry
+// number. Other jobs' entries are Scrapyd's.
+func scheduled(e service.Entry) obj {
+	if e.Schedule == "" {
+		return nil
+	}
+	return obj{{"schedule", e.Schedule}, {"due_time", pyTime(e.Due)}, {"attempt", e.Attempt}}
 }
 
 // pairs renders settings or arguments as a JSON object; a repeated name

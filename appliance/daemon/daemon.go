@@ -27,12 +27,14 @@ import (
 	"github.com/scrapyd-debian/scrapyd/appliance/dispatch"
 	"github.com/scrapyd-debian/scrapyd/appliance/egg"
 	"github.com/scrapyd-debian/scrapyd/appliance/events"
+	"github.com/scrapyd-debian/scrapyd/appliance/job"
 	"github.com/scrapyd-debian/scrapyd/appliance/jobfiles"
 	"github.com/scrapyd-debian/scrapyd/appliance/journal"
 	"github.com/scrapyd-debian/scrapyd/appliance/launch"
 	"github.com/scrapyd-debian/scrapyd/appliance/metrics"
 	"github.com/scrapyd-debian/scrapyd/appliance/notify"
 	"github.com/scrapyd-debian/scrapyd/appliance/pyenv"
+	"github.com/scrapyd-debian/scrapyd/appliance/recur"
 	"github.com/scrapyd-debian/scrapyd/appliance/scrapy"
 	"github.com/scrapyd-debian/scrapyd/appliance/service"
 	"github.com/scrapyd-debian/scrapyd/appliance/store"
@@ -110,6 +112,7 @@ type daemon struct {
 	rpc      *crawlrpc.Service
 	disp     *dispatch.Dispatcher
 	archiver *archive.Archiver
+	sched    *recur.Scheduler
 	reloader *reloader
 	metrics  *metrics.Metrics
 	app      *fiber.App
@@ -202,15 +205,22 @@ func (d *daemon) startCrawls(ctx context.Context, cfg *config.Config) error {
 
 // wire builds the dispatcher, the service, the reloader and the HTTP app
 // over the parts started before.
-func (d *daemon) wire(_ context.Context, cfg *config.Config) error {
+func (d *daemon) wire(ctx context.Context, cfg *config.Config) error {
 	st, rpc := d.store, d.rpc
 	d.metrics = d.newMetrics()
 	d.archiver = archive.New(archive.Archiver{Config: d.conf, Jobs: st, Log: d.log})
 	var lastRunning atomic.Int64
+	d.sched = recur.New(recur.Options{Store: st, Wake: func() { d.disp.Wake() }, Log: d.log})
+	if err := d.sched.Load(ctx); err != nil {
+		return err
+	}
+	sched := d.sched
 	d.disp = dispatch.New(dispatch.Options{
 		Config: d.conf, Store: observeJobs(st, d.metrics), Eggs: d.eggs, Launcher: d.launcher.Launcher, Log: d.log,
 		Hooks: &crawlHooks{rpc: rpc, log: d.log, chown: d.user.chown},
 		Env:   d.crawlEnv, MakeDir: d.user.mkdirAll,
+		// The scheduler writes to the store: not in the dispatch loop.
+		OnEnd: func(j job.Job) { go sched.Ended(context.Background(), j) },
 		OnChange: func() {
 			p, r, _ := st.Counts()
 			notify.Status(r, p)
@@ -236,7 +246,7 @@ func (d *daemon) wire(_ context.Context, cfg *config.Config) error {
 			d.webhooks.Apply(next)
 			return nil
 		}}
-	svc := &service.Service{Config: d.conf, Store: st, Eggs: d.eggs, Dispatch: d.disp, Lister: d.lister, Envs: d.envs, Install: d.install}
+	svc := &service.Service{Config: d.conf, Store: st, Eggs: d.eggs, Dispatch: d.disp, Lister: d.lister, Envs: d.envs, Install: d.install, Schedules: d.sched}
 	svc.Diagnose = func() service.Diagnostics {
 		return d.reloader.diagnose(service.Diagnostics{Launcher: d.launcher.Name(), Version: d.opts.Version, Warnings: securityWarnings(d.conf())})
 	}
@@ -308,6 +318,7 @@ func (d *daemon) serve(ctx context.Context, cfg *config.Config, lns []net.Listen
 			errs <- err
 		}
 	})
+	goRun(func() { d.sched.Run(dctx) })
 	goRun(func() { d.rpc.Poll(dctx, 2*time.Second, runningJobs(d.store)) })
 	goRun(func() { d.seedMetrics(dctx) })
 	goRun(func() { d.webhooks.Run(dctx) })

@@ -56,6 +56,9 @@ type Options struct {
 	// start (see CrashPoints), and a test makes it end the goroutine there
 	// (runtime.Goexit) as a daemon's crash would, then restarts.
 	Crash func(point string)
+	// OnEnd, if set, is told of each job's end once it is recorded, with
+	// its outcome (the recurring schedules' retries). It must not block.
+	OnEnd func(j job.Job)
 }
 
 // CrashPoints are the points of a start where a crash leaves a different
@@ -81,6 +84,8 @@ type Dispatcher struct {
 	mu       sync.Mutex
 	active   map[int64]*slot
 	claiming int // slots reserved while a claim is in flight
+
+	adopted chan struct{} // closed once the crawls a previous daemon left are known
 }
 
 // slot is one job holding a process slot: starting, then running.
@@ -99,7 +104,7 @@ type ended struct {
 
 // New returns a Dispatcher; call Run to start it.
 func New(o Options) *Dispatcher {
-	return &Dispatcher{Options: o, wake: make(chan struct{}, 1), ended: make(chan ended, 64), active: map[int64]*slot{}}
+	return &Dispatcher{Options: o, wake: make(chan struct{}, 1), ended: make(chan ended, 64), active: map[int64]*slot{}, adopted: make(chan struct{})}
 }
 
 // Wake asks the dispatcher to look for startable jobs now. It never blocks.
@@ -109,6 +114,11 @@ func (d *Dispatcher) Wake() {
 	default:
 	}
 }
+
+// Adopted is closed once Run has recorded the ends of the crawls that
+// ended while the daemon was away: until then the store may call a job
+// running that is not (the recurring schedules' overlap check waits).
+func (d *Dispatcher) Adopted() <-chan struct{} { return d.adopted }
 
 // Running reports how many crawls hold a slot (starting ones included).
 func (d *Dispatcher) Running() int {
@@ -123,6 +133,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	if err := d.adopt(ctx); err != nil {
 		return err
 	}
+	close(d.adopted)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -587,6 +598,10 @@ func (d *Dispatcher) finish(e ended) {
 	delete(d.active, j.Seq)
 	d.mu.Unlock()
 	d.changed()
+	if d.OnEnd != nil {
+		j.Outcome = outcome
+		d.OnEnd(j)
+	}
 }
 
 // exitCode is the exit status to record: the code, or 128+N for a crawl

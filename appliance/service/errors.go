@@ -27,6 +27,10 @@ func projectNotFound(p string) *Error { return errorf("project '%s' not found", 
 func versionNotFound(v string) *Error { return errorf("version '%s' not found", v) }
 func spiderNotFound(s string) *Error  { return errorf("spider '%s' not found", s) }
 
+func scheduleNotFound(project, id string) *Error {
+	return errorf("schedule '%s' not found in project '%s'", id, project)
+}
+
 func duplicateJob(id string) *Error {
 	return errorf("job '%s' is already pending or running; choose another jobid", id)
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/scrapyd-debian/scrapyd/appliance/job"
 	"github.com/scrapyd-debian/scrapyd/appliance/jobfiles"
 	"github.com/scrapyd-debian/scrapyd/appliance/pyenv"
+	"github.com/scrapyd-debian/scrapyd/appliance/recur"
 	"github.com/scrapyd-debian/scrapyd/appliance/scrapy"
 	"github.com/scrapyd-debian/scrapyd/appliance/store"
 )
@@ -45,6 +46,8 @@ type Service struct {
 	// ask for (requirements, wheels); without them such uploads are refused.
 	Envs    Envs
 	Install func(cfg *config.Config) pyenv.Install
+	// Schedules runs the recurring schedules; nil: none (unit tests).
+	Schedules *recur.Scheduler
 
 	flights sync.Map // spider-list key → *flight: one `scrapy list` per (project, version) at a time
 }
@@ -232,55 +235,12 @@ type ScheduleRequest struct {
 // Schedule queues a crawl and wakes the dispatcher; the job starts at once
 // when a slot is free.
 func (s *Service) Schedule(ctx context.Context, r ScheduleRequest) (string, error) {
-	cfg := s.Config()
-	for _, p := range []struct{ name, value string }{{"project", r.Project}, {"spider", r.Spider}} {
-		if err := checkName(p.name, p.value); err != nil {
-			return "", err
-		}
-	}
-	if r.Version != "" {
-		if err := checkName("_version", r.Version); err != nil {
-			return "", err
-		}
-	}
-	spec := job.Spec{ID: r.JobID, Project: r.Project, Spider: r.Spider, Version: r.Version}
-	if spec.ID == "" {
-		spec.ID = job.NewID()
-	} else if err := checkName("jobid", spec.ID); err != nil {
-		return "", err
-	}
-	if r.Priority != "" {
-		p, err := strconv.ParseFloat(strings.TrimSpace(r.Priority), 64)
-		if err != nil {
-			return "", badPriority(r.Priority)
-		}
-		spec.Priority = p
-	}
-	for i, kv := range r.Settings {
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok {
-			return "", badSetting(i)
-		}
-		spec.Settings = append(spec.Settings, job.Pair{Name: k, Value: v})
-	}
-	for _, a := range r.Args {
-		if a.Name == "" || strings.ContainsAny(a.Name, "=\x00") || strings.HasPrefix(a.Name, "-") {
-			return "", Invalid("argument "+strconv.Quote(a.Name), "not a valid spider argument name")
-		}
-		spec.Args = append(spec.Args, a)
-	}
-	if err := checkArgSizes(spec); err != nil {
-		return "", err
-	}
-	if !s.projectExists(cfg, r.Project) {
-		return "", projectNotFound(r.Project)
-	}
-	spiders, err := s.Spiders(ctx, r.Project, r.Version)
+	spec, err := s.spec(ctx, r)
 	if err != nil {
 		return "", err
 	}
-	if !contains(spiders, r.Spider) {
-		return "", spiderNotFound(r.Spider)
+	if spec.ID == "" {
+		spec.ID = job.NewID()
 	}
 	if _, err := s.Store.Enqueue(spec, time.Now()); err != nil {
 		if errors.Is(err, store.ErrDuplicate) {
@@ -290,6 +250,62 @@ func (s *Service) Schedule(ctx context.Context, r ScheduleRequest) (string, erro
 	}
 	s.Dispatch.Wake()
 	return spec.ID, nil
+}
+
+// spec checks schedule.json's parameters (but the job id) and that the
+// project has the spider, and returns the job they describe.
+func (s *Service) spec(ctx context.Context, r ScheduleRequest) (job.Spec, error) {
+	cfg := s.Config()
+	for _, p := range []struct{ name, value string }{{"project", r.Project}, {"spider", r.Spider}} {
+		if err := checkName(p.name, p.value); err != nil {
+			return job.Spec{}, err
+		}
+	}
+	if r.Version != "" {
+		if err := checkName("_version", r.Version); err != nil {
+			return job.Spec{}, err
+		}
+	}
+	spec := job.Spec{ID: r.JobID, Project: r.Project, Spider: r.Spider, Version: r.Version}
+	if spec.ID != "" {
+		if err := checkName("jobid", spec.ID); err != nil {
+			return job.Spec{}, err
+		}
+	}
+	if r.Priority != "" {
+		p, err := strconv.ParseFloat(strings.TrimSpace(r.Priority), 64)
+		if err != nil {
+			return job.Spec{}, badPriority(r.Priority)
+		}
+		spec.Priority = p
+	}
+	for i, kv := range r.Settings {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			return job.Spec{}, badSetting(i)
+		}
+		spec.Settings = append(spec.Settings, job.Pair{Name: k, Value: v})
+	}
+	for _, a := range r.Args {
+		if a.Name == "" || strings.ContainsAny(a.Name, "=\x00") || strings.HasPrefix(a.Name, "-") {
+			return job.Spec{}, Invalid("argument "+strconv.Quote(a.Name), "not a valid spider argument name")
+		}
+		spec.Args = append(spec.Args, a)
+	}
+	if err := checkArgSizes(spec); err != nil {
+		return job.Spec{}, err
+	}
+	if !s.projectExists(cfg, r.Project) {
+		return job.Spec{}, projectNotFound(r.Project)
+	}
+	spiders, err := s.Spiders(ctx, r.Project, r.Version)
+	if err != nil {
+		return job.Spec{}, err
+	}
+	if !contains(spiders, r.Spider) {
+		return job.Spec{}, spiderNotFound(r.Spider)
+	}
+	return spec, nil
 }
 
 // checkArgSizes refuses what the kernel would refuse at exec time, and NUL
@@ -402,6 +418,13 @@ func (s *Service) DeleteVersion(project, version string) error {
 	if v.Env != "" {
 		s.collectEnvs()
 	}
+	if s.Schedules != nil {
+		if left, err := s.Eggs.Versions(project); err == nil && len(left) == 0 {
+			s.Schedules.PauseWhere(project, "", "project '"+project+"' was deleted (its last version, '"+v.Name+"')")
+		} else {
+			s.Schedules.PauseWhere(project, v.Name, "version '"+v.Name+"' of project '"+project+"' was deleted")
+		}
+	}
 	return s.Store.ForgetSpiders(project, v.Name)
 }
 
@@ -417,6 +440,9 @@ func (s *Service) DeleteProject(project string) error {
 		return err
 	}
 	s.collectEnvs()
+	if s.Schedules != nil {
+		s.Schedules.PauseWhere(project, "", "project '"+project+"' was deleted")
+	}
 	return s.Store.ForgetSpiders(project, "")
 }
 
@@ -447,6 +473,9 @@ type Entry struct {
 	// Env is the environment of the job's version (the latest when it
 	// named none, as of this listing); "" for a version without one.
 	Env string
+	// Waiting names the slot cap that holds a pending job back
+	// ("max_proc" or "spider_max_proc"), "" when none does.
+	Waiting string
 }
 
 // Listing is listjobs.json's three sections.
@@ -498,8 +527,20 @@ func (s *Service) Jobs(ctx context.Context, q JobsQuery) (Listing, error) {
 		return e
 	}
 	l := Listing{Pending: make([]Entry, len(pending)), Running: make([]Entry, len(running)), Finished: make([]Entry, len(finished))}
+	var caps store.Caps
+	var counts store.Running
+	if len(pending) > 0 {
+		if caps = dispatch.Caps(cfg); caps != nil {
+			if counts, err = s.Store.RunningCounts(ctx); err != nil {
+				return Listing{}, err
+			}
+		}
+	}
 	for i := range pending {
 		l.Pending[i] = entry(&pending[i], false)
+		if caps != nil {
+			l.Pending[i].Waiting = caps.Waiting(counts, pending[i].Project, pending[i].Spider)
+		}
 	}
 	for i := range running {
 		l.Running[i] = entry(&running[i], true)

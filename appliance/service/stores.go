@@ -24,6 +24,10 @@ type Jobs interface {
 	Spiders(ctx context.Context, project, version string) (names []string, cached bool, err error)
 	SetSpiders(project, version string, names []string) error
 	ForgetSpiders(project, version string) error
+	// ScheduleRuns returns a recurring schedule's runs, newest first.
+	ScheduleRuns(ctx context.Context, id string, limit int) ([]job.Job, error)
+	// RunningCounts counts the running jobs of each project and spider.
+	RunningCounts(ctx context.Context) (store.Running, error)
 }
 
 // Eggs is the egg store as the service uses it: egg.Store on disk, or any
