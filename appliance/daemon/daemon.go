@@ -318,7 +318,13 @@ func (d *daemon) serve(ctx context.Context, cfg *config.Config, lns []net.Listen
 			errs <- err
 		}
 	})
-	goRun(func() { d.sched.Run(dctx) })
+	goRun(func() {
+		select {
+		case <-d.disp.Adopted():
+			d.sched.Run(dctx)
+		case <-dctx.Done():
+		}
+	})
 	goRun(func() { d.rpc.Poll(dctx, 2*time.Second, runningJobs(d.store)) })
 	goRun(func() { d.seedMetrics(dctx) })
 	goRun(func() { d.webhooks.Run(dctx) })
