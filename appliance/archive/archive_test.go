@@ -41,7 +41,7 @@ func newFixture(t *testing.T, conf func(*config.Config)) *fixture {
 // job records a job as running or finished (with stats).
 func (f *fixture) job(t *testing.T, project, spider, id string, state job.State, stats string) {
 	f.jobs.Enqueue(job.Spec{ID: id, Project: project, Spider: spider}, now)
-	j, _ := f.jobs.Claim(now)
+	j, _ := f.jobs.Claim(now, nil)
 	f.jobs.Started(j.Seq, "h", 1)
 	if state == job.Finished {
 		f.jobs.End(j.Seq, now, nil, job.OutcomeFinished, stats, 1000)

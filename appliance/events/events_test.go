@@ -35,7 +35,7 @@ func run(t *testing.T, st *memstore.Store, id string) {
 	if _, err := st.Enqueue(job.Spec{ID: id, Project: "p q", Spider: "s"}, t0); err != nil {
 		t.Fatal(err)
 	}
-	j, _ := st.Claim(t0.Add(time.Second))
+	j, _ := st.Claim(t0.Add(time.Second), nil)
 	st.Started(j.Seq, "h", 42)
 	code := 0
 	st.End(j.Seq, t0.Add(4*time.Second), &code, job.OutcomeFinished, `{"item_scraped_count": 7,
