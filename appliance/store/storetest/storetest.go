@@ -199,6 +199,14 @@ func lifecycle(t *testing.T, s Store) {
 	if !s.IsRunning(ctx, "j") || s.IsRunning(ctx, "other") {
 		t.Fatal("IsRunning wrong")
 	}
+	// A handle known before the start is stored first (a systemd unit's
+	// name, pid unknown), then replaced by the launcher's.
+	if err := s.Started(j.Seq, "planned-j", 0); err != nil {
+		t.Fatal(err)
+	}
+	if running, _ := s.List(ctx, job.Running, store.Filter{}); len(running) != 1 || running[0].Handle != "planned-j" || running[0].PID != 0 {
+		t.Fatalf("running with a planned handle = %+v", running)
+	}
 	if err := s.Started(j.Seq, "unit-j", 1234); err != nil {
 		t.Fatal(err)
 	}
