@@ -17,6 +17,11 @@ import (
 // the item says is what the environment installed. It fetches a data: URL,
 // so crawls need no network.
 func greetProject(t testing.TB) []byte {
+	return spiderProject(t, "import scrapy\nimport greeter\n\n\nclass Greet(scrapy.Spider):\n    name = 'greet'\n    start_urls = ['data:,hi']\n\n    def parse(self, response):\n        yield {'greeting': greeter.greet(), 'version': greeter.__version__}\n")
+}
+
+// spiderProject is a project whose one spider module is spider.
+func spiderProject(t testing.TB, spider string) []byte {
 	t.Helper()
 	dir := t.TempDir()
 	files := map[string]string{
@@ -24,7 +29,7 @@ func greetProject(t testing.TB) []byte {
 		"greetbot/__init__.py":         "",
 		"greetbot/settings.py":         "BOT_NAME = 'greetbot'\nSPIDER_MODULES = ['greetbot.spiders']\n",
 		"greetbot/spiders/__init__.py": "",
-		"greetbot/spiders/greet.py":    "import scrapy\nimport greeter\n\n\nclass Greet(scrapy.Spider):\n    name = 'greet'\n    start_urls = ['data:,hi']\n\n    def parse(self, response):\n        yield {'greeting': greeter.greet(), 'version': greeter.__version__}\n",
+		"greetbot/spiders/greet.py":    spider,
 	}
 	for name, content := range files {
 		p := filepath.Join(dir, name)
