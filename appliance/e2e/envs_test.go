@@ -206,6 +206,18 @@ func TestEnvironmentsPerRequirements(t *testing.T) {
 		t.Errorf("broken upload stored a version: %v", l)
 	}
 
+	// An environment that installs but whose spiders do not import
+	// (ImportError in `scrapy list`) is refused and removed too.
+	v5 := testkit.Wheelhouse(t, map[string][]byte{testkit.WheelName("greeter", "5.0"): greeterWheel(t, "5.0", "five")})
+	noImport := spiderProject(t, "import scrapy\nimport greeter\nimport greeter_plugins\n\n\nclass Greet(scrapy.Spider):\n    name = 'greet'\n")
+	r = uploadWith(t, d, "x", "1", noImport, "greeter==5.0\n", v5)
+	if msg, _ := r["message"].(string); r["status"] != "error" || !strings.Contains(msg, "No module named 'greeter_plugins'") {
+		t.Fatalf("spiders that do not import in their environment: %v", r)
+	}
+	if envs, hidden := envDirs(t, d); len(envs) != 2 || len(hidden) != 0 {
+		t.Errorf("after the import error envs_dir holds %v %v", envs, hidden)
+	}
+
 	// Environments go when no version uses them any more: A's stays while
 	// C uses it.
 	for _, p := range []string{"a", "b"} {
@@ -221,5 +233,16 @@ func TestEnvironmentsPerRequirements(t *testing.T) {
 	}
 	if envs, _ := envDirs(t, d); len(envs) != 0 {
 		t.Errorf("after deleting every version: %v", envs)
+	}
+
+	// At start, what no version uses goes: an environment left by a crash
+	// between a delete and its collection, and a half-built one.
+	d.Stop()
+	for _, dir := range []string{"0123456789abcdef/bin", ".build-42/lib"} {
+		os.MkdirAll(filepath.Join(d.Path("var/lib/scrapyd/envs"), dir), 0o755)
+	}
+	d = testkit.StartDaemon(t, testkit.Options{Root: d.Root})
+	if envs, hidden := envDirs(t, d); len(envs)+len(hidden) != 0 {
+		t.Errorf("after a restart envs_dir holds %v %v", envs, hidden)
 	}
 }
