@@ -5,6 +5,8 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"sort"
@@ -15,6 +17,7 @@ import (
 	"github.com/scrapyd-debian/scrapyd/appliance/config"
 	"github.com/scrapyd-debian/scrapyd/appliance/dispatch"
 	"github.com/scrapyd-debian/scrapyd/appliance/egg"
+	"github.com/scrapyd-debian/scrapyd/appliance/events"
 	"github.com/scrapyd-debian/scrapyd/appliance/launch"
 	"github.com/scrapyd-debian/scrapyd/appliance/launch/process"
 	"github.com/scrapyd-debian/scrapyd/appliance/scrapy"
@@ -48,8 +51,28 @@ func (listAll) List(context.Context, scrapy.Project) ([]string, error) {
 // BenchmarkScheduleToCrawlStarted: from the schedule call to the crawl's
 // process existing (fork and exec of the real interpreter done), through
 // the real store, dispatcher and exec launcher. Scrapyd waits for its next
-// 5-second poll (2.5 s on average).
-func BenchmarkScheduleToCrawlStarted(b *testing.B) {
+// 5-second poll (2.5 s on average). The job events are written with each
+// change (the store always does); nobody reads them.
+func BenchmarkScheduleToCrawlStarted(b *testing.B) { scheduleToStart(b, nil) }
+
+// BenchmarkScheduleToCrawlStartedWebhook: the same with the event pipeline
+// busy: a webhook receiver on 127.0.0.1 gets every event as it commits
+// (issue 17: events must never slow dispatch).
+func BenchmarkScheduleToCrawlStartedWebhook(b *testing.B) {
+	scheduleToStart(b, func(ctx context.Context, st *store.Store, cfg *config.Config) {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.Copy(io.Discard, r.Body) }))
+		b.Cleanup(srv.Close)
+		c := *cfg
+		c.Webhooks = []config.Webhook{{Name: "bench", URL: srv.URL, Secret: "s"}}
+		feed := events.NewFeed(st)
+		st.OnEvent(feed.Notify)
+		h := &events.Webhooks{Feed: feed, Cursors: st, Config: func() *config.Config { return &c }, Log: slog.New(slog.DiscardHandler)}
+		go h.Run(ctx)
+	})
+}
+
+// scheduleToStart measures; consume, if set, starts an event consumer.
+func scheduleToStart(b *testing.B, consume func(context.Context, *store.Store, *config.Config)) {
 	root := b.TempDir()
 	os.MkdirAll(filepath.Join(root, "etc/scrapyd"), 0o755)
 	os.WriteFile(filepath.Join(root, "etc/scrapyd/scrapyd.conf"), []byte("[scrapyd]\nmax_proc = 4\nfinished_to_keep = 10\n"), 0o644)
@@ -73,6 +96,9 @@ func BenchmarkScheduleToCrawlStarted(b *testing.B) {
 		Lister: func(*config.Config) service.Lister { return listAll{} }}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	if consume != nil {
+		consume(ctx, st, cfg)
+	}
 	go disp.Run(ctx)
 
 	lat := make([]time.Duration, b.N)

@@ -170,6 +170,16 @@ func (h *Webhooks) deliver(ctx context.Context, w config.Webhook) {
 			}
 			continue
 		}
+		// The cursor is stored once per batch (and before any backoff), not
+		// per event: its commit would otherwise contend with dispatch's for
+		// the store's one writer. A crash in a batch sends its delivered
+		// part again: at least once.
+		save := func() {
+			if err := h.Cursors.SetCursor(w.URL, cursor); err != nil {
+				log.Error("cannot record webhook deliveries", "event", cursor, "err", err)
+			}
+		}
+		saved := cursor
 		for _, e := range es {
 			for attempt := 0; ; attempt++ {
 				err := h.post(ctx, w, e.ID, string(e.Type), Marshal(h.Config(), e))
@@ -177,23 +187,31 @@ func (h *Webhooks) deliver(ctx context.Context, w config.Webhook) {
 					break
 				}
 				if ctx.Err() != nil {
-					return
+					break
 				}
 				// The first failure and then every tenth: a receiver down
 				// for a day should not fill the log.
 				if attempt%10 == 0 {
 					log.Warn("webhook delivery failed; retrying with backoff", "event", e.ID, "attempt", attempt+1, "err", err)
 				}
+				if cursor != saved {
+					save()
+					saved = cursor
+				}
 				if !h.sleep(ctx, attempt) {
-					return
+					break
 				}
 			}
-			cursor = e.ID
-			if err := h.Cursors.SetCursor(w.URL, cursor); err != nil {
-				// Delivered, not recorded: after a restart it goes again
-				// (at least once).
-				log.Error("cannot record a webhook delivery", "event", e.ID, "err", err)
+			if ctx.Err() != nil {
+				break
 			}
+			cursor = e.ID
+		}
+		if cursor != saved {
+			save()
+		}
+		if ctx.Err() != nil {
+			return
 		}
 	}
 }
