@@ -28,7 +28,8 @@ var rules = map[string]struct{ imports, through string }{
 	// Leaves: they know nothing of ours.
 	"appliance/job":            {},
 	"appliance/config":         {},
-	"appliance/egg":            {},
+	"appliance/ziplimit":       {},
+	"appliance/egg":            {imports: "ziplimit"},
 	"appliance/eggbuild":       {},
 	"appliance/crawlrpc":       {},
 	"appliance/listen":         {},
@@ -44,7 +45,7 @@ var rules = map[string]struct{ imports, through string }{
 	// Uploaded code run to its end, confined as a crawl is (`scrapy list`,
 	// an environment's install), and the environments it installs.
 	"appliance/confine": {imports: "launch"},
-	"appliance/pyenv":   {imports: "launch"},
+	"appliance/pyenv":   {imports: "launch ziplimit"},
 	// Tests only: the launcher contract and a fake launcher.
 	"appliance/launch/launchtest": {imports: "launch"},
 
@@ -57,27 +58,27 @@ var rules = map[string]struct{ imports, through string }{
 	// The stores' contracts and in-memory implementations, for tests.
 	"appliance/store/storetest": {imports: "job store"},
 	"appliance/store/memstore":  {imports: "job store"},
-	"appliance/egg/eggtest":     {imports: "egg"},
-	"appliance/egg/memegg":      {imports: "egg"},
+	"appliance/egg/eggtest":     {imports: "egg", through: "ziplimit"},
+	"appliance/egg/memegg":      {imports: "egg", through: "ziplimit"},
 
 	// Crawls: the command line, then dispatch, which starts them.
 	"appliance/scrapy":   {imports: "confine job launch"},
-	"appliance/dispatch": {imports: "config egg job jobfiles launch pyenv scrapy store", through: "confine"},
+	"appliance/dispatch": {imports: "config egg job jobfiles launch pyenv scrapy store", through: "confine ziplimit"},
 	// Job events out of the store: their JSON, webhooks, /events.
 	"appliance/events": {imports: "config jobfiles store", through: "job"},
 	// Recurring schedules queue jobs through a store they declare.
 	"appliance/recur": {imports: "job"},
 
 	// The service, and the HTTP faces over it.
-	"appliance/service": {imports: "config dispatch egg job jobfiles pyenv recur scrapy store", through: "confine launch"},
-	"appliance/api":     {imports: "config job service", through: "confine dispatch egg jobfiles launch pyenv recur scrapy store"},
-	"appliance/web":     {imports: "config egg job jobfiles logstats pyenv service", through: "confine dispatch launch logscan recur scrapy store"},
+	"appliance/service": {imports: "config dispatch egg job jobfiles pyenv recur scrapy store", through: "confine launch ziplimit"},
+	"appliance/api":     {imports: "config job service", through: "confine dispatch egg jobfiles launch pyenv recur scrapy store ziplimit"},
+	"appliance/web":     {imports: "config egg job jobfiles logstats pyenv service", through: "confine dispatch launch logscan recur scrapy store ziplimit"},
 	// Metrics read the job store at each scrape and are told the rest.
 	"appliance/metrics": {imports: "job store"},
 
 	// Wiring: only the daemon sees every part, only cmd/scrapyd the daemon.
-	"appliance/daemon": {imports: "api archive config confine crawlrpc dispatch egg events health job jobfiles journal launch launch/process launch/runas launch/systemd listen metrics notify pyenv reach recur scrapy service store web", through: "logscan logstats"},
-	"cmd/scrapyd":      {imports: "config daemon", through: "api archive logscan logstats confine crawlrpc dispatch egg events health job jobfiles journal launch launch/process launch/runas launch/systemd listen metrics notify pyenv reach recur scrapy service store web"},
+	"appliance/daemon": {imports: "api archive config confine crawlrpc dispatch egg events health job jobfiles journal launch launch/process launch/runas launch/systemd listen metrics notify pyenv reach recur scrapy service store web", through: "logscan logstats ziplimit"},
+	"cmd/scrapyd":      {imports: "config daemon", through: "api archive logscan logstats confine crawlrpc dispatch egg events health job jobfiles journal launch launch/process launch/runas launch/systemd listen metrics notify pyenv reach recur scrapy service store web ziplimit"},
 
 	// The client side shares nothing with the server but job's names.
 	"appliance/client": {imports: "job"},

@@ -12,6 +12,8 @@ import (
 	"io"
 	"os"
 	"strings"
+
+	"github.com/scrapyd-debian/scrapyd/appliance/ziplimit"
 )
 
 // ErrNotZip is Scrapyd's check that the upload is a zip at all.
@@ -23,22 +25,11 @@ var ErrNoEntryPoint = errors.New("egg has no [scrapy] settings entry point in EG
 
 // ErrTooManyFiles: the zip's directory is larger than any project's egg
 // needs (see maxDirectorySize).
-var ErrTooManyFiles = fmt.Errorf("egg has too many files (its zip directory is larger than %d MiB)", maxDirectorySize>>20)
+var ErrTooManyFiles = fmt.Errorf("egg has too many files (its zip directory is larger than %d MiB)", ziplimit.MaxDirectory>>20)
 
 // maxEntryPointsSize bounds what we read of entry_points.txt, so that a
 // crafted egg cannot make the daemon inflate gigabytes.
 const maxEntryPointsSize = 1 << 20
-
-// maxDirectorySize bounds the zip directory we read. archive/zip keeps
-// every entry in memory, some 300 bytes for 47 bytes of directory, and
-// reads entries for as long as they come, whatever the zip's end record
-// says: a 64 MiB upload of empty entries would cost the daemon 400 MiB.
-// 4 MiB is some 40,000 files with real names, far more than a project has.
-const maxDirectorySize = 4 << 20
-
-// directoryBudget is what opening a zip may read: its directory, plus the
-// end record archive/zip looks for in the last 65 KiB.
-const directoryBudget = maxDirectorySize + 128<<10
 
 // SettingsModule returns the settings module an egg names in its
 // `[scrapy] settings` entry point, or an error saying why it is not an egg.
@@ -70,41 +61,16 @@ func SettingsModuleOf(path string) (string, error) {
 	return settingsModule(zr)
 }
 
-// openZip reads a zip's directory, at most directoryBudget bytes of it.
+// openZip reads a zip's directory, at most ziplimit.MaxDirectory of it.
 func openZip(r io.ReaderAt, size int64) (*zip.Reader, error) {
-	br := &budgetReaderAt{r: r, left: directoryBudget}
-	zr, err := zip.NewReader(br, size)
-	if br.exhausted {
+	zr, err := ziplimit.Open(r, size)
+	if errors.Is(err, ziplimit.ErrTooManyFiles) {
 		return nil, ErrTooManyFiles
 	}
 	if err != nil {
 		return nil, ErrNotZip
 	}
-	br.left = -1 // the entries' own reads are bounded by settingsModule
 	return zr, nil
-}
-
-// budgetReaderAt fails every read once left bytes were read (left < 0:
-// no limit).
-type budgetReaderAt struct {
-	r         io.ReaderAt
-	left      int64
-	exhausted bool
-}
-
-var errBudget = errors.New("read budget exhausted")
-
-func (b *budgetReaderAt) ReadAt(p []byte, off int64) (int, error) {
-	if b.left < 0 {
-		return b.r.ReadAt(p, off)
-	}
-	if int64(len(p)) > b.left {
-		b.exhausted = true
-		return 0, errBudget
-	}
-	n, err := b.r.ReadAt(p, off)
-	b.left -= int64(n)
-	return n, err
 }
 
 func settingsModule(zr *zip.Reader) (string, error) {

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/scrapyd-debian/scrapyd/appliance/launch"
+	"github.com/scrapyd-debian/scrapyd/appliance/ziplimit"
 )
 
 // Spec is what an upload asks for.
@@ -465,11 +466,19 @@ func extractWheels(src, dir string) (names, sums []string, err error) {
 	if src == "" {
 		return nil, nil, nil
 	}
-	zr, err := zip.OpenReader(src)
+	f, err := os.Open(src)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, nil, err
+	}
+	zr, err := ziplimit.Open(f, fi.Size())
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %v", ErrWheels, err)
 	}
-	defer zr.Close()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, nil, err
 	}

@@ -93,6 +93,13 @@ func TestEnsureRefusesAndLeavesNothing(t *testing.T) {
 			t.Errorf("%s: envs_dir holds %v after a failed install", name, ents)
 		}
 	}
+	// A zip directory larger than any wheelhouse's is refused before it
+	// is read whole (archive/zip would hold every entry in memory).
+	bomb := filepath.Join(t.TempDir(), "bomb.zip")
+	os.WriteFile(bomb, testkit.EmptyEntriesZip(200_000), 0o644)
+	if _, err := s.Ensure(context.Background(), Spec{Wheels: bomb}, childInstall(t)); !errors.Is(err, ErrWheels) || !strings.Contains(err.Error(), "too large") {
+		t.Errorf("a zip of 200,000 entries: %v", err)
+	}
 	// A wheelhouse must hold distributions only, and no name twice.
 	for name, house := range map[string]map[string][]byte{
 		"script":  {"run.sh": []byte("#!/bin/sh")},
