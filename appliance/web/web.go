@@ -59,6 +59,7 @@ func Register(o Options) func(fiber.Router) {
 		r.Get("/", h.home)
 		r.Get("/jobs", h.jobs)
 		r.Get("/browse", h.browse)
+		r.Get("/dashboard", h.dashboard)
 		r.Get("/jobs/:project/:job", h.jobPage)
 		r.Get("/jobs/:project/:job/log", h.followLog)
 		r.Post("/jobs/:project/:job/cancel", sameOrigin, h.cancel)
