@@ -149,4 +149,3 @@ func itemCount(stats string) (int64, bool) {
 	v, err := n.Int64()
 	return v, err == nil
 }
-
