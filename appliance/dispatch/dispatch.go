@@ -359,7 +359,7 @@ func (d *Dispatcher) start(ctx context.Context, cfg *config.Config, s *slot) {
 	if known {
 		mark = planned.ID
 	}
-	if err := d.Store.Started(j.Seq, mark, 0); err != nil {
+	if err := d.Store.Launching(j.Seq, mark); err != nil {
 		fail(scrapy.Crawl{}, fmt.Sprintf("cannot record the start: %v", err))
 		return
 	}

@@ -18,6 +18,9 @@ type Jobs interface {
 	List(ctx context.Context, state job.State, f store.Filter) ([]job.Job, error)
 	// Claim moves the next pending job to running; nil when none is pending.
 	Claim(now time.Time, caps store.Caps) (*job.Job, error)
+	// Launching stores the handle (or Starting mark) before a start,
+	// Started the launched crawl's handle (and its started event).
+	Launching(seq int64, handle string) error
 	Started(seq int64, handle string, pid int) error
 	Requeue(seq int64) error
 	End(seq int64, ended time.Time, exit *int, outcome job.Outcome, stats string, keep int) error

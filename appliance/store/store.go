@@ -261,6 +261,15 @@ func runningCounts(tx *sql.Tx) (Running, error) {
 	return out, rows.Err()
 }
 
+// Launching records the handle a claimed job's crawl will have, before it
+// is started (a planned unit name, or the dispatcher's Starting mark),
+// without a pid, so that a daemon that dies during the start can find the
+// crawl or know a start was under way. It writes no event: the crawl has
+// not started yet.
+func (s *Store) Launching(seq int64, handle string) error {
+	return s.exec(`UPDATE jobs SET handle = ?, pid = NULL WHERE seq = ? AND state = 'running'`, handle, seq)
+}
+
 // Started records the launch handle of a claimed job. Until it is stored a
 // restarted daemon cannot find the crawl, so the dispatcher calls it right
 // after the launcher returns. Its started event goes with it: a job counts

@@ -177,6 +177,16 @@ func (s *Store) Claim(now time.Time, caps store.Caps) (*job.Job, error) {
 	return &c, nil
 }
 
+// Launching records a claimed job's handle before its start; no event.
+func (s *Store) Launching(seq int64, handle string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if j, ok := s.jobs[seq]; ok && j.State == job.Running {
+		j.Handle, j.PID = handle, 0
+	}
+	return nil
+}
+
 // Started records a claimed job's launch handle.
 func (s *Store) Started(seq int64, handle string, pid int) error {
 	s.mu.Lock()

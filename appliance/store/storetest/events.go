@@ -48,6 +48,11 @@ func events(t *testing.T, s Store) {
 	if j.Seq != a.Seq {
 		t.Fatalf("claimed %s", j.ID)
 	}
+	// The handle stored before the start is no event; the launched
+	// crawl's is.
+	if err := s.Launching(j.Seq, "planned-a"); err != nil {
+		t.Fatal(err)
+	}
 	if err := s.Started(j.Seq, "unit-a", 77); err != nil {
 		t.Fatal(err)
 	}

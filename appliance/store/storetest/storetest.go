@@ -21,6 +21,7 @@ type Store interface {
 	Counts() (pending, running, finished int)
 	Enqueue(spec job.Spec, now time.Time) (job.Job, error)
 	Claim(now time.Time, caps store.Caps) (*job.Job, error)
+	Launching(seq int64, handle string) error
 	Started(seq int64, handle string, pid int) error
 	Requeue(seq int64) error
 	End(seq int64, ended time.Time, exit *int, outcome job.Outcome, stats string, keep int) error
@@ -201,7 +202,7 @@ func lifecycle(t *testing.T, s Store) {
 	}
 	// A handle known before the start is stored first (a systemd unit's
 	// name, pid unknown), then replaced by the launcher's.
-	if err := s.Started(j.Seq, "planned-j", 0); err != nil {
+	if err := s.Launching(j.Seq, "planned-j"); err != nil {
 		t.Fatal(err)
 	}
 	if running, _ := s.List(ctx, job.Running, store.Filter{}); len(running) != 1 || running[0].Handle != "planned-j" || running[0].PID != 0 {
