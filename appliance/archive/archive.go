@@ -75,6 +75,13 @@ func (a *Archiver) Run(ctx context.Context) error {
 	defer tick.Stop()
 	for {
 		a.Sweep(ctx, time.Now())
+		// Crawls ending one after another get one sweep every few
+		// seconds, not one each: a sweep reads every spider's directory.
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(minGap):
+		}
 		select {
 		case <-ctx.Done():
 			return nil
@@ -83,6 +90,9 @@ func (a *Archiver) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// minGap is the least time between two sweeps.
+const minGap = 3 * time.Second
 
 // file is one crawl's log or items file.
 type file struct {

@@ -17,23 +17,17 @@ import (
 	"github.com/scrapyd-debian/scrapyd/appliance/testkit"
 )
 
-// errorSite is the catalog spider's site with the trouble real sites
-// have: a product behind a redirect and one that is gone (404).
+// errorSite is the catalog spider's site (testkit.Site) behind an index
+// with the trouble real sites have: a product behind a redirect and one
+// that is gone (404).
 func errorSite(t *testing.T) string {
+	site := testkit.Site(t, 2)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		io.WriteString(w, `<html><body><a class="product" href="/products/p0.html">p0</a><a class="product" href="/moved">p1</a><a class="product" href="/products/gone.html">gone</a></body></html>`)
+		fmt.Fprintf(w, `<html><body><a class="product" href="%[1]sproducts/p0.html">p0</a><a class="product" href="/moved">p1</a><a class="product" href="%[1]sproducts/p9.html">gone</a></body></html>`, site)
 	})
 	mux.HandleFunc("/moved", func(w http.ResponseWriter, r *http.Request) {
-		http.Redirect(w, r, "/products/p1.html", http.StatusFound)
-	})
-	mux.HandleFunc("/products/", func(w http.ResponseWriter, r *http.Request) {
-		var i int
-		if _, err := fmt.Sscanf(r.URL.Path, "/products/p%d.html", &i); err != nil {
-			http.NotFound(w, r)
-			return
-		}
-		fmt.Fprintf(w, `<html><body><span class="sku">SKU-%05d</span><span class="price">%d.50</span></body></html>`, i, 10+i)
+		http.Redirect(w, r, site+"products/p1.html", http.StatusFound)
 	})
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
