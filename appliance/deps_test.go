@@ -46,8 +46,10 @@ var rules = map[string]struct{ imports, through string }{
 	// an environment's install), and the environments it installs.
 	"appliance/confine": {imports: "launch"},
 	"appliance/pyenv":   {imports: "launch ziplimit"},
-	// Tests only: the launcher contract and a fake launcher.
-	"appliance/launch/launchtest": {imports: "launch"},
+	// Tests only: the launcher contract and a fake launcher; the restart
+	// test at every crash point.
+	"appliance/dispatch/dispatchtest": {imports: "config dispatch egg job launch store", through: "jobfiles pyenv scrapy confine ziplimit"},
+	"appliance/launch/launchtest":     {imports: "launch"},
 
 	// Stores and where files live.
 	"appliance/jobfiles": {imports: "config"},

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"syscall"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/scrapyd-debian/scrapyd/appliance/config"
 	"github.com/scrapyd-debian/scrapyd/appliance/dispatch"
+	"github.com/scrapyd-debian/scrapyd/appliance/dispatch/dispatchtest"
 	"github.com/scrapyd-debian/scrapyd/appliance/egg"
 	"github.com/scrapyd-debian/scrapyd/appliance/job"
 	"github.com/scrapyd-debian/scrapyd/appliance/jobfiles"
@@ -321,87 +321,55 @@ func TestAdoptStopsWhatItCannotTrack(t *testing.T) {
 // TestRestartAtEveryCrashPoint: a daemon dies at each point of a start;
 // the next one never starts the job twice, never leaves a crawl untracked,
 // and ends with the job recorded. Under the fake with planned handles (as
-// systemd) and under the exec launcher with real processes.
+// systemd; the lab runs the real one) and under the exec launcher with real
+// processes.
 func TestRestartAtEveryCrashPoint(t *testing.T) {
-	for _, kind := range []string{"planned", "exec"} {
-		for _, point := range dispatch.CrashPoints {
-			t.Run(kind+"/"+point, func(t *testing.T) {
-				d := newDaemon(t, "")
-				var newLauncher func() launch.Launcher
-				var starts func() int
-				var running func() bool
-				switch kind {
-				case "planned":
-					m := launchtest.NewMachine()
-					m.Plan = true
-					newLauncher = func() launch.Launcher { return m.Launcher() }
-					starts = func() int { return m.Starts("j") }
-					running = func() bool { return m.IsRunning("j") }
-				case "exec":
-					dir := t.TempDir()
-					crawl := filepath.Join(dir, "crawl")
-					os.WriteFile(crawl, []byte("#!/bin/sh\necho started >> \"$STARTS\"\ntrap 'exit 0' INT\nwhile :; do sleep 0.05; done\n"), 0o755)
-					d.cfg.Python = crawl
-					d.env = []string{"STARTS=" + filepath.Join(dir, "starts"), "PATH=/usr/bin:/bin"}
-					owner := filepath.Join(dir, "owner")
-					var ls []*process.Launcher
-					t.Cleanup(func() {
-						for _, l := range ls {
-							l.Close()
-						}
-					})
-					newLauncher = func() launch.Launcher {
-						l := process.New()
-						l.Owner = owner
-						ls = append(ls, l)
-						return l
-					}
-					starts = func() int {
-						b, _ := os.ReadFile(filepath.Join(dir, "starts"))
-						return strings.Count(string(b), "started")
-					}
-					running = func() bool {
-						hs, _ := newLauncher().Running(context.Background())
-						return len(hs) > 0
-					}
-				}
-				crashed := make(chan struct{})
-				_, stop := d.run(newLauncher(), func(p string) {
-					if p == point {
-						close(crashed)
-						runtime.Goexit()
-					}
-				})
-				d.schedule("j")
-				<-crashed
-				stop()
-				if point == "launched" || point == "recorded" {
-					eventually(t, "the crawl runs", func() bool { return starts() == 1 })
-				}
-				disp, _ := d.run(newLauncher(), nil)
-				// The restarted daemon settles: the job runs (adopted or
-				// started from the queue) or is recorded.
-				eventually(t, "the job is tracked", func() bool {
-					j := d.job("j")
-					return j.State == job.Finished || j.State == job.Running && disp.Running() == 1 && running() && starts() == 1
-				})
-				if j := d.job("j"); j.State == job.Running {
-					if _, err := disp.Cancel(t.Context(), "p", "j", syscall.SIGINT); err != nil {
-						t.Fatal(err)
-					}
-				}
-				j := d.finished("j")
-				eventually(t, "no crawl runs", func() bool { return !running() })
-				if n := starts(); n > 1 || n == 0 && point != "persisted" {
-					t.Fatalf("the job was started %d times", n)
-				}
-				if n := starts(); n == 0 && j.Outcome != job.OutcomeLost {
-					t.Fatalf("never started, outcome %s: want lost", j.Outcome)
-				}
-				if n := starts(); n == 1 && j.Outcome != job.OutcomeCancelled {
-					t.Fatalf("outcome %s, want cancelled", j.Outcome)
+	root := func(t *testing.T) string { return t.TempDir() }
+	t.Run("planned", func(t *testing.T) {
+		dispatchtest.Walk(t, root, func(t *testing.T, _ *config.Config) dispatchtest.Rig {
+			m := launchtest.NewMachine()
+			m.Plan = true
+			return dispatchtest.Rig{
+				NewLauncher: func() launch.Launcher { return m.Launcher() },
+				Starts:      func() int { return m.Starts(dispatchtest.Job) },
+				Running:     func() bool { return m.IsRunning(dispatchtest.Job) },
+			}
+		})
+	})
+	t.Run("exec", func(t *testing.T) {
+		dispatchtest.Walk(t, root, func(t *testing.T, cfg *config.Config) dispatchtest.Rig {
+			dir := t.TempDir()
+			cfg.Python = filepath.Join(dir, "crawl")
+			os.WriteFile(cfg.Python, []byte(standIn), 0o755)
+			owner := filepath.Join(dir, "owner")
+			var ls []*process.Launcher
+			t.Cleanup(func() {
+				for _, l := range ls {
+					l.Close()
 				}
 			})
-		}
-	}
+			newLauncher := func() launch.Launcher {
+				l := process.New()
+				l.Owner = owner
+				ls = append(ls, l)
+				return l
+			}
+			return dispatchtest.Rig{
+				NewLauncher: newLauncher,
+				Env:         []string{"STARTS=" + filepath.Join(dir, "starts"), "PATH=/usr/bin:/bin"},
+				Starts: func() int {
+					b, _ := os.ReadFile(filepath.Join(dir, "starts"))
+					return strings.Count(string(b), "started")
+				},
+				Running: func() bool {
+					hs, _ := newLauncher().Running(context.Background())
+					return len(hs) > 0
+				},
+			}
+		})
+	})
 }
+
+// standIn is the crawl's interpreter in the restart test: it counts its
+// starts and runs until SIGINT.
+const standIn = "#!/bin/sh\necho started >> \"$STARTS\"\ntrap 'exit 0' INT\nwhile :; do sleep 0.05; done\n"

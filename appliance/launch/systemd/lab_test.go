@@ -35,6 +35,8 @@ import (
 
 	sddbus "github.com/coreos/go-systemd/v22/dbus"
 
+	"github.com/scrapyd-debian/scrapyd/appliance/config"
+	"github.com/scrapyd-debian/scrapyd/appliance/dispatch/dispatchtest"
 	"github.com/scrapyd-debian/scrapyd/appliance/launch"
 	"github.com/scrapyd-debian/scrapyd/appliance/launch/launchtest"
 	"github.com/scrapyd-debian/scrapyd/appliance/launch/runas"
@@ -65,6 +67,7 @@ func TestLab(t *testing.T) {
 		t.Run("OutlivesDaemon", labOutlivesDaemon)
 		t.Run("Confinement", labConfinement)
 		t.Run("Contract", labContract)
+		t.Run("CrashPoints", labCrashPoints)
 		return
 	}
 	if os.Geteuid() != 0 {
@@ -435,6 +438,39 @@ func labContract(t *testing.T) {
 		},
 		Processes:        true,
 		ExitAfterRecover: true,
+	})
+}
+
+// labCrashPoints is the dispatcher's restart test with transient units: a
+// daemon dies at each point of a start; the next one never starts the job
+// twice and leaves no unit untracked. The crawl's interpreter is a stand-in
+// that counts its starts and runs until SIGINT.
+func labCrashPoints(t *testing.T) {
+	labLauncher(t) // creates the crawl user
+	dispatchtest.Walk(t, func(t *testing.T) string { return labDir(t) }, func(t *testing.T, cfg *config.Config) dispatchtest.Rig {
+		dir := labDir(t)
+		if err := os.Chmod(dir, 0o777); err != nil {
+			t.Fatal(err)
+		}
+		cfg.Python = filepath.Join(dir, "crawl")
+		script := "#!/bin/sh\necho started >> \"$STARTS\"\ntrap 'exit 0' INT\nwhile :; do sleep 0.05; done\n"
+		if err := os.WriteFile(cfg.Python, []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		cfg.CrawlWritablePaths = []string{dir}
+		unit := UnitName(dispatchtest.Job)
+		return dispatchtest.Rig{
+			NewLauncher: func() launch.Launcher { return labLauncher(t) },
+			Env:         []string{"STARTS=" + filepath.Join(dir, "starts"), "PATH=/usr/bin:/bin"},
+			Starts: func() int {
+				b, _ := os.ReadFile(filepath.Join(dir, "starts"))
+				return strings.Count(string(b), "started")
+			},
+			Running: func() bool {
+				p := unitProps(t, unit, "")
+				return p["LoadState"] == "loaded" && p["ActiveState"] != "inactive" && p["ActiveState"] != "failed" && p["SubState"] != "exited"
+			},
+		}
 	})
 }
 
