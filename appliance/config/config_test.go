@@ -198,3 +198,21 @@ func TestLiveCrawlDirFollowsTheRunningEggsDir(t *testing.T) {
 		t.Errorf("crawl_dir = %q, want the running %q", next.CrawlDir, running.CrawlDir)
 	}
 }
+
+func TestRetentionOptions(t *testing.T) {
+	root := t.TempDir()
+	write(t, filepath.Join(root, "etc/scrapyd/scrapyd.conf"), "[scrapyd]\nlogs_max_age = 30d\nlogs_max_bytes = 2G\nlogs_max_bytes_per_spider = 512M\ncompress_finished = on\n")
+	c, err := Load(opts(root))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.LogsMaxAge != 720*time.Hour || c.LogsMaxBytes != 2<<30 || c.LogsMaxBytesPerSpider != 512<<20 || !c.CompressFinished {
+		t.Errorf("retention options: %v %d %d %v", c.LogsMaxAge, c.LogsMaxBytes, c.LogsMaxBytesPerSpider, c.CompressFinished)
+	}
+	for v, want := range map[string]time.Duration{"36h": 36 * time.Hour, "86400": 24 * time.Hour, "0": 0} {
+		write(t, filepath.Join(root, "etc/scrapyd/scrapyd.conf"), "[scrapyd]\nlogs_max_age = "+v+"\n")
+		if c, err := Load(opts(root)); err != nil || c.LogsMaxAge != want {
+			t.Errorf("logs_max_age = %s: %v, %v", v, c, err)
+		}
+	}
+}
