@@ -99,6 +99,12 @@ func New(o Options, cfg Config) (*Service, error) {
 	if s.log == nil {
 		s.log = slog.Default()
 	}
+	if sock := s.socketPath(""); len(sock) > maxSocketPath {
+		// Said once at start rather than only with each crawl: the
+		// Scrapyd way's runtime_dir is below whatever folder the daemon
+		// was started in, which may be deep.
+		s.log.Warn("the crawl web service is off: its sockets' paths would be longer than the system allows; set runtime_dir to a shorter directory", "runtime_dir", dir, "socket", sock, "max", maxSocketPath)
+	}
 	if err := s.installExtension(); err != nil {
 		return nil, err
 	}

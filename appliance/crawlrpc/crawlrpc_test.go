@@ -236,3 +236,22 @@ func TestSummarize(t *testing.T) {
 		t.Errorf("got %+v %v, want %+v", got, err, want)
 	}
 }
+
+// TestRuntimeDirTooLong: a runtime directory too deep for a Unix socket is
+// said at start, with the option to change (the Scrapyd way puts it below
+// whatever folder the daemon was started in).
+func TestRuntimeDirTooLong(t *testing.T) {
+	deep := filepath.Join(t.TempDir(), strings.Repeat("d", 80))
+	var log strings.Builder
+	s, err := New(Options{RuntimeDir: deep, Running: func(string) bool { return true }, Log: slog.New(slog.NewTextHandler(&log, nil))}, DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if !strings.Contains(log.String(), "set runtime_dir to a shorter directory") {
+		t.Errorf("no warning at start:\n%s", log.String())
+	}
+	if _, err := s.Prepare("run1", "sample.settings"); err == nil {
+		t.Error("Prepare succeeded with a socket path too long")
+	}
+}

@@ -238,7 +238,7 @@ func (d *daemon) wire(ctx context.Context, cfg *config.Config) error {
 		apply: func(next *config.Config) error {
 			// A new crawl_dir is made as at start: listings chdir into it.
 			if err := os.MkdirAll(next.CrawlDir, 0o755); err != nil {
-				return fmt.Errorf("create %s: %w", next.CrawlDir, err)
+				return next.PathError("crawl_dir", next.CrawlDir, err)
 			}
 			if err := rpc.Reload(webserviceConfig(next)); err != nil {
 				return err
