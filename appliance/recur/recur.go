@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -107,6 +108,13 @@ func (s *Scheduler) Load(ctx context.Context) error {
 		e := &entry{sc: sc, timing: tm, index: -1}
 		s.byID[sc.ID] = e
 		s.arm(e)
+	}
+	if len(list) > 1000 {
+		// Reading thousands of rows leaves garbage several times the
+		// schedules' own size; the daemon idles for hours after, so it is
+		// returned to the system now rather than by the slow scavenger.
+		list = nil
+		debug.FreeOSMemory()
 	}
 	return nil
 }
