@@ -377,7 +377,7 @@ func (a *handlers) runningEntries(es []service.Entry) []obj {
 		}
 		out[i] = withEnv(obj{{"id", e.ID}, {"project", e.Project}, {"spider", e.Spider}, {"pid", pid},
 			{"start_time", pyTime(e.Started)}, {"log_url", urlOrNil(e.LogURL)}, {"items_url", urlOrNil(e.ItemsURL)}}, e)
-		out[i] = append(out[i], scheduled(e)...)
+		out[i] = append(append(out[i], spec(e)...), scheduled(e)...)
 		if a.o.Running != nil {
 			for _, f := range a.o.Running(e.ID) {
 				out[i] = append(out[i], kv{f.Key, f.Value})
@@ -396,8 +396,26 @@ func (es finishedEntries) appendJSON(b []byte) []byte {
 		return encode(b, append(withEnv(obj{{"id", e.ID}, {"project", e.Project}, {"spider", e.Spider},
 			{"start_time", pyTime(e.Started)}, {"end_time", pyTime(e.Ended)},
 			{"log_url", urlOrNil(e.LogURL)}, {"items_url", urlOrNil(e.ItemsURL)},
-			{"outcome", string(e.Outcome)}, {"exit_code", e.ExitCode}}, e), scheduled(e)...))
+			{"outcome", string(e.Outcome)}, {"exit_code", e.ExitCode}}, e), append(spec(e), scheduled(e)...)...))
 	})
+}
+
+// spec is what a running or finished entry adds so that the job can be
+// run again as it was (scrapydctl rerun): its version, settings and
+// arguments, each only when it has one, so that a plain job's entry stays
+// Scrapyd's. Pending entries have them all, as in Scrapyd.
+func spec(e service.Entry) obj {
+	var o obj
+	if e.Version != "" {
+		o = append(o, kv{"version", e.Version})
+	}
+	if len(e.Settings) > 0 {
+		o = append(o, kv{"settings", pairs(e.Settings)})
+	}
+	if len(e.Args) > 0 {
+		o = append(o, kv{"args", pairs(e.Args)})
+	}
+	return o
 }
 
 // scheduled is what an entry adds when a recurring schedule made the job

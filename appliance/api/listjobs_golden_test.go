@@ -18,7 +18,9 @@ var update = flag.Bool("update", false, "rewrite the golden listjobs.json answer
 // (testdata/listjobs.golden, written with -update at main fb300f1, when
 // finished jobs were still served from memory). Reading the history from
 // SQLite must not change a byte of Scrapyd's default answer, nor of the
-// pages (issue 14 point 5).
+// pages (issue 14 point 5). Rewritten once since, on purpose: running and
+// finished entries gained their job's version, settings and arguments
+// when it has them (issue 16, scrapydctl rerun), after Scrapyd's keys.
 func TestListJobsGolden(t *testing.T) {
 	// pyTime shows local time; the golden answers are in UTC.
 	local := time.Local

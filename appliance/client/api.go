@@ -248,6 +248,13 @@ type Job struct {
 	ItemsURL  string            `json:"items_url"` // "" when there is no items file
 	Outcome   job.Outcome       `json:"outcome"`
 	ExitCode  *int              `json:"exit_code"`
+	// This daemon's additions (issue 16): the recurring schedule that made
+	// the job, when its run was due and its retry number; for a pending
+	// job, the slot cap it waits for.
+	Schedule string `json:"schedule"`
+	DueTime  string `json:"due_time"`
+	Attempt  int    `json:"attempt"`
+	Waiting  string `json:"waiting"`
 }
 
 // Jobs is listjobs.json's answer.

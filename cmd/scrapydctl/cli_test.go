@@ -201,7 +201,7 @@ func TestCommandErrors(t *testing.T) {
 		{[]string{"projects", "--url", auth.URL, "-u", "john", "--password", "bad"}, "the server refused the credentials (HTTP 401)", ""},
 		{[]string{"daemonstatus", "--url", "http://" + closed}, "cannot reach http://" + closed + ": connection refused", ""},
 		{[]string{"daemonstatus", "--host", "127.0.0.1", "--port", closed[strings.LastIndex(closed, ":")+1:]}, "cannot reach http://" + closed + ": connection refused", ""},
-		{[]string{"schedule", "sample", "--url", f.srv.URL}, "schedule: wrong number of arguments (usage: schedule [-p] PROJECT SPIDER)", ""},
+		{[]string{"schedule", "sample", "--url", f.srv.URL}, "schedule: wrong number of arguments (usage: schedule [-p] PROJECT SPIDER...)", ""},
 		{[]string{"schedule", "sample", "s", "-a", "novalue", "--url", f.srv.URL}, `-a "novalue": want NAME=VALUE`, ""},
 		{[]string{"cancel", "p", "j", "--force", "--signal", "TERM", "--url", f.srv.URL}, "give either --signal or --force, not both", ""},
 		{[]string{"ws", "stop", "--url", f.srv.URL}, "ws stop: which job? (give --job ID or the id as the first argument)", ""},

@@ -14,8 +14,8 @@ import (
 func scheduleCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "schedule",
-		Usage:     "queue a crawl; prints its job id",
-		ArgsUsage: projectArg + " SPIDER",
+		Usage:     "queue a crawl of each spider (or glob such as '*' or 'news_*'); prints the job ids",
+		ArgsUsage: projectArg + " SPIDER...",
 		Flags: withServer(
 			projectFlag("the `PROJECT` (instead of the first argument)"),
 			&cli.StringSliceFlag{Name: "arg", Aliases: []string{"a"}, Usage: "spider argument `NAME=VALUE` (repeatable)"},
@@ -25,7 +25,7 @@ func scheduleCommand() *cli.Command {
 			&cli.StringFlag{Name: "jobid", Usage: "job `ID` (default: one chosen by the server)"},
 		),
 		Action: serverAction(func(cCtx *cli.Context, s *session) error {
-			project, rest, err := projectArgs(cCtx, 1)
+			project, spiders, err := projectAndMore(cCtx)
 			if err != nil {
 				return err
 			}
@@ -37,19 +37,38 @@ func scheduleCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			id, err := s.c.Schedule(cCtx.Context, job.Spec{
-				ID:       cCtx.String("jobid"),
-				Project:  project,
-				Spider:   rest[0],
-				Version:  cCtx.String("version"),
-				Settings: settings,
-				Args:     args,
-				Priority: cCtx.Float64("priority"),
-			})
+			names, err := expandSpiders(cCtx, s, project, cCtx.String("version"), spiders)
 			if err != nil {
 				return err
 			}
-			s.human(func(w io.Writer) { fmt.Fprintln(w, id) })
+			if len(names) > 1 && cCtx.String("jobid") != "" {
+				return usagef("--jobid names one job: give one spider")
+			}
+			var rows [][]string
+			for _, spider := range names {
+				id, err := s.c.Schedule(cCtx.Context, job.Spec{
+					ID:       cCtx.String("jobid"),
+					Project:  project,
+					Spider:   spider,
+					Version:  cCtx.String("version"),
+					Settings: settings,
+					Args:     args,
+					Priority: cCtx.Float64("priority"),
+				})
+				if err != nil && len(names) > 1 {
+					return fmt.Errorf("%s: %w", spider, err)
+				} else if err != nil {
+					return err
+				}
+				rows = append(rows, []string{spider, id})
+			}
+			s.human(func(w io.Writer) {
+				if len(spiders) == 1 && !isPattern(spiders[0]) {
+					fmt.Fprintln(w, rows[0][1])
+					return
+				}
+				table(w, append([][]string{{"SPIDER", "JOB"}}, rows...))
+			})
 			return nil
 		}),
 	}
@@ -186,26 +205,30 @@ func statusCommand() *cli.Command {
 func cancelCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "cancel",
-		Usage:     "cancel a pending or running job",
-		ArgsUsage: projectArg + " JOB",
+		Usage:     "cancel a pending or running job, or with -p alone every one of the project's (--spider, --state narrow)",
+		ArgsUsage: projectArg + " [JOB]",
 		Flags: withServer(
 			projectFlag("the job's `PROJECT` (instead of the first argument)"),
 			&cli.StringFlag{Name: "signal", Usage: "`SIGNAL` name or number for a running crawl (server default: INT)"},
 			&cli.BoolFlag{Name: "force", Usage: "stop it now (send KILL)"},
+			&cli.StringFlag{Name: "spider", Usage: "with -p and no JOB: only this `SPIDER`'s jobs"},
+			&cli.StringFlag{Name: "state", Usage: "with -p and no JOB: only `STATE` jobs (pending or running)"},
 		),
 		Action: serverAction(func(cCtx *cli.Context, s *session) error {
+			if cCtx.Bool("force") && cCtx.String("signal") != "" {
+				return usagef("give either --signal or --force, not both")
+			}
+			if p := cCtx.String("project"); p != "" && cCtx.NArg() == 0 {
+				return cancelMany(cCtx, s, p)
+			}
+			if cCtx.String("spider") != "" || cCtx.String("state") != "" {
+				return usagef("--spider and --state select many jobs: give -p PROJECT and no JOB")
+			}
 			project, args, err := projectArgs(cCtx, 1)
 			if err != nil {
 				return err
 			}
-			signal := cCtx.String("signal")
-			if cCtx.Bool("force") {
-				if signal != "" {
-					return usagef("give either --signal or --force, not both")
-				}
-				signal = "KILL"
-			}
-			prev, err := s.c.Cancel(cCtx.Context, project, args[0], signal)
+			prev, err := s.c.Cancel(cCtx.Context, project, args[0], signalOf(cCtx))
 			if err != nil {
 				return err
 			}

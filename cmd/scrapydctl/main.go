@@ -49,7 +49,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		Commands: []*cli.Command{
 			deployCommand(),
 			projectsCommand(), versionsCommand(), spidersCommand(),
-			scheduleCommand(), jobsCommand(), statusCommand(), cancelCommand(),
+			scheduleCommand(), jobsCommand(), statusCommand(), cancelCommand(), rerunCommand(), schedulesCommand(),
 			logCommand(), itemsCommand(), eventsCommand(),
 			delversionCommand(), delprojectCommand(), daemonstatusCommand(),
 			wsCommand(),
