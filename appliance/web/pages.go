@@ -197,6 +197,9 @@ func (h *handlers) cancel(c *fiber.Ctx) error {
 // what was typed when scheduling fails.
 type scheduleForm struct {
 	Spider, Version, JobID, Priority, Args, Settings string
+	// Repeat, when set, makes a recurring schedule: a period or a cron
+	// expression.
+	Repeat string
 }
 
 func (h *handlers) projectPage(c *fiber.Ctx) error {
@@ -248,7 +251,8 @@ func (h *handlers) renderProject(c *fiber.Ctx, status int, project string, form 
 func (h *handlers) schedule(c *fiber.Ctx) error {
 	project := param(c, "project")
 	form := scheduleForm{Spider: c.FormValue("spider"), Version: c.FormValue("version"), JobID: strings.TrimSpace(c.FormValue("jobid")),
-		Priority: strings.TrimSpace(c.FormValue("priority")), Args: c.FormValue("args"), Settings: c.FormValue("settings")}
+		Priority: strings.TrimSpace(c.FormValue("priority")), Args: c.FormValue("args"), Settings: c.FormValue("settings"),
+		Repeat: strings.TrimSpace(c.FormValue("repeat"))}
 	r := service.ScheduleRequest{Project: project, Spider: form.Spider, Version: form.Version, JobID: form.JobID, Priority: form.Priority}
 	args, err := lines("argument", form.Args)
 	if err == nil {
@@ -260,7 +264,12 @@ func (h *handlers) schedule(c *fiber.Ctx) error {
 	}
 	r.Args = args
 	var id string
-	if err == nil {
+	if err == nil && form.Repeat != "" {
+		err = h.addSchedule(c, r, form.Repeat)
+		if err == nil {
+			return c.Redirect(h.prefix(c)+"/schedules", fiber.StatusSeeOther)
+		}
+	} else if err == nil {
 		id, err = h.o.Service.Schedule(c.UserContext(), r)
 	}
 	if err != nil {

@@ -65,6 +65,8 @@ func Register(o Options) func(fiber.Router) {
 		r.Post("/jobs/:project/:job/cancel", sameOrigin, h.cancel)
 		r.Get("/projects/:project", h.projectPage)
 		r.Post("/projects/:project/schedule", sameOrigin, h.schedule)
+		r.Get("/schedules", h.schedulesPage)
+		r.Post("/schedules/:project/:id/:action", sameOrigin, h.changeSchedule)
 		r.Get("/assets/*", h.asset)
 		r.Get("/logs/stats.json", h.logParserStats)
 		r.Get("/logs/:project/:spider/:file", h.logParserJobFile)
