@@ -216,3 +216,30 @@ func TestRetentionOptions(t *testing.T) {
 		}
 	}
 }
+
+// TestProjectCaps: [project:NAME] sections give slot caps, and a change of
+// them is live (Changed names it, RestartOnly does not hold it back).
+func TestProjectCaps(t *testing.T) {
+	root := t.TempDir()
+	path := filepath.Join(root, "etc/scrapyd/scrapyd.conf")
+	write(t, path, "[scrapyd]\nmax_proc = 4\n[project:shop]\nmax_proc = 2\nspider_max_proc = 1\n[project:news]\nspider_max_proc = 1\n")
+	a, err := Load(opts(root))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Caps["shop"] != (ProjectCaps{MaxProc: 2, SpiderMaxProc: 1}) || a.Caps["news"] != (ProjectCaps{SpiderMaxProc: 1}) || len(a.Caps) != 2 {
+		t.Fatalf("caps %+v", a.Caps)
+	}
+	write(t, path, "[scrapyd]\nmax_proc = 4\n[project:shop]\nmax_proc = 3\n")
+	b, err := Load(opts(root))
+	if err != nil {
+		t.Fatal(err)
+	}
+	next, pending, err := Live(a, b)
+	if err != nil || len(pending) != 0 || next.Caps["shop"].MaxProc != 3 {
+		t.Fatalf("live: %+v %v %v", next.Caps, pending, err)
+	}
+	if got := Changed(a, b); !strings.Contains(strings.Join(got, " "), "[project:*]") {
+		t.Fatalf("Changed = %v, want [project:*] in it", got)
+	}
+}
