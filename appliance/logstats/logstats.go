@@ -38,11 +38,18 @@ type Job struct {
 	JSONURL string // where this job's JSON is served
 }
 
+// HeadLines and TailLines are LogParser's LOG_HEAD_LINES and
+// LOG_TAIL_LINES defaults (logparser/settings.py): how much of the log a
+// JobFile's Head and Tail carry, which the caller fills in.
+const (
+	HeadLines = 100
+	TailLines = 200
+)
+
 // JobFile is LogParser's per-job JSON (the data of handle_logfile after
-// parse and handle_telnet), in LogParser's key order. The log's head,
-// tail, "Crawled N pages" history and latest matching lines are not kept
-// by the daemon: they are empty, as LogParser leaves them for a log it
-// has not parsed yet.
+// parse and handle_telnet), in LogParser's key order. The log's "Crawled
+// N pages" history and latest matching lines are not kept by the daemon:
+// they are empty, as LogParser leaves them for a log it has not parsed.
 type JobFile struct {
 	LogPath               string               `json:"log_path"`
 	JSONPath              string               `json:"json_path"`

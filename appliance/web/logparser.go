@@ -2,7 +2,9 @@ package web
 
 import (
 	"bytes"
+	"compress/gzip"
 	"encoding/json"
+	"io"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -64,7 +66,47 @@ func (h *handlers) logParserJobFile(c *fiber.Ctx) error {
 	if lj.LogPath == "" {
 		return c.Next()
 	}
-	return sendPythonJSON(c, logstats.Of(lj, time.Now()))
+	f := logstats.Of(lj, time.Now())
+	// ScrapydWeb's Stats page shows the log's first and last lines.
+	log := jobfiles.Of(cfg, j.Project, j.Spider, j.ID).Log
+	f.Head = logHead(lj.LogPath, logstats.HeadLines)
+	text, _, _ := readTail(log, logTail, j.State != job.Finished)
+	f.Tail = lastLines(text, logstats.TailLines)
+	return sendPythonJSON(c, f)
+}
+
+// logHead is the first n lines of a log (plain or gzip), from at most
+// logTail bytes.
+func logHead(path string, n int) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	var r io.Reader = f
+	if strings.HasSuffix(path, ".gz") {
+		zr, err := gzip.NewReader(f)
+		if err != nil {
+			return ""
+		}
+		r = zr
+	}
+	data, _ := io.ReadAll(io.LimitReader(r, logTail))
+	lines := strings.SplitAfterN(string(data), "\n", n+1)
+	if len(lines) > n {
+		lines = lines[:n]
+	}
+	return strings.TrimRight(strings.Join(lines, ""), "\r\n")
+}
+
+// lastLines is the last n lines of text.
+func lastLines(text string, n int) string {
+	text = strings.TrimRight(text, "\r\n")
+	lines := strings.Split(text, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
 }
 
 // logParserJob gathers what logstats needs about one job.

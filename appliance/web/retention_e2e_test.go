@@ -3,6 +3,7 @@ package web_test
 import (
 	"bytes"
 	"compress/gzip"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -124,6 +125,12 @@ func TestFinishedLogsAfterRealCrawls(t *testing.T) {
 	// ALERT_TRIGGER_KEYS order: CRITICAL ERROR WARNING REDIRECT RETRY IGNORE, then pages, items.
 	if a := fmt.Sprint(got["job"].(map[string]any)["alert_counts"]); a != "[0 0 0 1 0 1 4 2]" {
 		t.Errorf("ScrapydWeb's alert counts %s\n%s", a, jobBody)
+	}
+	// ScrapydWeb's Stats page shows the log's head and tail.
+	var jf struct{ Head, Tail string }
+	json.Unmarshal(jobBody, &jf)
+	if !strings.Contains(jf.Head, "Scrapy 2.") || !strings.HasSuffix(jf.Tail, "Spider closed (finished)") {
+		t.Errorf("head %q\ntail %q", jf.Head, jf.Tail)
 	}
 	// The counts the scan stored are on the job's page too.
 	if _, page := rawGet(t, d.URL+"/jobs/sample/catalog-run"); !strings.Contains(string(page), "scrapyd/<wbr>log_count/<wbr>ignore") {
