@@ -34,6 +34,7 @@ type daemon struct {
 	store *store.Store
 	env   []string
 	disp  *dispatch.Dispatcher // the last one run
+	jobs  dispatch.Jobs        // what the dispatcher is given; the store unless a test wraps it
 }
 
 // newDaemon makes a data directory; conf is added to [scrapyd].
@@ -61,8 +62,12 @@ func newDaemon(t *testing.T, conf string) *daemon {
 // daemon's exit: crawls keep running).
 func (d *daemon) run(l launch.Launcher, crash func(string)) (*dispatch.Dispatcher, func()) {
 	d.t.Helper()
+	var jobs dispatch.Jobs = d.store
+	if d.jobs != nil {
+		jobs = d.jobs
+	}
 	disp := dispatch.New(dispatch.Options{
-		Config: func() *config.Config { return d.cfg }, Store: d.store, Eggs: &egg.Store{Dir: d.cfg.EggsDir},
+		Config: func() *config.Config { return d.cfg }, Store: jobs, Eggs: &egg.Store{Dir: d.cfg.EggsDir},
 		Launcher: l, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Env: d.env, Crash: crash,
 	})
 	d.disp = disp
@@ -373,3 +378,42 @@ func TestRestartAtEveryCrashPoint(t *testing.T) {
 // standIn is the crawl's interpreter in the restart test: it counts its
 // starts and runs until SIGINT.
 const standIn = "#!/bin/sh\necho started >> \"$STARTS\"\ntrap 'exit 0' INT\nwhile :; do sleep 0.05; done\n"
+
+// startedFails is a store whose Started always fails (a full disk).
+type startedFails struct{ *store.Store }
+
+func (startedFails) Started(int64, string, int) error { return errors.New("disk full") }
+
+// A crawl whose handle cannot be stored is stopped unless its planned
+// handle already points at it: nothing runs that no record tracks.
+func TestStartedFailure(t *testing.T) {
+	for _, planned := range []bool{false, true} {
+		t.Run(fmt.Sprintf("planned=%v", planned), func(t *testing.T) {
+			d := newDaemon(t, "")
+			d.jobs = startedFails{d.store}
+			m := launchtest.NewMachine()
+			m.Plan = planned
+			disp, _ := d.run(m.Launcher(), nil)
+			d.schedule("h")
+			if !planned {
+				j := d.finished("h")
+				if j.Outcome != job.OutcomeFailed || m.IsRunning("h") {
+					t.Fatalf("outcome %s, crawl running %v: want failed, stopped", j.Outcome, m.IsRunning("h"))
+				}
+				if got := m.Signals("h"); !slices.Equal(got, []syscall.Signal{syscall.SIGKILL}) {
+					t.Fatalf("signals %v, want KILL", got)
+				}
+				eventually(t, "the slot is free", func() bool { return disp.Running() == 0 })
+				return
+			}
+			eventually(t, "started", func() bool { return m.IsRunning("h") })
+			if j := d.job("h"); j.State != job.Running || j.Handle != "fake:h" {
+				t.Fatalf("job %s with handle %q: want running with its planned handle", j.State, j.Handle)
+			}
+			m.End("h", code(0))
+			if j := d.finished("h"); j.Outcome != job.OutcomeFinished {
+				t.Fatalf("outcome %s", j.Outcome)
+			}
+		})
+	}
+}
