@@ -366,11 +366,21 @@ func checkProjectName(name string) error {
 func (c *Config) derive() {
 	if c.Raw["crawl_dir"] == "" {
 		c.CrawlDir = filepath.Dir(c.EggsDir)
+		c.derivedFrom("crawl_dir", "the directory holding eggs_dir")
 	}
 	// envs/ beside eggs/: /var/lib/scrapyd/envs when installed, and the
 	// same below --root.
 	if c.Raw["envs_dir"] == "" {
 		c.EnvsDir = filepath.Join(filepath.Dir(c.EggsDir), "envs")
+		c.derivedFrom("envs_dir", "envs beside eggs_dir")
+	}
+}
+
+// derivedFrom says, for `config show`, that key's default follows another
+// option, unless a file or variable set it empty.
+func (c *Config) derivedFrom(key, rule string) {
+	if c.Sources[key].File == builtin {
+		c.Sources[key] = Source{File: "(default, " + rule + ")"}
 	}
 }
 

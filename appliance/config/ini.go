@@ -16,7 +16,7 @@ type entry struct {
 
 // Source says where an effective value came from.
 type Source struct {
-	File string // a path, "(built-in)", "(environment SCRAPYD_X)" or "(flag --x)"
+	File string // a path, "(built-in)", "(default, why)", "(environment SCRAPYD_X)" or "(flag --x)"
 	Line int    // 0 when not from a file
 }
 

@@ -85,6 +85,9 @@ func TestScrapydWayDefaults(t *testing.T) {
 			if got := c.Sources["eggs_dir"].String(); !strings.HasPrefix(got, src) {
 				t.Errorf("eggs_dir set by %q, want %q", got, src)
 			}
+			if got := c.Sources["crawl_dir"].String(); got != "(default, the directory holding eggs_dir)" {
+				t.Errorf("crawl_dir set by %q", got)
+			}
 			if got := c.Sources["runtime_dir"].String(); got != "(default, "+why+")" {
 				t.Errorf("runtime_dir set by %q", got)
 			}

@@ -12,7 +12,8 @@ func settingsKey(name string) string { return "[settings] " + name }
 
 // Show writes c for `scrapyd config show`: the files read, then every option
 // with its effective value, whether a change applies live, and where it was
-// set (a file and line, an environment variable, or "(built-in)"). The
+// set (a file and line, an environment variable, "(built-in)", or
+// "(default, …)" for a path the layout or another option decided). The
 // password is never printed.
 func Show(w io.Writer, c *Config) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
