@@ -76,7 +76,7 @@ var rules = map[string]struct{ imports, through string }{
 	"appliance/api":     {imports: "config job service", through: "confine dispatch egg jobfiles launch pyenv recur scrapy store ziplimit"},
 	"appliance/web":     {imports: "config egg job jobfiles logstats pyenv service", through: "confine dispatch launch logscan recur scrapy store ziplimit"},
 	// Metrics read the job store at each scrape and are told the rest.
-	"appliance/metrics": {imports: "job store"},
+	"appliance/metrics": {imports: "crawlrpc job store"},
 
 	// Wiring: only the daemon sees every part, only cmd/scrapyd the daemon.
 	"appliance/daemon": {imports: "api archive config confine crawlrpc dispatch egg events health job jobfiles journal launch launch/process launch/runas launch/systemd listen metrics notify pyenv reach recur scrapy service store web", through: "logscan logstats ziplimit"},

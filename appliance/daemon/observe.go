@@ -8,7 +8,6 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/adaptor"
 
-	"github.com/scrapyd-debian/scrapyd/appliance/crawlrpc"
 	"github.com/scrapyd-debian/scrapyd/appliance/dispatch"
 	"github.com/scrapyd-debian/scrapyd/appliance/health"
 	"github.com/scrapyd-debian/scrapyd/appliance/job"
@@ -32,7 +31,7 @@ func (d *daemon) newMetrics() *metrics.Metrics {
 			var out []metrics.Live
 			for _, j := range running {
 				if sum, ok := rpc.LiveSummary(j.ID); ok {
-					out = append(out, metrics.Live{Job: j.ID, Project: j.Project, Spider: j.Spider, Counts: counts(sum)})
+					out = append(out, metrics.Live{Job: j.ID, Project: j.Project, Spider: j.Spider, Counts: metrics.FromSummary(sum)})
 				}
 			}
 			return out
@@ -51,10 +50,6 @@ func (d *daemon) seedMetrics(ctx context.Context) {
 		return
 	}
 	d.metrics.Seed(last)
-}
-
-func counts(s crawlrpc.Summary) metrics.Counts {
-	return metrics.Counts{Items: s.ItemsScraped, Responses: s.Responses, Errors: s.Errors}
 }
 
 // open says which paths need no credentials: the health probes always,
@@ -141,14 +136,9 @@ func (o *observedJobs) End(seq int64, ended time.Time, exit *int, outcome job.Ou
 		return err
 	}
 	if j, ok := o.forget(seq); ok {
-		var c metrics.Counts
-		if stats != "" {
-			if sum, err := crawlrpc.Summarize([]byte(stats)); err == nil {
-				c = counts(sum)
-			}
-		}
+		j.Stats = stats
 		o.m.JobFinished(metrics.Finished{Job: j.ID, Project: j.Project, Spider: j.Spider, Outcome: outcome,
-			Started: j.Started, Ended: ended, Stats: c})
+			Started: j.Started, Ended: ended, Stats: metrics.FinalCounts(j)})
 	}
 	return nil
 }

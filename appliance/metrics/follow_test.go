@@ -1,0 +1,111 @@
+package metrics
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/scrapyd-debian/scrapyd/appliance/job"
+	"github.com/scrapyd-debian/scrapyd/appliance/store"
+	"github.com/scrapyd-debian/scrapyd/appliance/store/memstore"
+)
+
+// feed is an events.Feed over a memstore: Wait polls (the real feed is
+// woken by commits), and fails once to show the retry.
+type feed struct {
+	st     *memstore.Store
+	mu     sync.Mutex
+	failed bool
+}
+
+func (f *feed) Wait(ctx context.Context, after int64, limit int) ([]store.Event, error) {
+	f.mu.Lock()
+	if !f.failed {
+		f.failed = true
+		f.mu.Unlock()
+		return nil, errors.New("database is locked")
+	}
+	f.mu.Unlock()
+	for {
+		es, err := f.st.Events(ctx, after, limit)
+		if err != nil || len(es) > 0 {
+			return es, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// The metrics count what the store's events say: a crawl started and
+// finished with its final stats, a start that failed, a pending job
+// cancelled; the events before Follow's position are not counted again.
+func TestFollowCountsTheStoresEvents(t *testing.T) {
+	st := memstore.New()
+	t0 := time.Now().Add(-time.Hour)
+	run := func(id, spider string, outcome job.Outcome, stats string) {
+		t.Helper()
+		if _, err := st.Enqueue(job.Spec{ID: id, Project: "p", Spider: spider}, t0); err != nil {
+			t.Fatal(err)
+		}
+		j, err := st.Claim(t0.Add(2 * time.Second))
+		if err != nil || j == nil {
+			t.Fatal(j, err)
+		}
+		if outcome != job.OutcomeFailed {
+			st.Started(j.Seq, "h", 1)
+		}
+		st.End(j.Seq, t0.Add(62*time.Second), nil, outcome, stats, 100)
+	}
+	run("before", "s", job.OutcomeFinished, `{"item_scraped_count": 1000}`)
+	last, err := st.LastEventID(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := New(Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { m.Follow(ctx, &feed{st: st}, last); close(done) }()
+	run("ok", "s", job.OutcomeFinished, `{"item_scraped_count": 7, "response_received_count": 9, "log_count/ERROR": 1}`)
+	run("nostart", "s", job.OutcomeFailed, "")
+	st.Enqueue(job.Spec{ID: "queued", Project: "p", Spider: "t"}, t0)
+	st.CancelPending("p", "queued")
+	// Three series of ended jobs: p/s finished, p/s failed, p/t cancelled.
+	deadline := time.Now().Add(10 * time.Second)
+	for len(scrape(t, m)["scrapyd_jobs_finished_total"].GetMetric()) < 3 {
+		if time.Now().After(deadline) {
+			t.Fatal("the events were not all counted")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	got := scrape(t, m)
+	cancel()
+	<-done
+	for _, c := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"scrapyd_jobs_finished_total", []string{"spider", "s", "outcome", "finished"}, 1},
+		{"scrapyd_jobs_finished_total", []string{"spider", "s", "outcome", "failed"}, 1},
+		{"scrapyd_jobs_finished_total", []string{"spider", "t", "outcome", "cancelled"}, 1},
+		{"scrapyd_spider_items_scraped_total", []string{"spider", "s"}, 7},
+		{"scrapyd_spider_responses_total", []string{"spider", "s"}, 9},
+		{"scrapyd_spider_errors_total", []string{"spider", "s"}, 1},
+		// The failed start was claimed, so it has a (short) duration; only
+		// the crawl that started has a started event, so one queue wait.
+		{"scrapyd_job_duration_seconds", []string{"spider", "s"}, 2},
+		{"scrapyd_job_queue_wait_seconds", []string{"project", "p"}, 1},
+	} {
+		if v := value(t, got, c.name, c.labels...); v != c.want {
+			t.Errorf("%s%v = %v, want %v", c.name, c.labels, v, c.want)
+		}
+	}
+	if _, ok := got["scrapyd_spider_last_success_timestamp_seconds"]; !ok {
+		t.Error("no last success")
+	}
+}
