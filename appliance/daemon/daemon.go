@@ -115,7 +115,10 @@ type daemon struct {
 	sched    *recur.Scheduler
 	reloader *reloader
 	metrics  *metrics.Metrics
-	app      *fiber.App
+	// metricsAfter is the newest job event when the daemon started: the
+	// metrics count those after it, the ends of adopted crawls included.
+	metricsAfter int64
+	app          *fiber.App
 
 	feed     *events.Feed // job events as the store commits them
 	webhooks *events.Webhooks
@@ -208,6 +211,11 @@ func (d *daemon) startCrawls(ctx context.Context, cfg *config.Config) error {
 func (d *daemon) wire(ctx context.Context, cfg *config.Config) error {
 	st, rpc := d.store, d.rpc
 	d.metrics = d.newMetrics()
+	after, err := d.feed.Last(ctx)
+	if err != nil {
+		return err
+	}
+	d.metricsAfter = after
 	d.archiver = archive.New(archive.Archiver{Config: d.conf, Jobs: st, Log: d.log})
 	var lastRunning atomic.Int64
 	d.sched = recur.New(recur.Options{Store: st, Wake: func() { d.disp.Wake() }, Log: d.log})
@@ -216,7 +224,7 @@ func (d *daemon) wire(ctx context.Context, cfg *config.Config) error {
 	}
 	sched := d.sched
 	d.disp = dispatch.New(dispatch.Options{
-		Config: d.conf, Store: observeJobs(st, d.metrics), Eggs: d.eggs, Launcher: d.launcher.Launcher, Log: d.log,
+		Config: d.conf, Store: st, Eggs: d.eggs, Launcher: d.launcher.Launcher, Log: d.log,
 		Hooks: &crawlHooks{rpc: rpc, log: d.log, chown: d.user.chown},
 		Env:   d.crawlEnv, MakeDir: d.user.mkdirAll,
 		// The scheduler writes to the store: not in the dispatch loop.
@@ -327,6 +335,7 @@ func (d *daemon) serve(ctx context.Context, cfg *config.Config, lns []net.Listen
 	})
 	goRun(func() { d.rpc.Poll(dctx, 2*time.Second, runningJobs(d.store)) })
 	goRun(func() { d.seedMetrics(dctx) })
+	goRun(func() { d.metrics.Follow(dctx, d.feed, d.metricsAfter) })
 	goRun(func() { d.webhooks.Run(dctx) })
 	goRun(func() { d.archiver.Run(dctx) })
 	goRun(func() {

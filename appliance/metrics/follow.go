@@ -25,6 +25,10 @@ const retryAfter = time.Second
 // success. The caller reads after (the newest event's ID) before the
 // dispatcher runs, so that the ends it records on adopting crawls count.
 func (m *Metrics) Follow(ctx context.Context, ev Events, after int64) {
+	// The dispatcher records a start twice, before the launch (so that a
+	// restarted daemon can find the crawl) and with the launcher's handle,
+	// and each write has its started event: a job's wait counts once.
+	started := map[int64]bool{}
 	for {
 		es, err := ev.Wait(ctx, after, 256)
 		if ctx.Err() != nil {
@@ -40,8 +44,17 @@ func (m *Metrics) Follow(ctx context.Context, ev Events, after int64) {
 			continue
 		}
 		for _, e := range es {
-			m.Event(e)
 			after = e.ID
+			switch e.Type {
+			case store.EventStarted:
+				if started[e.Job.Seq] {
+					continue
+				}
+				started[e.Job.Seq] = true
+			case store.EventFinished:
+				delete(started, e.Job.Seq)
+			}
+			m.Event(e)
 		}
 	}
 }

@@ -52,11 +52,14 @@ func TestFollowCountsTheStoresEvents(t *testing.T) {
 		if _, err := st.Enqueue(job.Spec{ID: id, Project: "p", Spider: spider}, t0); err != nil {
 			t.Fatal(err)
 		}
-		j, err := st.Claim(t0.Add(2 * time.Second))
+		j, err := st.Claim(t0.Add(2*time.Second), store.Caps{})
 		if err != nil || j == nil {
 			t.Fatal(j, err)
 		}
 		if outcome != job.OutcomeFailed {
+			// Recorded twice, as the dispatcher does: before the launch
+			// and with the launcher's handle.
+			st.Started(j.Seq, "starting", 0)
 			st.Started(j.Seq, "h", 1)
 		}
 		st.End(j.Seq, t0.Add(62*time.Second), nil, outcome, stats, 100)
