@@ -375,3 +375,57 @@ func finishedOf(t testing.TB, d *testkit.Daemon, project string) []run {
 	}
 	return out
 }
+
+// TestScheduleInputAndDeletion: a bad cron gets a Scrapyd-style error and
+// stores nothing; delversion of the version a schedule is pinned to, and
+// delproject, pause what they break, saying why.
+func TestScheduleInputAndDeletion(t *testing.T) {
+	testkit.RequireScrapy(t)
+	t.Parallel()
+	d := testkit.StartDaemon(t, testkit.Options{})
+	egg := testkit.SampleEgg(t)
+	for _, v := range []string{"r1", "r2"} {
+		if r := d.Upload(t, "sample", v, egg); r["status"] != "ok" {
+			t.Fatal(r)
+		}
+	}
+	for _, c := range []struct {
+		form url.Values
+		want string
+	}{
+		{url.Values{"cron": {"0 3 * *"}}, `invalid schedule: cron "0 3 * *" has 4 fields, expected 5 (minute hour day-of-month month day-of-week) or a descriptor such as @daily`},
+		{url.Values{"cron": {"0 25 * * *"}}, `invalid schedule: cron "0 25 * * *": end of range (25) above maximum (23): 25`},
+		{url.Values{"cron": {"@daily"}, "timezone": {"Mars/Olympus"}}, `invalid schedule: unknown timezone "Mars/Olympus" (an IANA name such as Europe/Paris or UTC)`},
+		{url.Values{"every": {"soon"}}, `every is invalid: "soon" is not a duration such as 30s, 15m or 2h`},
+		{url.Values{"every": {"1h"}, "overlap": {"never"}}, `overlap is invalid: "never" is not allow, skip or queue`},
+		{url.Values{}, `invalid schedule: give cron (five fields, or @daily and the like) or every (a duration such as 30m)`},
+	} {
+		c.form.Set("project", "sample")
+		c.form.Set("spider", "params")
+		r := d.Post(t, "addschedule.json", c.form)
+		if r["status"] != "error" || r["message"] != c.want {
+			t.Errorf("%v: %v, want the error %q", c.form, r, c.want)
+		}
+	}
+	if l := d.Get(t, "listschedules.json", nil); len(l["schedules"].([]any)) != 0 {
+		t.Fatalf("bad input stored a schedule: %v", l)
+	}
+	pinned := addSchedule(t, d, url.Values{"project": {"sample"}, "spider": {"params"}, "every": {"1h"}, "_version": {"r1"}})
+	latest := addSchedule(t, d, url.Values{"project": {"sample"}, "spider": {"params"}, "cron": {"@daily"}, "timezone": {"UTC"}})
+	paused := func() map[string]any {
+		out := map[string]any{}
+		for _, e := range d.Get(t, "listschedules.json", url.Values{"project": {"sample"}})["schedules"].([]any) {
+			m := e.(map[string]any)
+			out[m["id"].(string)] = m["paused_reason"]
+		}
+		return out
+	}
+	d.Post(t, "delversion.json", url.Values{"project": {"sample"}, "version": {"r1"}})
+	if p := paused(); p[pinned] != "version 'r1' of project 'sample' was deleted" || p[latest] != nil {
+		t.Fatalf("after delversion r1: %v", p)
+	}
+	d.Post(t, "delproject.json", url.Values{"project": {"sample"}})
+	if p := paused(); p[pinned] != "version 'r1' of project 'sample' was deleted" || p[latest] != "project 'sample' was deleted" {
+		t.Fatalf("after delproject: %v", p)
+	}
+}

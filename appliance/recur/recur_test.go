@@ -203,3 +203,27 @@ func TestPauseAndPauseWhere(t *testing.T) {
 		t.Fatalf("delete from another project: %v", err)
 	}
 }
+
+func TestJitterDelaysWithinItsBound(t *testing.T) {
+	st, c := memstore.New(), &clock{t0}
+	s := newScheduler(t, st, c)
+	if _, err := s.Put(job.Schedule{ID: "s", Project: "p", Spider: "a", Every: 10 * time.Second, Jitter: 5 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	s.mu.Lock()
+	at := s.byID["s"].at
+	s.mu.Unlock()
+	if at.Before(t0.Add(10*time.Second)) || at.After(t0.Add(15*time.Second)) {
+		t.Fatalf("armed for %v, want within [t0+10s, t0+15s]", at)
+	}
+	c.t = t0.Add(15 * time.Second)
+	s.fireDue(context.Background())
+	runs := pending(t, st)
+	if len(runs) != 1 || !runs[0].Due.Equal(at) {
+		t.Fatalf("runs %+v, want one due at %v", runs, at)
+	}
+	// The period keeps its phase: the jitter does not accumulate.
+	if got, _ := s.Get("p", "s"); !got.NextRun.Equal(t0.Add(20 * time.Second)) {
+		t.Fatalf("next run %v, want t0+20s", got.NextRun)
+	}
+}
