@@ -76,8 +76,11 @@ func Run(ctx context.Context, o Options) error {
 	defer d.close()
 	for _, start := range []func(context.Context, *config.Config) error{d.openLog, d.openState, d.startCrawls, d.wire} {
 		if err := start(ctx, cfg); err != nil {
-			if ctx.Err() != nil {
-				return nil // stopped while starting: the error is its echo
+			if ctx.Err() != nil { // stopped while starting: the error is its echo
+				if d.log != nil {
+					d.log.Info("scrapyd stopped while starting")
+				}
+				return nil
 			}
 			return err
 		}
