@@ -214,7 +214,9 @@ func (d *daemon) startCrawls(ctx context.Context, cfg *config.Config) error {
 func (d *daemon) wire(ctx context.Context, cfg *config.Config) error {
 	st, rpc := d.store, d.rpc
 	d.metrics = d.newMetrics()
-	after, err := d.feed.Last(ctx)
+	// One quick read, not cut short by a SIGTERM while starting: Run
+	// decides about that after the wiring.
+	after, err := d.feed.Last(context.WithoutCancel(ctx))
 	if err != nil {
 		return err
 	}
