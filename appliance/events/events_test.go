@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 
 	"github.com/scrapyd-debian/scrapyd/appliance/config"
 	"github.com/scrapyd-debian/scrapyd/appliance/job"
+	"github.com/scrapyd-debian/scrapyd/appliance/store"
 	"github.com/scrapyd-debian/scrapyd/appliance/store/memstore"
 )
 
@@ -236,5 +238,80 @@ func TestStream(t *testing.T) {
 	}
 	if got := read("/events?since=x&follow=0", ""); len(got) != 1 || !strings.Contains(got[0], "must be event ids") {
 		t.Fatalf("bad since: %v", got)
+	}
+}
+
+// A reload adds and removes receivers; old events are trimmed, except
+// those a receiver has not taken yet.
+func TestWebhooksApplyAndTrim(t *testing.T) {
+	st, f, cfg := setup(t)
+	r := newReceiver(t, "k")
+	var current atomic.Pointer[config.Config] // the daemon's configuration in force
+	current.Store(cfg)
+	h := &Webhooks{Feed: f, Cursors: st, Config: current.Load, Log: slog.New(slog.DiscardHandler),
+		MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond, Keep: 2}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go h.Run(ctx)
+	run(t, st, "a") // events 1-3: no receiver yet
+	withHook := *cfg
+	withHook.Webhooks = []config.Webhook{{Name: "r", URL: r.srv.URL, Secret: "k"}}
+	// A reload: the new configuration is in force, then applied.
+	current.Store(&withHook)
+	h.Apply(&withHook)
+	waitFor(t, "the new receiver's cursor", func() bool { _, ok, _ := st.Cursor(ctx, r.srv.URL); return ok })
+	run(t, st, "b") // 4-6
+	waitFor(t, "b's events", func() bool { return len(r.ids()) == 3 })
+	if got := r.ids(); !slices.Equal(got, []int64{4, 5, 6}) {
+		t.Fatalf("a receiver added later got %v, want the events after it was added", got)
+	}
+	r.mu.Lock()
+	r.down = true
+	r.mu.Unlock()
+	run(t, st, "c") // 7-9, undelivered
+	waitFor(t, "a refused delivery", func() bool { r.mu.Lock(); defer r.mu.Unlock(); return r.failed > 0 })
+	h.trim(ctx)
+	es, _ := st.Events(ctx, 0, 100)
+	if len(es) != 3 || es[0].ID != 7 {
+		t.Fatalf("after a trim keeping 2, events %v; want 7-9 (the receiver lacks them)", describeIDs(es))
+	}
+	current.Store(cfg) // the receiver removed: no more attempts
+	h.Apply(cfg)
+	r.mu.Lock()
+	r.down = false
+	r.mu.Unlock()
+	run(t, st, "d")
+	h.trim(ctx)
+	if es, _ := st.Events(ctx, 0, 100); len(es) != 2 || es[0].ID != 11 {
+		t.Fatalf("after removing the receiver, a trim keeps %v; want the last 2", describeIDs(es))
+	}
+	if got := r.ids(); len(got) != 3 {
+		t.Fatalf("a removed receiver got %v", got)
+	}
+}
+
+func describeIDs(es []store.Event) []int64 {
+	var out []int64
+	for _, e := range es {
+		out = append(out, e.ID)
+	}
+	return out
+}
+
+// An idle stream sends a comment at each heartbeat, so proxies keep it.
+func TestStreamHeartbeat(t *testing.T) {
+	_, f, cfg := setup(t)
+	s := &Stream{Feed: f, Config: func() *config.Config { return cfg }, Heartbeat: time.Millisecond}
+	app := fiber.New()
+	s.Register(app)
+	// app.Test returns once the stream ends: Stop ends it after a while.
+	time.AfterFunc(50*time.Millisecond, s.Stop)
+	resp, err := app.Test(httptest.NewRequest("GET", "/events", nil), -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if !strings.Contains(string(body), "\n: keep-alive\n\n") {
+		t.Fatalf("an idle stream sent %q, no heartbeat", body)
 	}
 }

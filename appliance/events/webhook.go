@@ -37,10 +37,10 @@ func Sign(secret string, body []byte) string {
 	return "sha256=" + hex.EncodeToString(m.Sum(nil))
 }
 
-// Keep is how many events stay for /events to resume from once every
-// webhook has them; an event a configured webhook still lacks is kept
-// however old.
-const Keep = 10000
+// DefaultKeep is how many events stay for /events to resume from once
+// every webhook has them; an event a configured webhook still lacks is
+// kept however old.
+const DefaultKeep = 10000
 
 // Webhooks delivers every event to every [webhook:NAME] receiver, in
 // order, one at a time per receiver, at least once: an event counts as
@@ -60,9 +60,11 @@ type Webhooks struct {
 	MinBackoff time.Duration // 0 means 1 s
 	MaxBackoff time.Duration // 0 means 5 min
 	UserAgent  string
+	Keep       int64 // events kept for /events; 0 means DefaultKeep
 
 	mu      sync.Mutex
 	ctx     context.Context
+	early   *config.Config // applied before Run started
 	running map[config.Webhook]context.CancelFunc
 	wg      sync.WaitGroup
 }
@@ -72,8 +74,12 @@ type Webhooks struct {
 func (h *Webhooks) Run(ctx context.Context) error {
 	h.mu.Lock()
 	h.ctx = ctx
+	cfg := h.early
 	h.mu.Unlock()
-	h.Apply(h.Config())
+	if cfg == nil {
+		cfg = h.Config()
+	}
+	h.Apply(cfg)
 	tick := time.NewTicker(10 * time.Minute)
 	defer tick.Stop()
 	for {
@@ -94,11 +100,15 @@ func (h *Webhooks) Run(ctx context.Context) error {
 // Apply starts delivering to cfg's receivers and stops delivering to
 // those it no longer has (a live reload). A receiver whose secret
 // changed is restarted: its next body is signed with the new secret.
-// Before Run, it does nothing.
+// Before Run, Run applies it when it starts.
 func (h *Webhooks) Apply(cfg *config.Config) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.ctx == nil || h.ctx.Err() != nil {
+	if h.ctx == nil {
+		h.early = cfg
+		return
+	}
+	if h.ctx.Err() != nil {
 		return
 	}
 	if h.running == nil {
@@ -129,7 +139,11 @@ func (h *Webhooks) trim(ctx context.Context) {
 	if err != nil {
 		return
 	}
-	floor := last - Keep
+	keep := h.Keep
+	if keep <= 0 {
+		keep = DefaultKeep
+	}
+	floor := last - keep
 	for _, w := range h.Config().Webhooks {
 		if id, ok, err := h.Cursors.Cursor(ctx, w.URL); err != nil {
 			return
