@@ -60,8 +60,11 @@ var rules = map[string]struct{ imports, through string }{
 	// The stores' contracts and in-memory implementations, for tests.
 	"appliance/store/storetest": {imports: "job store"},
 	"appliance/store/memstore":  {imports: "job store"},
-	"appliance/egg/eggtest":     {imports: "egg", through: "ziplimit"},
-	"appliance/egg/memegg":      {imports: "egg", through: "ziplimit"},
+	// The job store on PostgreSQL (cluster mode), and its tests' databases.
+	"appliance/store/pgstore":        {imports: "job store"},
+	"appliance/store/pgstore/pgtest": {},
+	"appliance/egg/eggtest":          {imports: "egg", through: "ziplimit"},
+	"appliance/egg/memegg":           {imports: "egg", through: "ziplimit"},
 
 	// Crawls: the command line, then dispatch, which starts them.
 	"appliance/scrapy":   {imports: "confine job launch"},

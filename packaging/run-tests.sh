@@ -14,6 +14,15 @@ if [ -n "$unformatted" ]; then
 	exit 1
 fi
 go vet ./...
+# One throwaway PostgreSQL for the whole run (packaging/pg-cluster.sh): the
+# PostgreSQL tests make their own databases in it. Without it (not root)
+# they skip, or fail under CI=true.
+if [ "$(id -u)" = 0 ] && [ -z "${SCRAPYD_TEST_POSTGRES:-}" ]; then
+	pgdir=$(mktemp -d /tmp/scrapyd-pg.XXXXXX)
+	trap 'packaging/pg-cluster.sh stop "$pgdir"' EXIT
+	SCRAPYD_TEST_POSTGRES=$(packaging/pg-cluster.sh start "$pgdir")
+	export SCRAPYD_TEST_POSTGRES
+fi
 go test -count=1 -timeout 40m ./...
 
 # As root: build the .deb, lint it, and install/upgrade/purge it in the

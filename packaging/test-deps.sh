@@ -2,7 +2,7 @@
 # Installs every Debian package the test suite needs, on a fresh Debian 12
 # machine (CI runs this through .ci/run). Idempotent; needs root.
 set -eu
-PKGS="make curl python3-scrapy python3-venv python3-pip python3-setuptools mercurial git chromium lintian systemd"
+PKGS="make curl python3-scrapy python3-venv python3-pip python3-setuptools mercurial git chromium lintian systemd postgresql-15"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -53,6 +53,16 @@ func scanJobs(rows *sql.Rows) ([]job.Job, error) {
 	return out, rows.Err()
 }
 
+// EncodePairs is how every store keeps a job's settings or arguments: a
+// JSON list of [name, value] pairs, repeated names and their order kept.
+func EncodePairs(ps []job.Pair) string {
+	raw, _ := json.Marshal(toPairs(ps))
+	return string(raw)
+}
+
+// DecodePairs reads EncodePairs' JSON.
+func DecodePairs(raw string) []job.Pair { return fromPairs(raw) }
+
 func toPairs(ps []job.Pair) [][2]string {
 	out := make([][2]string, len(ps))
 	for i, p := range ps {

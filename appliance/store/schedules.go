@@ -40,13 +40,33 @@ func fromNull(n sql.NullInt64) time.Time {
 	return time.Unix(0, n.Int64)
 }
 
-// SaveSchedule adds a schedule or replaces the one with its id.
-func (s *Store) SaveSchedule(sc job.Schedule) error {
+// EncodeDefinition is what a schedules row keeps of sc's definition (JSON;
+// read whole, never queried by its parts), for every store.
+func EncodeDefinition(sc job.Schedule) string {
 	def, _ := json.Marshal(definition{
 		Version: sc.Version, Settings: toPairs(sc.Settings), Args: toPairs(sc.Args), Priority: sc.Priority,
 		Cron: sc.Cron, Timezone: sc.Timezone, Every: int64(sc.Every), Overlap: string(sc.Overlap),
 		Jitter: int64(sc.Jitter), Retries: sc.Retries, RetryDelay: int64(sc.RetryDelay),
 	})
+	return string(def)
+}
+
+// DecodeDefinition fills sc's definition from EncodeDefinition's JSON.
+func DecodeDefinition(raw string, sc *job.Schedule) error {
+	var d definition
+	if err := json.Unmarshal([]byte(raw), &d); err != nil {
+		return fmt.Errorf("schedule %s: %w", sc.ID, err)
+	}
+	sc.Version, sc.Priority, sc.Cron, sc.Timezone = d.Version, d.Priority, d.Cron, d.Timezone
+	sc.Settings, sc.Args = pairsOf(d.Settings), pairsOf(d.Args)
+	sc.Every, sc.Overlap, sc.Jitter = time.Duration(d.Every), job.Overlap(d.Overlap), time.Duration(d.Jitter)
+	sc.Retries, sc.RetryDelay = d.Retries, time.Duration(d.RetryDelay)
+	return nil
+}
+
+// SaveSchedule adds a schedule or replaces the one with its id.
+func (s *Store) SaveSchedule(sc job.Schedule) error {
+	def := EncodeDefinition(sc)
 	queued := 0
 	if sc.Queued {
 		queued = 1
@@ -56,7 +76,7 @@ func (s *Store) SaveSchedule(sc job.Schedule) error {
 		ON CONFLICT (id) DO UPDATE SET project = excluded.project, spider = excluded.spider, definition = excluded.definition,
 		next_run = excluded.next_run, last_run = excluded.last_run, last_job = excluded.last_job, paused = excluded.paused,
 		retry_at = excluded.retry_at, retry_attempt = excluded.retry_attempt, queued = excluded.queued`,
-		sc.ID, sc.Project, sc.Spider, string(def), sc.Created.UnixNano(), nullTime(sc.NextRun), nullTime(sc.LastRun),
+		sc.ID, sc.Project, sc.Spider, def, sc.Created.UnixNano(), nullTime(sc.NextRun), nullTime(sc.LastRun),
 		sc.LastJob, sc.Paused, nullTime(sc.RetryAt), sc.RetryAttempt, queued)
 }
 
@@ -85,14 +105,9 @@ func (s *Store) Schedules(ctx context.Context, project string) ([]job.Schedule, 
 		if err := rows.Scan(&sc.ID, &sc.Project, &sc.Spider, &def, &created, &next, &last, &sc.LastJob, &sc.Paused, &retry, &sc.RetryAttempt, &queued); err != nil {
 			return nil, fmt.Errorf("schedules: %w", err)
 		}
-		var d definition
-		if err := json.Unmarshal([]byte(def), &d); err != nil {
-			return nil, fmt.Errorf("schedule %s: %w", sc.ID, err)
+		if err := DecodeDefinition(def, &sc); err != nil {
+			return nil, err
 		}
-		sc.Version, sc.Priority, sc.Cron, sc.Timezone = d.Version, d.Priority, d.Cron, d.Timezone
-		sc.Settings, sc.Args = pairsOf(d.Settings), pairsOf(d.Args)
-		sc.Every, sc.Overlap, sc.Jitter = time.Duration(d.Every), job.Overlap(d.Overlap), time.Duration(d.Jitter)
-		sc.Retries, sc.RetryDelay = d.Retries, time.Duration(d.RetryDelay)
 		sc.Created, sc.NextRun, sc.LastRun, sc.RetryAt = time.Unix(0, created), fromNull(next), fromNull(last), fromNull(retry)
 		sc.Queued = queued != 0
 		out = append(out, sc)

@@ -156,8 +156,7 @@ func (s *Store) write(fn func(tx *sql.Tx, delta map[job.State]int) error) error 
 // Enqueue adds a pending job. Client-chosen ids must not collide with a
 // pending or running job: they name the crawl's log file and unit.
 func (s *Store) Enqueue(spec job.Spec, now time.Time) (job.Job, error) {
-	settings, _ := json.Marshal(toPairs(spec.Settings))
-	args, _ := json.Marshal(toPairs(spec.Args))
+	settings, args := EncodePairs(spec.Settings), EncodePairs(spec.Args)
 	j := job.Job{Spec: spec, State: job.Pending, Scheduled: now}
 	err := s.write(func(tx *sql.Tx, delta map[job.State]int) error {
 		var n int
@@ -173,7 +172,7 @@ func (s *Store) Enqueue(spec job.Spec, now time.Time) (job.Job, error) {
 		}
 		res, err := tx.Exec(`INSERT INTO jobs (id, project, spider, version, settings, args, priority, state, scheduled, schedule, due, attempt)
 			VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)`,
-			spec.ID, spec.Project, spec.Spider, spec.Version, string(settings), string(args), spec.Priority, now.UnixNano(),
+			spec.ID, spec.Project, spec.Spider, spec.Version, settings, args, spec.Priority, now.UnixNano(),
 			spec.Schedule, due, spec.Attempt)
 		if err != nil {
 			return err

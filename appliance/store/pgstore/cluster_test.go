@@ -1,0 +1,210 @@
+package pgstore_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/scrapyd-debian/scrapyd/appliance/job"
+	"github.com/scrapyd-debian/scrapyd/appliance/store"
+	"github.com/scrapyd-debian/scrapyd/appliance/store/pgstore"
+	"github.com/scrapyd-debian/scrapyd/appliance/store/pgstore/pgtest"
+)
+
+// nodes opens n stores on one fresh database at once, as n daemons
+// starting together would: they migrate it once between them.
+func nodes(t *testing.T, n int) []*pgstore.Store {
+	t.Helper()
+	url := pgtest.DB(t)
+	out := make([]*pgstore.Store, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range out {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out[i], errs[i] = pgstore.Open(context.Background(), url, pgstore.Options{Node: fmt.Sprintf("node%d", i+1), ServerClock: true})
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, s := range out {
+		t.Cleanup(func() { s.Close() })
+	}
+	return out
+}
+
+// Jobs scheduled and claimed concurrently on several nodes each start
+// exactly once; a job id scheduled on several nodes at once is taken once.
+func TestConcurrentNodesClaimOnce(t *testing.T) {
+	t.Parallel()
+	ns := nodes(t, 3)
+	const jobs = 150
+	var wg sync.WaitGroup
+	dups := make(chan error, 3*jobs)
+	for i := range jobs {
+		for _, s := range ns {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, err := s.Enqueue(job.Spec{ID: fmt.Sprintf("j%03d", i), Project: "p", Spider: "s", Priority: float64(i % 3)}, time.Time{})
+				if err != nil {
+					dups <- err
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	close(dups)
+	n := 0
+	for err := range dups {
+		if !errors.Is(err, store.ErrDuplicate) {
+			t.Fatalf("enqueue: %v", err)
+		}
+		n++
+	}
+	if n != 2*jobs {
+		t.Fatalf("%d duplicates refused, want %d", n, 2*jobs)
+	}
+	claimed := make([][]*job.Job, len(ns))
+	for i, s := range ns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				j, err := s.Claim(time.Time{}, nil)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if j == nil {
+					return
+				}
+				claimed[i] = append(claimed[i], j)
+			}
+		}()
+	}
+	wg.Wait()
+	seen := map[string]bool{}
+	for i, list := range claimed {
+		for k, j := range list {
+			if seen[j.ID] {
+				t.Fatalf("%s claimed twice", j.ID)
+			}
+			seen[j.ID] = true
+			// Each node's claims come in queue order.
+			if k > 0 && j.Priority > list[k-1].Priority {
+				t.Fatalf("node %d claimed %s (priority %v) after %s (priority %v)", i+1, j.ID, j.Priority, list[k-1].ID, list[k-1].Priority)
+			}
+		}
+	}
+	if len(seen) != jobs {
+		t.Fatalf("%d jobs claimed, want %d", len(seen), jobs)
+	}
+	if p, r, f := ns[1].Counts(); p != 0 || r != jobs || f != 0 {
+		t.Fatalf("counts from another node = %d %d %d", p, r, f)
+	}
+}
+
+// A schedule on one node is heard by a listener on another, after the
+// commit; the listener is called once on connecting, and again after its
+// connection is cut.
+func TestListenHearsOtherNodes(t *testing.T) {
+	t.Parallel()
+	ns := nodes(t, 2)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	heard := make(chan struct{}, 16)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		ns[1].Listen(ctx, func() { heard <- struct{}{} })
+	}()
+	wait := func(what string) {
+		t.Helper()
+		select {
+		case <-heard:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("not called: %s", what)
+		}
+	}
+	wait("on connect")
+	if _, err := ns[0].Enqueue(job.Spec{ID: "a", Project: "p", Spider: "s"}, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	wait("after a schedule on another node")
+	if j, err := ns[1].Claim(time.Time{}, nil); err != nil || j == nil || j.ID != "a" {
+		t.Fatalf("claim on the node that heard: %v %v", j, err)
+	}
+	// A refused duplicate commits nothing, so announces nothing: the
+	// next call is the reconnect's.
+	if _, err := ns[0].Enqueue(job.Spec{ID: "a", Project: "p", Spider: "s"}, time.Time{}); !errors.Is(err, store.ErrDuplicate) {
+		t.Fatal(err)
+	}
+	// Cut every listening connection from the server side.
+	admin, err := pgx.Connect(ctx, pgtest.DB(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	if _, err := admin.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN%'`); err != nil {
+		t.Fatal(err)
+	}
+	wait("after a reconnect")
+	select {
+	case <-heard:
+		t.Fatal("called for a refused duplicate")
+	default:
+	}
+	cancel()
+	<-done
+}
+
+// The database's clock dates jobs with ServerClock, whatever the caller's.
+func TestServerClock(t *testing.T) {
+	t.Parallel()
+	s := nodes(t, 1)[0]
+	before := time.Now().Add(-time.Minute)
+	j, err := s.Enqueue(job.Spec{ID: "a", Project: "p", Spider: "s"}, time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.Scheduled.Before(before) {
+		t.Fatalf("scheduled %v: the caller's clock, not the database's", j.Scheduled)
+	}
+	c, err := s.Claim(time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC), nil)
+	if err != nil || c == nil || c.Started.Before(before) {
+		t.Fatalf("claimed %+v, %v", c, err)
+	}
+}
+
+// A database written by a newer release is refused and left as it was.
+func TestNewerSchemaRefused(t *testing.T) {
+	t.Parallel()
+	url := pgtest.DB(t)
+	s, err := pgstore.Open(context.Background(), url, pgstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	conn, err := pgx.Connect(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(context.Background(), `UPDATE schema_version SET version = version + 1`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pgstore.Open(context.Background(), url, pgstore.Options{}); !errors.Is(err, store.ErrNewerSchema) {
+		t.Fatalf("open a newer database: %v, want ErrNewerSchema", err)
+	}
+}

@@ -1,0 +1,52 @@
+package pgstore
+
+import (
+	"context"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Listen calls fn for every change to the queue announced on Channel, by
+// this node or another, until ctx ends. It holds its own connection and
+// reconnects by itself (backing off up to 5 s); fn is also called once
+// after each (re)connect, because announcements made while it was away
+// are lost. fn must not block for long: announcements queue behind it.
+func (s *Store) Listen(ctx context.Context, fn func()) {
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		connected := false
+		if err := s.listen(ctx, fn, &connected); err == nil || ctx.Err() != nil {
+			return
+		}
+		if connected {
+			backoff = 100 * time.Millisecond
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// listen is one connection's life.
+func (s *Store) listen(ctx context.Context, fn func(), connected *bool) error {
+	conn, err := pgx.ConnectConfig(ctx, s.cfg.ConnConfig)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, `LISTEN `+Channel); err != nil {
+		return err
+	}
+	*connected = true
+	fn()
+	for {
+		if _, err := conn.WaitForNotification(ctx); err != nil {
+			return err
+		}
+		fn()
+	}
+}

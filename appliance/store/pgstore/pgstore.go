@@ -1,0 +1,476 @@
+// Package pgstore keeps the job store in PostgreSQL (issue 15), so that
+// several daemons can share one queue and one history. It passes the same
+// contract as the SQLite store (appliance/store/storetest) and adds what
+// sharing needs: a schedule commits its job and a NOTIFY together, Listen
+// hears them, a claim skips rows another node holds (FOR UPDATE SKIP
+// LOCKED), and a duplicate job id is refused by a unique index.
+package pgstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/scrapyd-debian/scrapyd/appliance/job"
+	"github.com/scrapyd-debian/scrapyd/appliance/store"
+)
+
+// Channel is the NOTIFY channel a change to the queue is announced on.
+const Channel = "scrapyd_jobs"
+
+// claimLock serialises claims that apply slot caps across nodes: a cap
+// counts the whole cluster's running jobs, which two claims at once would
+// both read below it.
+const claimLock = 0x5c7a9d16
+
+// Options are how a store is opened.
+type Options struct {
+	// Password, when not empty, replaces the URL's (read from the root-only
+	// database_password_file); without either, ~/.pgpass or PGPASSFILE is
+	// read by the driver.
+	Password string
+	// Node is recorded on the jobs this node claims.
+	Node string
+	// ServerClock: the times the callers pass are replaced by the
+	// database's (now()), so that nodes whose clocks differ still order
+	// and date jobs by one clock. The contract tests pass it false: they
+	// check the times they give.
+	ServerClock bool
+}
+
+// Store is a job store on PostgreSQL; safe for concurrent use.
+type Store struct {
+	pool *pgxpool.Pool
+	cfg  *pgxpool.Config
+	opts Options
+
+	mu      sync.Mutex
+	counts  [3]int // the last counts read: Counts' answer while the database is away
+	onEvent func(last int64)
+}
+
+// Open connects to the database at url, migrates it and returns the store.
+func Open(ctx context.Context, url string, opts Options) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		// pgx's message can quote the URL, password included.
+		return nil, errors.New("open database: the database URL cannot be parsed")
+	}
+	if opts.Password != "" {
+		cfg.ConnConfig.Password = opts.Password
+	}
+	if cfg.MaxConns < 8 {
+		cfg.MaxConns = 8
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	s := &Store{pool: pool, cfg: cfg, opts: opts}
+	if err := migrate(ctx, pool); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("open database %s: %w", Redact(url), err)
+	}
+	return s, nil
+}
+
+// Redact is url without its password, for messages.
+func Redact(url string) string {
+	cfg, err := pgconn.ParseConfig(url)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return fmt.Sprintf("postgresql://%s@%s:%d/%s", cfg.User, cfg.Host, cfg.Port, cfg.Database)
+}
+
+// Close closes the connections.
+func (s *Store) Close() error {
+	s.pool.Close()
+	return nil
+}
+
+// ReadPasswordFile reads database_password_file: the first line, which
+// must be readable by its owner only (it is a credential).
+func ReadPasswordFile(path string) (string, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return "", err
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return "", fmt.Errorf("%s is readable by others (mode %v): chmod 600 it", path, fi.Mode().Perm())
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	line, _, _ := strings.Cut(string(raw), "\n")
+	return strings.TrimRight(line, "\r"), nil
+}
+
+// at is a caller's time as bound: nil (the database's now()) with
+// ServerClock or when zero. Every time column is written COALESCE($n, now()).
+func (s *Store) at(t time.Time) any {
+	if s.opts.ServerClock || t.IsZero() {
+		return nil
+	}
+	return t
+}
+
+// tx is one writing transaction. Its first statement locks the event
+// counter when events may be written, so that events commit in ID order
+// (a reader that has seen ID n has seen every event before it, as with
+// SQLite's one writer) and no transaction waits for the counter while it
+// holds a row another waits for.
+type tx struct {
+	pgx.Tx
+	ctx       context.Context
+	lastEvent int64 // the counter as locked, then as events were added
+	locked    bool
+	wrote     bool
+}
+
+// write runs fn in one transaction; events says whether fn may add events.
+// After the commit, OnEvent's function hears of the last event written.
+func (s *Store) write(events bool, fn func(*tx) error) error {
+	ctx := context.Background()
+	var last int64
+	var wrote bool
+	err := pgx.BeginFunc(ctx, s.pool, func(t pgx.Tx) error {
+		w := &tx{Tx: t, ctx: ctx}
+		if events {
+			if err := t.QueryRow(ctx, `SELECT last FROM event_counter FOR UPDATE`).Scan(&w.lastEvent); err != nil {
+				return err
+			}
+			w.locked = true
+		}
+		if err := fn(w); err != nil {
+			return err
+		}
+		if w.wrote {
+			if _, err := t.Exec(ctx, `UPDATE event_counter SET last = $1`, w.lastEvent); err != nil {
+				return err
+			}
+		}
+		last, wrote = w.lastEvent, w.wrote
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if wrote {
+		s.mu.Lock()
+		fn := s.onEvent
+		s.mu.Unlock()
+		if fn != nil {
+			fn(last)
+		}
+	}
+	return nil
+}
+
+// exec runs one statement in its own transaction.
+func (s *Store) exec(q string, args ...any) error {
+	_, err := s.pool.Exec(context.Background(), q, args...)
+	return err
+}
+
+// notify announces a change to the queue in the transaction: delivered
+// to every listener at its commit, never before, never after a rollback.
+func (t *tx) notify() error {
+	_, err := t.Exec(t.ctx, `SELECT pg_notify('`+Channel+`', '')`)
+	return err
+}
+
+// Counts returns how many jobs are pending, running and finished in the
+// whole database. Each count reads its state's partial index. While the
+// database cannot be read the last counts are returned.
+func (s *Store) Counts() (pending, running, finished int) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var c [3]int
+	err := s.pool.QueryRow(ctx, `SELECT
+		(SELECT count(*) FROM jobs WHERE state = 'pending'),
+		(SELECT count(*) FROM jobs WHERE state = 'running'),
+		(SELECT count(*) FROM jobs WHERE state = 'finished')`).Scan(&c[0], &c[1], &c[2])
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err == nil {
+		s.counts = c
+	}
+	return s.counts[0], s.counts[1], s.counts[2]
+}
+
+// isDuplicate: err is the active-id index refusing a second pending or
+// running job with one id.
+func isDuplicate(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "23505" && pe.ConstraintName == "jobs_active_id"
+}
+
+// Enqueue adds a pending job and announces it (NOTIFY) in the same
+// transaction.
+func (s *Store) Enqueue(spec job.Spec, now time.Time) (job.Job, error) {
+	j := job.Job{Spec: spec, State: job.Pending}
+	var due any
+	if !spec.Due.IsZero() {
+		due = spec.Due
+	}
+	err := s.write(true, func(t *tx) error {
+		err := t.QueryRow(t.ctx, `INSERT INTO jobs (id, project, spider, version, settings, args, priority, state, scheduled, schedule, due, attempt)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', COALESCE($8, now()), $9, $10, $11) RETURNING seq, scheduled`,
+			spec.ID, spec.Project, spec.Spider, spec.Version, store.EncodePairs(spec.Settings), store.EncodePairs(spec.Args),
+			spec.Priority, s.at(now), spec.Schedule, due, spec.Attempt).Scan(&j.Seq, &j.Scheduled)
+		if isDuplicate(err) {
+			return store.ErrDuplicate
+		}
+		if err != nil {
+			return err
+		}
+		if err := t.addEvent(store.EventScheduled, j.Seq, "scheduled", nil); err != nil {
+			return err
+		}
+		return t.notify()
+	})
+	if err != nil {
+		return job.Job{}, fmt.Errorf("enqueue %s: %w", spec.ID, err)
+	}
+	return j, nil
+}
+
+// Claim moves the next pending job (highest priority, then first
+// scheduled, across all projects and nodes) that caps allow to running.
+// Rows another node is claiming are skipped, not waited for.
+func (s *Store) Claim(now time.Time, caps store.Caps) (*job.Job, error) {
+	var j *job.Job
+	err := s.write(false, func(t *tx) error {
+		q := `SELECT ` + columns + ` FROM jobs WHERE state = 'pending'`
+		var args []any
+		if !caps.None() {
+			if _, err := t.Exec(t.ctx, `SELECT pg_advisory_xact_lock($1)`, claimLock); err != nil {
+				return err
+			}
+			running, err := runningCounts(t.ctx, t)
+			if err != nil {
+				return err
+			}
+			projects, spiders := caps.Blocked(running)
+			for _, p := range projects {
+				args = append(args, p)
+				q += fmt.Sprintf(` AND project != $%d`, len(args))
+			}
+			for _, ps := range spiders {
+				args = append(args, ps[0], ps[1])
+				q += fmt.Sprintf(` AND NOT (project = $%d AND spider = $%d)`, len(args)-1, len(args))
+			}
+		}
+		rows, err := t.Query(t.ctx, q+` ORDER BY priority DESC, seq LIMIT 1 FOR UPDATE SKIP LOCKED`, args...)
+		if err != nil {
+			return err
+		}
+		list, err := scanJobs(rows)
+		if err != nil || len(list) == 0 {
+			return err
+		}
+		j = &list[0]
+		if err := t.QueryRow(t.ctx, `UPDATE jobs SET state = 'running', started = COALESCE($1, now()), node = $2 WHERE seq = $3 RETURNING started`,
+			s.at(now), s.opts.Node, j.Seq).Scan(&j.Started); err != nil {
+			return err
+		}
+		j.State = job.Running
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("claim: %w", err)
+	}
+	return j, nil
+}
+
+// querier is a pool or a transaction.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+func runningCounts(ctx context.Context, q querier) (store.Running, error) {
+	rows, err := q.Query(ctx, `SELECT project, spider, count(*) FROM jobs WHERE state = 'running' GROUP BY project, spider`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := store.Running{}
+	for rows.Next() {
+		var p, sp string
+		var n int
+		if err := rows.Scan(&p, &sp, &n); err != nil {
+			return nil, err
+		}
+		out[[2]string{p, sp}] = n
+	}
+	return out, rows.Err()
+}
+
+// RunningCounts counts the running jobs of each project and spider.
+func (s *Store) RunningCounts(ctx context.Context) (store.Running, error) {
+	return runningCounts(ctx, s.pool)
+}
+
+// Launching records the handle a claimed job's crawl will have, before it
+// is started; no event.
+func (s *Store) Launching(seq int64, handle string) error {
+	return s.exec(`UPDATE jobs SET handle = $1, pid = NULL WHERE seq = $2 AND state = 'running'`, handle, seq)
+}
+
+// Started records the launch handle of a claimed job, with its started
+// event.
+func (s *Store) Started(seq int64, handle string, pid int) error {
+	return s.write(true, func(t *tx) error {
+		tag, err := t.Exec(t.ctx, `UPDATE jobs SET handle = $1, pid = $2 WHERE seq = $3 AND state = 'running'`, handle, nullInt(pid), seq)
+		if err != nil || tag.RowsAffected() != 1 {
+			return err
+		}
+		return t.addEvent(store.EventStarted, seq, "started", nil)
+	})
+}
+
+// Requeue returns a claimed job that never got a handle to the queue,
+// keeping its place, and announces it.
+func (s *Store) Requeue(seq int64) error {
+	return s.write(false, func(t *tx) error {
+		tag, err := t.Exec(t.ctx, `UPDATE jobs SET state = 'pending', started = NULL, pid = NULL, node = '' WHERE seq = $1 AND state = 'running' AND handle IS NULL`, seq)
+		if err != nil || tag.RowsAffected() != 1 {
+			return err
+		}
+		return t.notify()
+	})
+}
+
+// End records how a running job ended, then trims the finished history to
+// keep entries. It announces the end: a slot cap may now let another
+// node's claim through.
+func (s *Store) End(seq int64, ended time.Time, exit *int, outcome job.Outcome, stats string, keep int) error {
+	return s.write(true, func(t *tx) error {
+		tag, err := t.Exec(t.ctx, `UPDATE jobs SET state = 'finished', ended = COALESCE($1, now()), exit_code = $2, outcome = $3, stats = $4 WHERE seq = $5 AND state = 'running'`,
+			s.at(ended), exit, string(outcome), nullString(stats), seq)
+		if err != nil || tag.RowsAffected() != 1 {
+			return err // already ended: a second report of the same end
+		}
+		// Before the trim, which may delete the row.
+		if err := t.addEvent(store.EventFinished, seq, "ended", nil); err != nil {
+			return err
+		}
+		if err := trim(t, keep); err != nil {
+			return err
+		}
+		return t.notify()
+	})
+}
+
+func trim(t *tx, keep int) error {
+	_, err := t.Exec(t.ctx, `DELETE FROM jobs WHERE seq IN (SELECT seq FROM jobs WHERE state = 'finished' ORDER BY `+finishedOrder+` OFFSET $1)`, keep)
+	return err
+}
+
+// Trim applies a new finished_to_keep at once.
+func (s *Store) Trim(keep int) error {
+	return s.write(false, func(t *tx) error { return trim(t, keep) })
+}
+
+// SetStats replaces a finished job's stats.
+func (s *Store) SetStats(seq int64, stats string) error {
+	return s.exec(`UPDATE jobs SET stats = $1 WHERE seq = $2 AND state = 'finished'`, nullString(stats), seq)
+}
+
+// CancelPending removes every pending job with this id in this project,
+// each with its finished event (outcome cancelled), and says how many.
+func (s *Store) CancelPending(project, id string) (int, error) {
+	var n int
+	err := s.write(true, func(t *tx) error {
+		rows, err := t.Query(t.ctx, `UPDATE jobs SET outcome = 'cancelled', cancelled = true, ended = now()
+			WHERE state = 'pending' AND project = $1 AND id = $2 RETURNING seq`, project, id)
+		if err != nil {
+			return err
+		}
+		seqs, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+		if err != nil {
+			return err
+		}
+		for _, seq := range seqs {
+			if err := t.addEvent(store.EventFinished, seq, "ended", nil); err != nil {
+				return err
+			}
+		}
+		tag, err := t.Exec(t.ctx, `DELETE FROM jobs WHERE state = 'pending' AND project = $1 AND id = $2`, project, id)
+		n = int(tag.RowsAffected())
+		return err
+	})
+	return n, err
+}
+
+// MarkCancelled records that a cancel was sent to a running job and says
+// whether one had been sent before.
+func (s *Store) MarkCancelled(seq int64) (before bool, err error) {
+	err = s.write(false, func(t *tx) error {
+		err := t.QueryRow(t.ctx, `SELECT cancelled FROM jobs WHERE seq = $1 FOR UPDATE`, seq).Scan(&before)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return store.ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		_, err = t.Exec(t.ctx, `UPDATE jobs SET cancelled = true WHERE seq = $1`, seq)
+		return err
+	})
+	return before, err
+}
+
+// Spiders returns the cached spider list of a project version.
+func (s *Store) Spiders(ctx context.Context, project, version string) ([]string, bool, error) {
+	var raw string
+	err := s.pool.QueryRow(ctx, `SELECT names FROM spiders WHERE project = $1 AND version = $2`, project, version).Scan(&raw)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("spider cache: %w", err)
+	}
+	names := []string{}
+	if err := json.Unmarshal([]byte(raw), &names); err != nil {
+		return nil, false, fmt.Errorf("spider cache: %w", err)
+	}
+	return names, true, nil
+}
+
+// SetSpiders caches a project version's spider list.
+func (s *Store) SetSpiders(project, version string, names []string) error {
+	if names == nil {
+		names = []string{}
+	}
+	raw, _ := json.Marshal(names)
+	return s.exec(`INSERT INTO spiders (project, version, names) VALUES ($1, $2, $3)
+		ON CONFLICT (project, version) DO UPDATE SET names = excluded.names`, project, version, string(raw))
+}
+
+// ForgetSpiders drops the cached lists of one version, or of every version
+// when version is "".
+func (s *Store) ForgetSpiders(project, version string) error {
+	if version == "" {
+		return s.exec(`DELETE FROM spiders WHERE project = $1`, project)
+	}
+	return s.exec(`DELETE FROM spiders WHERE project = $1 AND version = $2`, project, version)
+}
+
+// Ping reads the database, for the readiness probe.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("ping: %w", err)
+	}
+	return nil
+}

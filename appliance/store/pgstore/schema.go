@@ -1,0 +1,140 @@
+package pgstore
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/scrapyd-debian/scrapyd/appliance/store"
+)
+
+// migrations[i] takes the schema from version i to version i+1, recorded in
+// schema_version. A released migration is never edited: a change is a new
+// one at the end. PostgreSQL's list is its own (SQLite's starts from the
+// releases before versions); version 1 is the SQLite schema's version 4.
+var migrations = []string{
+	// 1: jobs, spider cache, events, schedules. Times are timestamptz (the
+	// database's clock can write them). A job id is unique among pending
+	// and running jobs by a partial unique index, so that two nodes
+	// scheduling the same id at once cannot both succeed; finished jobs
+	// may share an id (ScrapydWeb reuses them).
+	`CREATE TABLE jobs (
+	seq       bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	id        text NOT NULL,
+	project   text NOT NULL,
+	spider    text NOT NULL,
+	version   text NOT NULL DEFAULT '',
+	settings  text NOT NULL DEFAULT '[]',
+	args      text NOT NULL DEFAULT '[]',
+	priority  double precision NOT NULL DEFAULT 0,
+	state     text NOT NULL CHECK (state IN ('pending', 'running', 'finished')),
+	scheduled timestamptz NOT NULL,
+	started   timestamptz,
+	ended     timestamptz,
+	pid       integer,
+	handle    text,
+	exit_code integer,
+	outcome   text,
+	cancelled boolean NOT NULL DEFAULT false,
+	stats     text,
+	schedule  text NOT NULL DEFAULT '',
+	due       timestamptz,
+	attempt   integer NOT NULL DEFAULT 0,
+	node      text NOT NULL DEFAULT ''
+);
+CREATE UNIQUE INDEX jobs_active_id ON jobs (id) WHERE state IN ('pending', 'running');
+CREATE INDEX jobs_queue ON jobs (priority DESC, seq) WHERE state = 'pending';
+CREATE INDEX jobs_running ON jobs (started, seq) WHERE state = 'running';
+CREATE INDEX jobs_finished ON jobs (ended DESC, seq DESC) WHERE state = 'finished';
+CREATE INDEX jobs_finished_project ON jobs (project, ended DESC, seq DESC) WHERE state = 'finished';
+CREATE INDEX jobs_finished_spider ON jobs (spider, ended DESC, seq DESC) WHERE state = 'finished';
+CREATE INDEX jobs_id ON jobs (id);
+CREATE INDEX jobs_schedule ON jobs (schedule, seq) WHERE schedule != '';
+CREATE TABLE spiders (
+	project text NOT NULL,
+	version text NOT NULL,
+	names   text NOT NULL,
+	PRIMARY KEY (project, version)
+);
+CREATE TABLE events (
+	event_id  bigint PRIMARY KEY,
+	type      text NOT NULL,
+	time      timestamptz NOT NULL,
+	seq       bigint NOT NULL,
+	id        text NOT NULL,
+	project   text NOT NULL,
+	spider    text NOT NULL,
+	version   text NOT NULL,
+	priority  double precision NOT NULL,
+	scheduled timestamptz NOT NULL,
+	started   timestamptz,
+	ended     timestamptz,
+	pid       integer,
+	exit_code integer,
+	outcome   text,
+	cancelled boolean NOT NULL,
+	stats     text
+);
+CREATE TABLE event_counter (last bigint NOT NULL);
+INSERT INTO event_counter VALUES (0);
+CREATE TABLE event_cursors (
+	name      text PRIMARY KEY,
+	delivered bigint NOT NULL
+);
+CREATE TABLE schedules (
+	id            text PRIMARY KEY,
+	project       text NOT NULL,
+	spider        text NOT NULL,
+	definition    text NOT NULL,
+	created       timestamptz NOT NULL,
+	next_run      timestamptz,
+	last_run      timestamptz,
+	last_job      text NOT NULL DEFAULT '',
+	paused        text NOT NULL DEFAULT '',
+	retry_at      timestamptz,
+	retry_attempt integer NOT NULL DEFAULT 0,
+	queued        boolean NOT NULL DEFAULT false
+);`,
+}
+
+// schemaVersion is the schema this release writes.
+var schemaVersion = len(migrations)
+
+// migrateLock is the advisory lock key under which nodes migrate: several
+// nodes starting at once migrate once, the others wait and find it done.
+const migrateLock = 0x5c7a9d15
+
+// migrate brings the database to schemaVersion in one transaction; a
+// database from a newer release is refused, untouched.
+func migrate(ctx context.Context, pool *pgxpool.Pool) error {
+	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, migrateLock); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)`); err != nil {
+			return err
+		}
+		var v int
+		err := tx.QueryRow(ctx, `SELECT version FROM schema_version`).Scan(&v)
+		if err == pgx.ErrNoRows {
+			if _, err := tx.Exec(ctx, `INSERT INTO schema_version VALUES (0)`); err != nil {
+				return err
+			}
+		} else if err != nil {
+			return err
+		}
+		if v > schemaVersion {
+			return fmt.Errorf("the database has schema version %d, this release knows up to version %d: %w (upgrade this node)",
+				v, schemaVersion, store.ErrNewerSchema)
+		}
+		for i := v; i < schemaVersion; i++ {
+			if _, err := tx.Exec(ctx, migrations[i]); err != nil {
+				return fmt.Errorf("schema version %d: %w", i+1, err)
+			}
+		}
+		_, err = tx.Exec(ctx, `UPDATE schema_version SET version = $1`, schemaVersion)
+		return err
+	})
+}

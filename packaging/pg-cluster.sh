@@ -1,0 +1,85 @@
+#!/bin/sh
+# A throwaway PostgreSQL 15 cluster for the tests (issue 15 point 8):
+#
+#   pg-cluster.sh start [DIR]   initdb and start a cluster in DIR (default: a
+#                               new temporary directory); prints its URL
+#   pg-cluster.sh url DIR       prints the URL of the cluster in DIR
+#   pg-cluster.sh stop DIR      stops it (immediate: nothing in it matters)
+#                               and removes DIR
+#
+# The cluster runs as the unprivileged `postgres` user when started by root
+# (initdb refuses root), as the caller otherwise. Local connections are
+# trusted: the socket is in DIR, which only its user can enter, and TCP
+# listens on 127.0.0.1 only (a free port, so that several runs can coexist).
+# fsync is off: a crash loses a test database, never anything else.
+set -eu
+BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+
+as_owner() {
+	if [ "$(id -u)" = 0 ]; then
+		runuser -u postgres -- "$@"
+	else
+		"$@"
+	fi
+}
+
+url() {
+	port=$(cat "$1/port")
+	# The socket directory in the query (libpq and pgx both read host=),
+	# the port in both: it names the socket file.
+	echo "postgres://postgres@localhost:$port/postgres?host=$1&sslmode=disable"
+}
+
+# free_port prints a TCP port nobody listens on now.
+free_port() {
+	while :; do
+		p=$(( 20000 + $(od -An -N2 -tu2 /dev/urandom) % 30000 ))
+		if ! ss -Hltn "sport = :$p" 2>/dev/null | grep -q .; then
+			echo "$p"
+			return
+		fi
+	done
+}
+
+case "${1:-}" in
+start)
+	dir=${2:-$(mktemp -d /tmp/scrapyd-pg.XXXXXX)}
+	mkdir -p "$dir"
+	dir=$(cd "$dir" && pwd)
+	if [ "$(id -u)" = 0 ]; then
+		chown postgres: "$dir"
+	fi
+	chmod 700 "$dir"
+	as_owner "$BIN/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --no-sync >"$dir/initdb.log" 2>&1 ||
+		{ cat "$dir/initdb.log" >&2; exit 1; }
+	tries=0
+	while :; do
+		port=$(free_port)
+		if as_owner "$BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start \
+			-o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" >/dev/null; then
+			break
+		fi
+		tries=$((tries + 1))
+		if [ "$tries" -ge 5 ]; then
+			cat "$dir/server.log" >&2
+			exit 1
+		fi
+	done
+	echo "$port" >"$dir/port"
+	url "$dir"
+	;;
+url)
+	url "${2:?usage: $0 url DIR}"
+	;;
+stop)
+	dir=${2:?usage: $0 stop DIR}
+	if [ -d "$dir/data" ]; then
+		as_owner "$BIN/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null 2>&1 || true
+	fi
+	rm -rf "$dir"
+	;;
+*)
+	echo "usage: $0 start [DIR] | url DIR | stop DIR" >&2
+	exit 2
+	;;
+esac
