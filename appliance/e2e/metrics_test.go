@@ -10,7 +10,6 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
 
 	"github.com/scrapyd-debian/scrapyd/appliance/testkit"
 )
@@ -38,43 +37,11 @@ func scrapeMetrics(t testing.TB, d *testkit.Daemon, user, pass string) (map[stri
 	if code != 200 {
 		t.Fatalf("GET /metrics = %d: %s", code, body)
 	}
-	var p expfmt.TextParser
-	fams, err := p.TextToMetricFamilies(strings.NewReader(body))
-	if err != nil {
-		t.Fatalf("Prometheus's text parser refuses /metrics: %v\n%s", err, body)
-	}
-	return fams, body
+	return testkit.ParseMetrics(t, body), body
 }
 
-// sample is the value of the series of name whose labels include want (a
-// histogram's: its count), and whether there is one.
-func sample(fams map[string]*dto.MetricFamily, name string, want ...string) (float64, bool) {
-	f, ok := fams[name]
-	if !ok {
-		return 0, false
-	}
-next:
-	for _, m := range f.Metric {
-		labels := map[string]string{}
-		for _, l := range m.Label {
-			labels[l.GetName()] = l.GetValue()
-		}
-		for i := 0; i+1 < len(want); i += 2 {
-			if labels[want[i]] != want[i+1] {
-				continue next
-			}
-		}
-		switch {
-		case m.Counter != nil:
-			return m.Counter.GetValue(), true
-		case m.Gauge != nil:
-			return m.Gauge.GetValue(), true
-		case m.Histogram != nil:
-			return float64(m.Histogram.GetSampleCount()), true
-		}
-	}
-	return 0, false
-}
+// sample is testkit.MetricValue.
+var sample = testkit.MetricValue
 
 // TestMetricsAndProbes (issue 17 points 1 and 2): with auth on, the
 // probes answer anyone and every other path asks for credentials;
@@ -99,7 +66,7 @@ func TestMetricsAndProbes(t *testing.T) {
 	for _, p := range []string{"/metrics", "/daemonstatus.json", "/listprojects.json", "/listversions.json?project=sample",
 		"/listspiders.json?project=sample", "/listjobs.json", "/status.json?job=x", "/schedule.json", "/cancel.json",
 		"/addversion.json", "/delversion.json", "/delproject.json", "/diagnostics.json", "/", "/jobs", "/logs/", "/items/",
-		"/healthz/", "/readyz/x", "/HEALTHZ", "/nowhere"} {
+		"/events", "/dashboard", "/logs/stats.json", "/healthz/", "/readyz/x", "/HEALTHZ", "/nowhere"} {
 		if code, body := get(t, d.URL+p, "", ""); code != http.StatusUnauthorized || strings.Contains(body, "ok") {
 			t.Errorf("GET %s without credentials = %d %q, want 401", p, code, body)
 		}

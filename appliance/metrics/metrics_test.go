@@ -1,7 +1,6 @@
 package metrics
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net/http/httptest"
@@ -11,10 +10,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
 
 	"github.com/scrapyd-debian/scrapyd/appliance/job"
 	"github.com/scrapyd-debian/scrapyd/appliance/store"
+	"github.com/scrapyd-debian/scrapyd/appliance/testkit"
 )
 
 type fakeJobs []store.ProjectCount
@@ -32,43 +31,17 @@ func scrape(t testing.TB, m *Metrics) map[string]*dto.MetricFamily {
 	if rec.Code != 200 {
 		t.Fatalf("GET /metrics = %d: %s", rec.Code, rec.Body)
 	}
-	var p expfmt.TextParser
-	fams, err := p.TextToMetricFamilies(bytes.NewReader(rec.Body.Bytes()))
-	if err != nil {
-		t.Fatalf("the text parser refuses /metrics: %v", err)
-	}
-	return fams
+	return testkit.ParseMetrics(t, rec.Body.String())
 }
 
 // value is the sample of a family whose labels include want.
 func value(t testing.TB, fams map[string]*dto.MetricFamily, name string, want ...string) float64 {
 	t.Helper()
-	f, ok := fams[name]
+	v, ok := testkit.MetricValue(fams, name, want...)
 	if !ok {
-		t.Fatalf("no %s", name)
+		t.Fatalf("no %s%v", name, want)
 	}
-next:
-	for _, mt := range f.Metric {
-		labels := map[string]string{}
-		for _, l := range mt.Label {
-			labels[l.GetName()] = l.GetValue()
-		}
-		for i := 0; i+1 < len(want); i += 2 {
-			if labels[want[i]] != want[i+1] {
-				continue next
-			}
-		}
-		switch {
-		case mt.Counter != nil:
-			return mt.Counter.GetValue()
-		case mt.Gauge != nil:
-			return mt.Gauge.GetValue()
-		case mt.Histogram != nil:
-			return float64(mt.Histogram.GetSampleCount())
-		}
-	}
-	t.Fatalf("no %s%v", name, want)
-	return 0
+	return v
 }
 
 func TestJobsAndSlotsAtScrapeTime(t *testing.T) {
