@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/valyala/fasthttp"
 
@@ -53,6 +54,11 @@ func BenchmarkMetrics1000Spiders(b *testing.B) {
 	st.Close()
 	d := testkit.StartDaemon(b, testkit.Options{Root: root, Conf: fmt.Sprintf("finished_to_keep = %d", 2*jobs)})
 	hc := &fasthttp.HostClient{Addr: fmt.Sprintf("127.0.0.1:%d", d.Port), MaxConns: 1, MaxResponseBodySize: 64 << 20}
+	// The daemon reads the last successes after it starts serving.
+	testkit.Eventually(b, time.Minute, "the last successes read from the history", func() bool {
+		_, body, err := hc.Get(nil, d.URL+"/metrics")
+		return err == nil && strings.Count(string(body), "scrapyd_spider_last_success_timestamp_seconds{") == spiders
+	})
 	b.Run("scrape", func(b *testing.B) {
 		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 		defer fasthttp.ReleaseRequest(req)
