@@ -87,33 +87,18 @@ func (s *Store) Events(ctx context.Context, after int64, limit int) ([]Event, er
 	var out []Event
 	for rows.Next() {
 		var (
-			e                   Event
-			typ                 string
-			at, scheduled       int64
-			started, ended, pid sql.NullInt64
-			exit                sql.NullInt64
-			outcome, stats      sql.NullString
-			cancelled           int
+			e   Event
+			typ string
+			at  int64
+			l   life
 		)
 		j := &e.Job
 		if err := rows.Scan(&e.ID, &typ, &at, &j.Seq, &j.ID, &j.Project, &j.Spider, &j.Version, &j.Priority,
-			&scheduled, &started, &ended, &pid, &exit, &outcome, &cancelled, &stats); err != nil {
+			&l.scheduled, &l.started, &l.ended, &l.pid, &l.exit, &l.outcome, &l.cancelled, &l.stats); err != nil {
 			return nil, fmt.Errorf("events: %w", err)
 		}
 		e.Type, e.Time = EventType(typ), time.Unix(0, at)
-		j.Scheduled = time.Unix(0, scheduled)
-		if started.Valid {
-			j.Started = time.Unix(0, started.Int64)
-		}
-		if ended.Valid {
-			j.Ended = time.Unix(0, ended.Int64)
-		}
-		j.PID = int(pid.Int64)
-		if exit.Valid {
-			c := int(exit.Int64)
-			j.ExitCode = &c
-		}
-		j.Outcome, j.Cancelled, j.Stats = job.Outcome(outcome.String), cancelled != 0, stats.String
+		l.fill(j)
 		j.State = map[EventType]job.State{EventScheduled: job.Pending, EventStarted: job.Running, EventFinished: job.Finished}[e.Type]
 		out = append(out, e)
 	}

@@ -10,40 +10,50 @@ import (
 
 const columns = `seq, id, project, spider, version, settings, args, priority, state, scheduled, started, ended, pid, handle, exit_code, outcome, cancelled, stats, schedule, due, attempt`
 
+// life is the columns of what happened to a job, as scanned from the
+// jobs table or an event row, which keeps the same columns.
+type life struct {
+	scheduled                 int64
+	started, ended, pid, exit sql.NullInt64
+	outcome, stats            sql.NullString
+	cancelled                 int
+}
+
+// fill sets j's fields from l.
+func (l *life) fill(j *job.Job) {
+	j.Scheduled = time.Unix(0, l.scheduled)
+	if l.started.Valid {
+		j.Started = time.Unix(0, l.started.Int64)
+	}
+	if l.ended.Valid {
+		j.Ended = time.Unix(0, l.ended.Int64)
+	}
+	j.PID = int(l.pid.Int64)
+	if l.exit.Valid {
+		c := int(l.exit.Int64)
+		j.ExitCode = &c
+	}
+	j.Outcome, j.Cancelled, j.Stats = job.Outcome(l.outcome.String), l.cancelled != 0, l.stats.String
+}
+
 func scanJobs(rows *sql.Rows) ([]job.Job, error) {
 	defer rows.Close()
 	var out []job.Job
 	for rows.Next() {
 		var (
-			j                         job.Job
-			settings, args, state     string
-			scheduled                 int64
-			started, ended, pid, exit sql.NullInt64
-			handle, outcome, stats    sql.NullString
-			cancelled                 int
-			due                       sql.NullInt64
+			j                     job.Job
+			settings, args, state string
+			l                     life
+			handle                sql.NullString
+			due                   sql.NullInt64
 		)
 		if err := rows.Scan(&j.Seq, &j.ID, &j.Project, &j.Spider, &j.Version, &settings, &args, &j.Priority, &state,
-			&scheduled, &started, &ended, &pid, &handle, &exit, &outcome, &cancelled, &stats, &j.Schedule, &due, &j.Attempt); err != nil {
+			&l.scheduled, &l.started, &l.ended, &l.pid, &handle, &l.exit, &l.outcome, &l.cancelled, &l.stats, &j.Schedule, &due, &j.Attempt); err != nil {
 			return nil, err
 		}
 		j.State = job.State(state)
-		j.Scheduled = time.Unix(0, scheduled)
-		if started.Valid {
-			j.Started = time.Unix(0, started.Int64)
-		}
-		if ended.Valid {
-			j.Ended = time.Unix(0, ended.Int64)
-		}
-		j.PID = int(pid.Int64)
+		l.fill(&j)
 		j.Handle = handle.String
-		if exit.Valid {
-			c := int(exit.Int64)
-			j.ExitCode = &c
-		}
-		j.Outcome = job.Outcome(outcome.String)
-		j.Cancelled = cancelled != 0
-		j.Stats = stats.String
 		if due.Valid {
 			j.Due = time.Unix(0, due.Int64)
 		}
