@@ -61,6 +61,14 @@ func (d *daemon) observeRoutes(m *metrics.Metrics) func(fiber.Router) {
 		Ping:       d.store.Ping,
 		Configured: func() bool { return d.conf() != nil },
 		Slots:      func() int { return d.conf().Slots() },
+		Adopted: func() bool {
+			select {
+			case <-d.disp.Adopted():
+				return true
+			default:
+				return false
+			}
+		},
 	})
 	h := adaptor.HTTPHandler(m.Handler())
 	return func(r fiber.Router) {

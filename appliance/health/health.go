@@ -33,6 +33,9 @@ type Options struct {
 	Configured func() bool
 	// Slots returns how many crawl slots the configuration in force gives.
 	Slots func() int
+	// Adopted reports whether the crawls a previous daemon left have been
+	// found again: until then the slots in use are not known.
+	Adopted func() bool
 }
 
 // Register adds the probes' routes.
@@ -50,6 +53,9 @@ func (o Options) notReady(parent context.Context) string {
 	}
 	if o.Slots != nil && o.Slots() < 1 {
 		return "no crawl slots"
+	}
+	if o.Adopted != nil && !o.Adopted() {
+		return "running crawls not adopted yet"
 	}
 	if o.Ping != nil {
 		// A probe must answer in time even when the database hangs.

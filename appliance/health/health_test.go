@@ -26,7 +26,10 @@ func get(t *testing.T, o Options, path string) (int, string) {
 // Readiness fails with a short reason and nothing of the cause (the
 // database error's text holds a path); liveness does not depend on them.
 func TestProbes(t *testing.T) {
-	ok := Options{Ping: func(context.Context) error { return nil }, Configured: func() bool { return true }, Slots: func() int { return 4 }}
+	ok := Options{Ping: func(context.Context) error { return nil }, Configured: func() bool { return true }, Slots: func() int { return 4 },
+		Adopted: func() bool { return true }}
+	adopting := ok
+	adopting.Adopted = func() bool { return false }
 	noDB := ok
 	noDB.Ping = func(context.Context) error {
 		return errors.New("open /var/lib/scrapyd/dbs/scrapyd.db: permission denied")
@@ -44,6 +47,8 @@ func TestProbes(t *testing.T) {
 		{noDB, "/healthz", 200, "ok\n"},
 		{noDB, "/readyz", 503, "database unreachable\n"},
 		{noSlots, "/readyz", 503, "no crawl slots\n"},
+		{adopting, "/healthz", 200, "ok\n"},
+		{adopting, "/readyz", 503, "running crawls not adopted yet\n"},
 	} {
 		if code, body := get(t, c.o, c.path); code != c.code || body != c.body {
 			t.Errorf("%s = %d %q, want %d %q", c.path, code, body, c.code, c.body)
