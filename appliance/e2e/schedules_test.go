@@ -170,33 +170,48 @@ func mustGetRaw(t testing.TB, d *testkit.Daemon, endpoint string) string {
 }
 
 // TestScheduleOverlapSkip: with a crawl longer than the period, no second
-// run is made while one is pending or running (overlap skip, the default).
+// run is made while one is pending or running (overlap skip, the default);
+// with overlap queue, the one run due meanwhile is made as the active one
+// ends, not at the next period.
 func TestScheduleOverlapSkip(t *testing.T) {
 	testkit.RequireScrapy(t)
 	t.Parallel()
 	d := testkit.StartDaemon(t, testkit.Options{Conf: "max_proc = 4"})
 	uploadSample(t, d, "sample")
-	id := addSchedule(t, d, url.Values{"project": {"sample"}, "spider": {"slow"}, "every": {"2s"}, "pages": {"20"}})
-	var rs []run
-	testkit.Eventually(t, 120*time.Second, "two finished runs", func() bool {
-		rs = scheduleRuns(t, d, "sample", id)
-		n := 0
-		for _, r := range rs {
-			if r.state == "finished" {
-				n++
+	ids := map[string]string{}
+	for _, overlap := range []string{"skip", "queue"} {
+		ids[overlap] = addSchedule(t, d, url.Values{"project": {"sample"}, "spider": {"slow"}, "every": {"2s"}, "pages": {"20"}, "overlap": {overlap}})
+	}
+	runsOf := map[string][]run{}
+	testkit.Eventually(t, 3*time.Minute, "two finished runs of each", func() bool {
+		done := true
+		for overlap, id := range ids {
+			runsOf[overlap] = scheduleRuns(t, d, "sample", id)
+			n := 0
+			for _, r := range runsOf[overlap] {
+				if r.state == "finished" {
+					n++
+				}
+			}
+			done = done && n >= 2
+		}
+		return done
+	})
+	for overlap, id := range ids {
+		d.Post(t, "delschedule.json", url.Values{"project": {"sample"}, "schedule": {id}})
+		rs := runsOf[overlap]
+		for i := 1; i < len(rs); i++ {
+			prev := rs[i-1]
+			if prev.end.IsZero() || rs[i].due.Before(prev.end) {
+				t.Errorf("%s: run %s was due at %s while run %s (started %s, ended %s) was active", overlap, rs[i].id, rs[i].due, prev.id, prev.start, prev.end)
+			}
+			if overlap == "queue" && !prev.end.IsZero() && rs[i].due.Sub(prev.end) > time.Second {
+				t.Errorf("queue: run %s was made %s after run %s ended, want at its end", rs[i].id, rs[i].due.Sub(prev.end), prev.id)
 			}
 		}
-		return n >= 2
-	})
-	d.Post(t, "delschedule.json", url.Values{"project": {"sample"}, "schedule": {id}})
-	for i := 1; i < len(rs); i++ {
-		prev := rs[i-1]
-		if prev.end.IsZero() || rs[i].due.Before(prev.end) {
-			t.Errorf("run %s was due at %s while run %s (started %s, ended %s) was active", rs[i].id, rs[i].due, prev.id, prev.start, prev.end)
+		if first := rs[0]; first.end.Sub(first.start) < 4*time.Second {
+			t.Fatalf("%s: the crawl took %s, not longer than two periods: the test shows nothing", overlap, first.end.Sub(first.start))
 		}
-	}
-	if first := rs[0]; first.end.Sub(first.start) < 4*time.Second {
-		t.Fatalf("the crawl took %s, not longer than two periods: the test shows nothing", first.end.Sub(first.start))
 	}
 }
 
