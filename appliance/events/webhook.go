@@ -6,10 +6,12 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"sync"
 	"time"
@@ -160,7 +162,9 @@ func (h *Webhooks) trim(ctx context.Context) {
 
 // deliver sends w every event after its cursor, in order, until ctx ends.
 func (h *Webhooks) deliver(ctx context.Context, w config.Webhook) {
-	log := h.Log.With("webhook", w.Name, "url", w.URL)
+	// A webhook URL may itself be a secret (Slack's and others' carry a
+	// token): the log names the section and the host only.
+	log := h.Log.With("webhook", w.Name, "host", hostOf(w.URL))
 	var cursor int64
 	for attempt := 0; ; attempt++ {
 		var err error
@@ -266,6 +270,14 @@ func (h *Webhooks) sleep(ctx context.Context, attempt int) bool {
 	}
 }
 
+func hostOf(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return ""
+	}
+	return u.Host
+}
+
 var defaultClient = &http.Client{Timeout: 30 * time.Second}
 
 // post sends one event; only a 2xx answer delivers it.
@@ -287,6 +299,10 @@ func (h *Webhooks) post(ctx context.Context, w config.Webhook, id int64, typ str
 	}
 	resp, err := c.Do(req)
 	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			return ue.Err // without the URL, which may be a secret
+		}
 		return err
 	}
 	// Read a little of the answer so the connection can be reused.
