@@ -82,8 +82,8 @@ var rules = map[string]struct{ imports, through string }{
 	"appliance/metrics": {imports: "crawlrpc job store"},
 
 	// Wiring: only the daemon sees every part, only cmd/scrapyd the daemon.
-	"appliance/daemon": {imports: "api archive config confine crawlrpc dispatch egg events health job jobfiles journal launch launch/process launch/runas launch/systemd listen metrics notify pyenv reach recur scrapy service store web", through: "logscan logstats ziplimit"},
-	"cmd/scrapyd":      {imports: "config daemon", through: "api archive logscan logstats confine crawlrpc dispatch egg events health job jobfiles journal launch launch/process launch/runas launch/systemd listen metrics notify pyenv reach recur scrapy service store web ziplimit"},
+	"appliance/daemon": {imports: "api archive config confine crawlrpc dispatch egg events health job jobfiles journal launch launch/process launch/runas launch/systemd listen metrics notify pyenv reach recur scrapy service store store/pgstore web", through: "logscan logstats ziplimit"},
+	"cmd/scrapyd":      {imports: "config daemon", through: "api archive logscan logstats confine crawlrpc dispatch egg events health job jobfiles journal launch launch/process launch/runas launch/systemd listen metrics notify pyenv reach recur scrapy service store store/pgstore web ziplimit"},
 
 	// The client side shares nothing with the server but job's names.
 	"appliance/client": {imports: "job"},

@@ -67,10 +67,15 @@ type Config struct {
 	PrefixHeader string
 	Debug        bool
 	NodeName     string
-	Python       string
-	Launcher     string // auto, exec or systemd
-	CrawlUser    string
-	UploadLimit  int64
+	// Database is the job store: "" the embedded SQLite in dbs_dir, or a
+	// postgresql:// URL (cluster mode, issue 15) without a password, which
+	// comes from DatabasePasswordFile or ~/.pgpass.
+	Database             string
+	DatabasePasswordFile string
+	Python               string
+	Launcher             string // auto, exec or systemd
+	CrawlUser            string
+	UploadLimit          int64
 	// MetricsPublic opens /metrics to scrapers without credentials when
 	// auth is on (issue 17); the health probes are always open.
 	MetricsPublic bool

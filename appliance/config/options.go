@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -72,6 +73,8 @@ var options = map[string]option{
 	"prefix_header":             {"x-forwarded-prefix", str(func(c *Config) *string { return &c.PrefixHeader }), ""},
 	"debug":                     {"off", boolean(func(c *Config) *bool { return &c.Debug }), ""},
 	"node_name":                 {"", field{nodeName, ptrTo(func(c *Config) *string { return &c.NodeName })}, ""},
+	"database":                  {"", field{database, ptrTo(func(c *Config) *string { return &c.Database })}, "the job database is opened at start"},
+	"database_password_file":    {"", path(func(c *Config) *string { return &c.DatabasePasswordFile }), "the job database is opened at start"},
 	"python":                    {"/usr/bin/python3", executable(func(c *Config) *string { return &c.Python }), ""},
 	"launcher":                  {"auto", field{launcherKind, ptrTo(func(c *Config) *string { return &c.Launcher })}, "the launcher is chosen at start, and running crawls belong to it"},
 	"crawl_user":                {"scrapy", str(func(c *Config) *string { return &c.CrawlUser }), "the crawl user is resolved with the launcher at start"},
@@ -286,6 +289,25 @@ func list(f func(*Config) *[]string) field {
 // an option's value may hold a comma (--trusted-host a,b).
 func pipOptions(c *Config, v string) error {
 	c.PipOptions = strings.Fields(v)
+	return nil
+}
+
+// database is "" or a PostgreSQL URL. A password in it is refused: the
+// URL is shown by `config show` and in messages, so the password lives in
+// database_password_file (root-only) or ~/.pgpass instead.
+func database(c *Config, v string) error {
+	if v == "" {
+		c.Database = ""
+		return nil
+	}
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "postgresql" && u.Scheme != "postgres") {
+		return errors.New("not a postgresql:// URL (leave it empty for the embedded SQLite database)")
+	}
+	if _, ok := u.User.Password(); ok || u.Query().Has("password") {
+		return errors.New("the URL holds a password: put it in database_password_file (mode 0600) or ~/.pgpass instead")
+	}
+	c.Database = v
 	return nil
 }
 

@@ -8,6 +8,7 @@ import (
 
 	"github.com/scrapyd-debian/scrapyd/appliance/config"
 	"github.com/scrapyd-debian/scrapyd/appliance/crawlrpc"
+	"github.com/scrapyd-debian/scrapyd/appliance/dispatch"
 	"github.com/scrapyd-debian/scrapyd/appliance/job"
 	"github.com/scrapyd-debian/scrapyd/appliance/scrapy"
 	"github.com/scrapyd-debian/scrapyd/appliance/store"
@@ -70,7 +71,7 @@ func (h *crawlHooks) Ended(j job.Job) string {
 }
 
 // runningJobs lists the jobs whose crawls run now, for crawlrpc.Poll.
-func runningJobs(st *store.Store) func(context.Context) ([]string, error) {
+func runningJobs(st dispatch.Jobs) func(context.Context) ([]string, error) {
 	return func(ctx context.Context) ([]string, error) {
 		running, err := st.List(ctx, job.Running, store.Filter{})
 		ids := make([]string, len(running))

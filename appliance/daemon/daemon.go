@@ -37,7 +37,6 @@ import (
 	"github.com/scrapyd-debian/scrapyd/appliance/recur"
 	"github.com/scrapyd-debian/scrapyd/appliance/scrapy"
 	"github.com/scrapyd-debian/scrapyd/appliance/service"
-	"github.com/scrapyd-debian/scrapyd/appliance/store"
 	"github.com/scrapyd-debian/scrapyd/appliance/web"
 )
 
@@ -106,7 +105,8 @@ type daemon struct {
 	log     *slog.Logger
 	closers []func() // run in reverse order when Run returns
 
-	store    *store.Store
+	store    jobStore
+	db       database
 	eggs     *egg.Store
 	envs     *pyenv.Store
 	user     *crawlUser // nil when the daemon is not root
@@ -151,7 +151,7 @@ func (d *daemon) openLog(_ context.Context, cfg *config.Config) error {
 
 // openState creates the data directories and opens the job database and
 // the egg store.
-func (d *daemon) openState(_ context.Context, cfg *config.Config) error {
+func (d *daemon) openState(ctx context.Context, cfg *config.Config) error {
 	// dbs_dir is the daemon's alone: the job database holds every spider
 	// argument, which may carry credentials.
 	// runtime_dir too: crawlrpc fills it later, and a failure here names
@@ -166,11 +166,12 @@ func (d *daemon) openState(_ context.Context, cfg *config.Config) error {
 			}
 		}
 	}
-	st, err := store.Open(cfg.DbsDir)
+	db, err := openDatabase(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	d.store, d.closers = st, append(d.closers, func() { st.Close() })
+	st := db.all
+	d.db, d.store, d.closers = db, st, append(d.closers, func() { st.Close() })
 	d.feed = events.NewFeed(st)
 	st.OnEvent(d.feed.Notify)
 	d.eggs = &egg.Store{Dir: cfg.EggsDir}
@@ -229,7 +230,7 @@ func (d *daemon) wire(ctx context.Context, cfg *config.Config) error {
 	}
 	sched := d.sched
 	d.disp = dispatch.New(dispatch.Options{
-		Config: d.conf, Store: st, Eggs: d.eggs, Launcher: d.launcher.Launcher, Log: d.log,
+		Config: d.conf, Store: d.db.local, Eggs: d.eggs, Launcher: d.launcher.Launcher, Log: d.log,
 		Hooks: &crawlHooks{rpc: rpc, log: d.log, chown: d.user.chown},
 		Env:   d.crawlEnv, MakeDir: d.user.mkdirAll,
 		// The scheduler writes to the store: not in the dispatch loop.
@@ -338,7 +339,12 @@ func (d *daemon) serve(ctx context.Context, cfg *config.Config, lns []net.Listen
 		case <-dctx.Done():
 		}
 	})
-	goRun(func() { d.rpc.Poll(dctx, 2*time.Second, runningJobs(d.store)) })
+	goRun(func() { d.rpc.Poll(dctx, 2*time.Second, runningJobs(d.db.local)) })
+	if d.db.listen != nil {
+		// A job scheduled on another node, or a slot a cap held freed
+		// there, wakes this node's dispatcher at once.
+		goRun(func() { d.db.listen(dctx, d.disp.Wake) })
+	}
 	goRun(func() { d.seedMetrics(dctx) })
 	goRun(func() { d.metrics.Follow(dctx, d.feed, d.metricsAfter) })
 	goRun(func() { d.webhooks.Run(dctx) })

@@ -10,7 +10,6 @@ import (
 	"github.com/scrapyd-debian/scrapyd/appliance/dispatch"
 	"github.com/scrapyd-debian/scrapyd/appliance/notify"
 	"github.com/scrapyd-debian/scrapyd/appliance/service"
-	"github.com/scrapyd-debian/scrapyd/appliance/store"
 )
 
 // reloader applies configuration changes to the running daemon (the live
@@ -26,7 +25,7 @@ type reloader struct {
 	log     *slog.Logger
 	level   *slog.LevelVar
 	disp    *dispatch.Dispatcher
-	store   *store.Store
+	store   interface{ Trim(keep int) error }
 	last    atomic.Pointer[reloadResult] // read by /diagnostics.json requests
 	// apply, when set, hands a new snapshot to the parts that keep their
 	// own copy of some options (the crawl web service) before it is swapped

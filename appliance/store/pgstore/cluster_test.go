@@ -18,7 +18,7 @@ import (
 
 // nodes opens n stores on one fresh database at once, as n daemons
 // starting together would: they migrate it once between them.
-func nodes(t *testing.T, n int) []*pgstore.Store {
+func nodes(t testing.TB, n int) []*pgstore.Store {
 	t.Helper()
 	url := pgtest.DB(t)
 	out := make([]*pgstore.Store, n)

@@ -474,3 +474,21 @@ func (s *Store) Ping(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Local is the store as one node's dispatcher sees it: the running jobs it
+// lists are this node's (Options.Node) only, so that adopting crawls at
+// start, and polling their live stats, never touch another node's. The
+// queue, the history and every other call are the cluster's.
+type Local struct{ *Store }
+
+// Local returns the node's view.
+func (s *Store) Local() Local { return Local{s} }
+
+// List lists like Store.List, the running jobs of this node only.
+func (l Local) List(ctx context.Context, state job.State, f store.Filter) ([]job.Job, error) {
+	node := ""
+	if state == job.Running {
+		node = l.opts.Node
+	}
+	return list(ctx, l.pool, state, f, node)
+}

@@ -83,10 +83,15 @@ func nullString(s string) any {
 	return s
 }
 
-// query selects the jobs in a state that f keeps, in the state's order.
-func query(state job.State, f store.Filter) (string, []any) {
+// query selects the jobs in a state that f keeps, in the state's order;
+// those a node claimed when node is not "".
+func query(state job.State, f store.Filter, node string) (string, []any) {
 	q := `SELECT ` + columns + ` FROM jobs WHERE state = '` + string(state) + `'`
 	var args []any
+	if node != "" {
+		args = append(args, node)
+		q += ` AND node = $1`
+	}
 	if f.Project != "" {
 		args = append(args, f.Project)
 		q += fmt.Sprintf(` AND project = $%d`, len(args))
@@ -107,8 +112,8 @@ func query(state job.State, f store.Filter) (string, []any) {
 	return q, args
 }
 
-func list(ctx context.Context, q querier, state job.State, f store.Filter) ([]job.Job, error) {
-	sql, args := query(state, f)
+func list(ctx context.Context, q querier, state job.State, f store.Filter, node string) ([]job.Job, error) {
+	sql, args := query(state, f, node)
 	rows, err := q.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list %s jobs: %w", state, err)
@@ -122,7 +127,7 @@ func list(ctx context.Context, q querier, state job.State, f store.Filter) ([]jo
 
 // List returns the jobs in a state that f keeps, in the state's order.
 func (s *Store) List(ctx context.Context, state job.State, f store.Filter) ([]job.Job, error) {
-	return list(ctx, s.pool, state, f)
+	return list(ctx, s.pool, state, f, "")
 }
 
 // Snapshot lists the states in want as of one moment: one REPEATABLE READ
@@ -138,7 +143,7 @@ func (s *Store) Snapshot(ctx context.Context, f, finished store.Filter, want map
 				continue
 			}
 			var err error
-			if *sec.out, err = list(ctx, tx, sec.state, sec.f); err != nil {
+			if *sec.out, err = list(ctx, tx, sec.state, sec.f, ""); err != nil {
 				return err
 			}
 		}

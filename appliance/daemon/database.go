@@ -1,0 +1,74 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/scrapyd-debian/scrapyd/appliance/archive"
+	"github.com/scrapyd-debian/scrapyd/appliance/config"
+	"github.com/scrapyd-debian/scrapyd/appliance/dispatch"
+	"github.com/scrapyd-debian/scrapyd/appliance/events"
+	"github.com/scrapyd-debian/scrapyd/appliance/metrics"
+	"github.com/scrapyd-debian/scrapyd/appliance/recur"
+	"github.com/scrapyd-debian/scrapyd/appliance/service"
+	"github.com/scrapyd-debian/scrapyd/appliance/store"
+	"github.com/scrapyd-debian/scrapyd/appliance/store/pgstore"
+)
+
+// jobStore is the job store as the daemon wires it: every part's view of
+// it, and its end. store.Store (SQLite) or pgstore.Store (PostgreSQL).
+type jobStore interface {
+	service.Jobs
+	dispatch.Jobs
+	archive.Jobs
+	recur.Store
+	events.Source
+	events.Cursors
+	metrics.Jobs
+	IsRunning(ctx context.Context, id string) bool
+	LastSuccesses(ctx context.Context) ([]store.SpiderSuccess, error)
+	Trim(keep int) error
+	Ping(ctx context.Context) error
+	OnEvent(fn func(last int64))
+	Close() error
+}
+
+// database is the opened job store: all (the cluster's, with PostgreSQL),
+// local (what this node's dispatcher and live-stats poll see: its own
+// running jobs), and listen (nil with SQLite), which calls its function
+// whenever any node changes the queue.
+type database struct {
+	all    jobStore
+	local  dispatch.Jobs
+	listen func(ctx context.Context, fn func())
+}
+
+// openDatabase opens the database option's store: SQLite in dbs_dir when
+// it is empty, PostgreSQL otherwise, this node claiming as node_name and
+// dating jobs by the database's clock.
+func openDatabase(ctx context.Context, cfg *config.Config) (database, error) {
+	if cfg.Database == "" {
+		st, err := store.Open(cfg.DbsDir)
+		if err != nil {
+			return database{}, err
+		}
+		return database{all: st, local: st}, nil
+	}
+	var password string
+	if cfg.DatabasePasswordFile != "" {
+		var err error
+		if password, err = pgstore.ReadPasswordFile(cfg.DatabasePasswordFile); err != nil {
+			return database{}, fmt.Errorf("database_password_file: %w", err)
+		}
+	}
+	// A database that does not answer at start fails the start, in time
+	// for systemd to restart the daemon.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	st, err := pgstore.Open(ctx, cfg.Database, pgstore.Options{Password: password, Node: cfg.NodeName, ServerClock: true})
+	if err != nil {
+		return database{}, err
+	}
+	return database{all: st, local: st.Local(), listen: st.Listen}, nil
+}
