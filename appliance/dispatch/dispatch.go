@@ -97,6 +97,7 @@ type slot struct {
 
 type ended struct {
 	j       job.Job
+	stats   *string // the final stats, asked once (a retried end keeps them)
 	exit    launch.Exit
 	reason  string      // why the dispatcher ended it, for a job that did not run its course
 	outcome job.Outcome // with a reason: failed unless set
@@ -145,7 +146,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		case <-d.wake:
 		case <-timer.C:
 		case e := <-d.ended:
-			d.finish(e)
+			d.end(ctx, e)
 		}
 	}
 }
@@ -213,7 +214,7 @@ func (d *Dispatcher) adopt(ctx context.Context) error {
 		default:
 			// Its start was under way: it may have run and ended, so it
 			// is not run again.
-			d.finish(ended{j: j, outcome: job.OutcomeLost, reason: "the daemon stopped while this crawl was starting, and no crawl of it runs"})
+			d.end(ctx, ended{j: j, outcome: job.OutcomeLost, reason: "the daemon stopped while this crawl was starting, and no crawl of it runs"})
 		}
 	}
 	for _, h := range byID {
@@ -273,7 +274,7 @@ func (d *Dispatcher) recover(ctx context.Context, log *slog.Logger, j job.Job) {
 		go d.await(ctx, j, w)
 	case errors.Is(err, launch.ErrGone):
 		log.Info("crawl ended while the daemon was away", "handle", j.Handle)
-		d.finish(ended{j: j, exit: exit})
+		d.end(ctx, ended{j: j, exit: exit})
 	default:
 		log.Error("cannot re-attach to the crawl; stopping it", "handle", j.Handle, "err", err)
 		go d.reattach(ctx, j, err)
@@ -552,17 +553,42 @@ func (d *Dispatcher) report(ctx context.Context, e ended) {
 	}
 }
 
-// finish records a crawl's end and frees its slot.
-func (d *Dispatcher) finish(e ended) {
+// endRetry is how long a crawl's end waits before it is recorded again
+// after the store refused it (a full disk, a locked database).
+const endRetry = time.Second
+
+// end records a crawl's end and frees its slot. While the store refuses
+// the record, the slot stays held and the end is tried again: a job never
+// loses its outcome, nor stays "running" in the store with its slot
+// given to another.
+func (d *Dispatcher) end(ctx context.Context, e ended) {
+	if d.finish(&e) {
+		return
+	}
+	go func() {
+		select {
+		case <-time.After(endRetry):
+			d.report(ctx, e)
+		case <-ctx.Done():
+		}
+	}()
+}
+
+// finish records a crawl's end and frees its slot; false if the store
+// refused the record (nothing else was changed then).
+func (d *Dispatcher) finish(e *ended) bool {
 	cfg := d.Config()
 	j := e.j
 	// The cancel flag may have been set after the crawl started.
 	if cur, err := d.Store.Find(context.Background(), j.Project, j.ID); err == nil && cur.Seq == j.Seq {
 		j.Cancelled = cur.Cancelled
 	}
-	var stats string
-	if d.Hooks != nil {
-		stats = d.Hooks.Ended(j)
+	if e.stats == nil {
+		var stats string
+		if d.Hooks != nil {
+			stats = d.Hooks.Ended(j)
+		}
+		e.stats = &stats
 	}
 	log := d.Log.With("project", j.Project, "spider", j.Spider, "job", j.ID)
 	var outcome job.Outcome
@@ -585,8 +611,9 @@ func (d *Dispatcher) finish(e ended) {
 		code = exitCode(e.exit)
 		attrs = append(attrs, "finish_reason", reason)
 	}
-	if err := d.Store.End(j.Seq, time.Now(), code, outcome, stats, cfg.FinishedToKeep); err != nil {
-		log.Error("cannot record the crawl's end", "err", err)
+	if err := d.Store.End(j.Seq, time.Now(), code, outcome, *e.stats, cfg.FinishedToKeep); err != nil {
+		log.Error("cannot record the crawl's end; trying again", "err", err, "retry_in", endRetry.String())
+		return false
 	}
 	if code != nil {
 		attrs = append(attrs, "exit_code", *code)
@@ -602,6 +629,7 @@ func (d *Dispatcher) finish(e ended) {
 		j.Outcome = outcome
 		d.OnEnd(j)
 	}
+	return true
 }
 
 // exitCode is the exit status to record: the code, or 128+N for a crawl

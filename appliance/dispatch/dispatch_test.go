@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -416,4 +417,48 @@ func TestStartedFailure(t *testing.T) {
 			}
 		})
 	}
+}
+
+// endFails is a store whose End fails while full is set (a full disk),
+// counting the refusals.
+type endFails struct {
+	*store.Store
+	full    *atomic.Bool
+	refused *atomic.Int32
+}
+
+func (s endFails) End(seq int64, at time.Time, code *int, o job.Outcome, stats string, keep int) error {
+	if s.full.Load() {
+		s.refused.Add(1)
+		return errors.New("database or disk is full")
+	}
+	return s.Store.End(seq, at, code, o, stats, keep)
+}
+
+// A crawl's end that the store refuses keeps its slot and is recorded once
+// the store takes writes again: the job never stays "running" in the store
+// while another takes its slot, and never loses its outcome.
+func TestEndRecordedAfterStoreRefused(t *testing.T) {
+	d := newDaemon(t, "")
+	d.cfg.MaxProc = 1 // a copy of the loaded snapshot, before any reader has it
+	var full atomic.Bool
+	var refused atomic.Int32
+	d.jobs = endFails{d.store, &full, &refused}
+	m := launchtest.NewMachine()
+	disp, _ := d.run(m.Launcher(), nil)
+	d.schedule("a")
+	eventually(t, "a started", func() bool { return m.IsRunning("a") })
+	d.schedule("b")
+	full.Store(true)
+	m.End("a", code(0))
+	eventually(t, "a's end refused twice (tried again)", func() bool { return refused.Load() >= 2 })
+	if m.IsRunning("b") || disp.Running() != 1 || d.job("a").State != job.Running {
+		t.Fatalf("while the store refuses a's end: b running %v, slots held %d, a %s; want b waiting, 1, running",
+			m.IsRunning("b"), disp.Running(), d.job("a").State)
+	}
+	full.Store(false)
+	if j := d.finished("a"); j.Outcome != job.OutcomeFinished || j.ExitCode == nil || *j.ExitCode != 0 {
+		t.Fatalf("a after the store took writes again: %s exit %v", j.Outcome, j.ExitCode)
+	}
+	eventually(t, "b started in the freed slot", func() bool { return m.IsRunning("b") })
 }
