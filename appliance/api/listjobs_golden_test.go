@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -18,9 +19,11 @@ var update = flag.Bool("update", false, "rewrite the golden listjobs.json answer
 // (testdata/listjobs.golden, written with -update at main fb300f1, when
 // finished jobs were still served from memory). Reading the history from
 // SQLite must not change a byte of Scrapyd's default answer, nor of the
-// pages (issue 14 point 5). Rewritten once since, on purpose: running and
-// finished entries gained their job's version, settings and arguments
-// when it has them (issue 16, scrapydctl rerun), after Scrapyd's keys.
+// pages (issue 14 point 5). The golden file stays that release's answer:
+// the one addition made since on purpose (running and finished entries
+// carry their job's version, settings and arguments after Scrapyd's keys,
+// issue 16, for scrapydctl rerun) is taken out of today's answer before
+// the comparison, and nothing else is.
 func TestListJobsGolden(t *testing.T) {
 	// pyTime shows local time; the golden answers are in UTC.
 	local := time.Local
@@ -48,7 +51,7 @@ func TestListJobsGolden(t *testing.T) {
 		"?project=beta", "?project=alpha&state=running", "?state=pending", "?limit=3&offset=38", "?project=gamma&limit=2&offset=1",
 		"?offset=100", "?state=finished&offset=39"} {
 		r := h.do(t, request{method: http.MethodGet, path: "/listjobs.json" + q})
-		got.WriteString("GET /listjobs.json" + q + "\n" + r.body)
+		got.WriteString("GET /listjobs.json" + q + "\n" + withoutRerunKeys(r.body))
 	}
 	golden := filepath.Join("testdata", "listjobs.golden")
 	if *update {
@@ -63,4 +66,20 @@ func TestListJobsGolden(t *testing.T) {
 	if got.String() != string(want) {
 		t.Errorf("listjobs.json differs from the golden answers:\n got %s\nwant %s", got.String(), want)
 	}
+}
+
+// rerunKeys are the members issue 16 added to running and finished
+// entries, after Scrapyd's keys: a string or null, or a flat object of
+// strings.
+var rerunKeys = regexp.MustCompile(`, "(?:version|settings|args)": (?:null|"(?:[^"\\]|\\.)*"|\{(?:[^{}"]|"(?:[^"\\]|\\.)*")*\})`)
+
+// withoutRerunKeys takes rerunKeys out of the running and finished entries
+// of a listjobs.json answer; pending entries have carried them since
+// Scrapyd 1.5 and keep them.
+func withoutRerunKeys(body string) string {
+	i := strings.Index(body, `"running": [`)
+	if i < 0 {
+		return body
+	}
+	return body[:i] + rerunKeys.ReplaceAllString(body[i:], "")
 }
