@@ -25,9 +25,9 @@ const retryAfter = time.Second
 // success. The caller reads after (the newest event's ID) before the
 // dispatcher runs, so that the ends it records on adopting crawls count.
 func (m *Metrics) Follow(ctx context.Context, ev Events, after int64) {
-	// The dispatcher records a start twice, before the launch (so that a
-	// restarted daemon can find the crawl) and with the launcher's handle,
-	// and each write has its started event: a job's wait counts once.
+	// A job's wait counts once, even should its start be recorded twice
+	// (releases before Store.Launching wrote a started event for the
+	// handle stored before the launch, and another with the launcher's).
 	started := map[int64]bool{}
 	for {
 		es, err := ev.Wait(ctx, after, 256)

@@ -57,8 +57,8 @@ func TestFollowCountsTheStoresEvents(t *testing.T) {
 			t.Fatal(j, err)
 		}
 		if outcome != job.OutcomeFailed {
-			// Recorded twice, as the dispatcher does: before the launch
-			// and with the launcher's handle.
+			// Recorded twice, as the dispatcher did before
+			// Store.Launching: a job's queue wait still counts once.
 			st.Started(j.Seq, "starting", 0)
 			st.Started(j.Seq, "h", 1)
 		}
