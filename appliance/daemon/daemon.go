@@ -335,8 +335,25 @@ func (d *daemon) serve(ctx context.Context, cfg *config.Config, lns []net.Listen
 	goRun(func() {
 		select {
 		case <-d.disp.Adopted():
-			d.sched.Run(dctx)
 		case <-dctx.Done():
+			return
+		}
+		sctx := dctx
+		if d.db.lead != nil {
+			lctx, ok, err := d.db.lead(dctx)
+			switch {
+			case err != nil:
+				d.log.Error("recurring schedules make no runs on this node: cannot take the scheduler lock", "err", err)
+				return
+			case !ok:
+				d.log.Info("recurring schedules' runs are made by another node (it holds the scheduler lock)")
+				return
+			}
+			sctx = lctx
+		}
+		d.sched.Run(sctx)
+		if sctx.Err() != nil && dctx.Err() == nil {
+			d.log.Error("lost the scheduler lock (database connection): this node makes no more recurring runs until it restarts")
 		}
 	})
 	goRun(func() { d.rpc.Poll(dctx, 2*time.Second, runningJobs(d.db.local)) })

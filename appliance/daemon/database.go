@@ -36,12 +36,15 @@ type jobStore interface {
 
 // database is the opened job store: all (the cluster's, with PostgreSQL),
 // local (what this node's dispatcher and live-stats poll see: its own
-// running jobs), and listen (nil with SQLite), which calls its function
-// whenever any node changes the queue.
+// running jobs), listen (nil with SQLite), which calls its function
+// whenever any node changes the queue, and lead (nil with SQLite), which
+// says whether this node makes the recurring schedules' runs: one node of
+// a cluster does, or each run would be made once per node.
 type database struct {
 	all    jobStore
 	local  dispatch.Jobs
 	listen func(ctx context.Context, fn func())
+	lead   func(ctx context.Context) (context.Context, bool, error)
 }
 
 // openDatabase opens the database option's store: SQLite in dbs_dir when
@@ -70,5 +73,6 @@ func openDatabase(ctx context.Context, cfg *config.Config) (database, error) {
 	if err != nil {
 		return database{}, err
 	}
-	return database{all: st, local: st.Local(), listen: st.Listen}, nil
+	lead := func(ctx context.Context) (context.Context, bool, error) { return st.Lead(ctx, pgstore.SchedulerLock) }
+	return database{all: st, local: st.Local(), listen: st.Listen, lead: lead}, nil
 }

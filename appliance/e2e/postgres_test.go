@@ -210,3 +210,32 @@ func BenchmarkScheduleJSONDatabase(b *testing.B) {
 		})
 	}
 }
+
+// TestPostgresOneNodeMakesScheduledRuns: two nodes that both loaded a
+// recurring schedule at start make each of its runs once between them:
+// only the node holding the scheduler lock makes runs.
+func TestPostgresOneNodeMakesScheduledRuns(t *testing.T) {
+	testkit.RequireScrapy(t)
+	t.Parallel()
+	db := pgtest.DB(t)
+	conf := "database = " + db + "\nnode_name = "
+	n1 := testkit.StartDaemon(t, testkit.Options{Conf: conf + "node1"})
+	uploadSample(t, n1, "sample")
+	id := addSchedule(t, n1, url.Values{"project": {"sample"}, "spider": {"params"}, "every": {"2s"}, "overlap": {"allow"}})
+	// Node 2 starts with the schedule in the database, as node 1 does
+	// after a restart.
+	n2 := testkit.StartDaemon(t, testkit.Options{Conf: conf + "node2"})
+	uploadSample(t, n2, "sample")
+	testkit.Eventually(t, waitCrawl, "four runs of the schedule", func() bool { return len(scheduleRuns(t, n2, "sample", id)) >= 4 })
+	n1.Post(t, "delschedule.json", url.Values{"project": {"sample"}, "schedule": {id}})
+	seen := map[time.Time]string{}
+	for _, r := range scheduleRuns(t, n1, "sample", id) {
+		if other, dup := seen[r.due]; dup {
+			t.Fatalf("runs %s and %s were both made for %v", other, r.id, r.due)
+		}
+		seen[r.due] = r.id
+	}
+	if !strings.Contains(n2.Logs(), "made by another node") {
+		t.Fatalf("node 2 does not say another node makes the runs:\n%s", n2.Logs())
+	}
+}

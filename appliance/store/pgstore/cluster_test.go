@@ -208,3 +208,34 @@ func TestNewerSchemaRefused(t *testing.T) {
 		t.Fatalf("open a newer database: %v, want ErrNewerSchema", err)
 	}
 }
+
+// One node at a time leads; when its connection is cut its lead ends, and
+// another node can take the lock.
+func TestLeadOneNodeAtATime(t *testing.T) {
+	t.Parallel()
+	ns := nodes(t, 2)
+	ctx := context.Background()
+	lead, ok, err := ns[0].Lead(ctx, pgstore.SchedulerLock)
+	if err != nil || !ok {
+		t.Fatalf("node 1 leads: %v %v", ok, err)
+	}
+	if _, ok, err := ns[1].Lead(ctx, pgstore.SchedulerLock); err != nil || ok {
+		t.Fatalf("node 2 leads too: %v %v", ok, err)
+	}
+	admin, err := pgx.Connect(ctx, pgtest.DB(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	if _, err := admin.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND objid = $1 AND granted`, pgstore.SchedulerLock); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-lead.Done():
+	case <-time.After(30 * time.Second):
+		t.Fatal("node 1 still leads after losing its connection")
+	}
+	if _, ok, err := ns[1].Lead(ctx, pgstore.SchedulerLock); err != nil || !ok {
+		t.Fatalf("node 2 after node 1 lost the lock: %v %v", ok, err)
+	}
+}
