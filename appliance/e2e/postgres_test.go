@@ -122,10 +122,13 @@ func TestPostgresOneNode(t *testing.T) {
 	if adopted := jobIn(t, pg, "running", long); adopted == nil || int(adopted["pid"].(float64)) != pid {
 		t.Fatalf("the running crawl was not adopted: %v\n%s", adopted, pg.Logs())
 	}
+	// The adopted crawl is this node's: its cancel is recorded, and the
+	// slot it frees takes the queue's first job.
 	pg.Post(t, "cancel.json", url.Values{"project": {"sample"}, "job": {long}})
-	for _, id := range []string{"p1", "p2"} {
-		waitState(t, pg, id, "finished")
+	if fin := waitState(t, pg, long, "finished"); fin["outcome"] != "cancelled" {
+		t.Fatalf("adopted crawl ended %v", fin)
 	}
+	testkit.Eventually(t, waitCrawl, "p2 to leave the queue", func() bool { return jobIn(t, pg, "pending", "p2") == nil })
 }
 
 // TestPostgresJobStartsOnAnotherNode: two daemons on one database, each
