@@ -311,6 +311,32 @@ func (d *daemon) install(c *config.Config) pyenv.Install {
 	}
 }
 
+// lead says whether this node makes recurring runs and delivers webhooks,
+// and until when: always with SQLite; in a cluster while it holds the lead
+// lock, which the first node to start takes (a node that loses it, with
+// its database connection, stops both until it restarts).
+func (d *daemon) lead(ctx context.Context) (context.Context, bool) {
+	if d.db.lead == nil {
+		return ctx, true
+	}
+	lctx, ok, err := d.db.lead(ctx)
+	switch {
+	case err != nil:
+		d.log.Error("this node makes no recurring runs and delivers no webhooks: cannot take the lead lock", "err", err)
+		return nil, false
+	case !ok:
+		d.log.Info("recurring schedules' runs and webhooks are another node's (it holds the lead lock)")
+		return nil, false
+	}
+	go func() {
+		<-lctx.Done()
+		if ctx.Err() == nil {
+			d.log.Error("lost the lead lock (database connection): this node makes no more recurring runs and delivers no webhooks until it restarts")
+		}
+	}()
+	return lctx, true
+}
+
 // serve runs the dispatcher, the live-stats poll, the watchdog, the
 // configuration watcher and the listeners, says it is ready, and then
 // reloads on SIGHUP or a file change until ctx ends or a part fails.
@@ -332,39 +358,38 @@ func (d *daemon) serve(ctx context.Context, cfg *config.Config, lns []net.Listen
 			errs <- err
 		}
 	})
+	// In a cluster one node, the holder of the lead lock, makes the
+	// recurring schedules' runs and delivers the webhooks: every node
+	// reads the same schedules and the same event cursors.
+	lctx, leads := d.lead(dctx)
 	goRun(func() {
 		select {
 		case <-d.disp.Adopted():
 		case <-dctx.Done():
 			return
 		}
-		sctx := dctx
-		if d.db.lead != nil {
-			lctx, ok, err := d.db.lead(dctx)
-			switch {
-			case err != nil:
-				d.log.Error("recurring schedules make no runs on this node: cannot take the scheduler lock", "err", err)
-				return
-			case !ok:
-				d.log.Info("recurring schedules' runs are made by another node (it holds the scheduler lock)")
-				return
-			}
-			sctx = lctx
-		}
-		d.sched.Run(sctx)
-		if sctx.Err() != nil && dctx.Err() == nil {
-			d.log.Error("lost the scheduler lock (database connection): this node makes no more recurring runs until it restarts")
+		if leads {
+			d.sched.Run(lctx)
 		}
 	})
+	if leads {
+		goRun(func() { d.webhooks.Run(lctx) })
+	}
 	goRun(func() { d.rpc.Poll(dctx, 2*time.Second, runningJobs(d.db.local)) })
 	if d.db.listen != nil {
 		// A job scheduled on another node, or a slot a cap held freed
 		// there, wakes this node's dispatcher at once.
-		goRun(func() { d.db.listen(dctx, d.disp.Wake) })
+		// Another node's job events reach this node's /events and metrics
+		// at once too.
+		goRun(func() {
+			d.db.listen(dctx, func() {
+				d.disp.Wake()
+				d.feed.Notify(0)
+			})
+		})
 	}
 	goRun(func() { d.seedMetrics(dctx) })
 	goRun(func() { d.metrics.Follow(dctx, d.feed, d.metricsAfter) })
-	goRun(func() { d.webhooks.Run(dctx) })
 	goRun(func() { d.archiver.Run(dctx) })
 	goRun(func() {
 		if err := notify.Run(dctx); err != nil {

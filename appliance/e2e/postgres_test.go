@@ -238,7 +238,7 @@ func TestPostgresOneNodeMakesScheduledRuns(t *testing.T) {
 		}
 		seen[r.due] = r.id
 	}
-	if !strings.Contains(n2.Logs(), "made by another node") {
+	if !strings.Contains(n2.Logs(), "it holds the lead lock") {
 		t.Fatalf("node 2 does not say another node makes the runs:\n%s", n2.Logs())
 	}
 }

@@ -8,8 +8,8 @@ import (
 )
 
 // SchedulerLock is the lock the node that makes recurring schedules' runs
-// holds: one node in the cluster makes them, so that a run is not made
-// once per node.
+// and delivers webhooks holds: one node in the cluster does, so that a run
+// is not made, nor an event delivered, once per node.
 const SchedulerLock = 0x5c7a9d17
 
 // Lead takes the cluster-wide lock key on a connection of its own and holds

@@ -24,7 +24,8 @@ import (
 	"github.com/scrapyd-debian/scrapyd/appliance/store"
 )
 
-// Channel is the NOTIFY channel a change to the queue is announced on.
+// Channel is the NOTIFY channel a change to the queue, and every job
+// event, is announced on.
 const Channel = "scrapyd_jobs"
 
 // claimLock serialises claims that apply slot caps across nodes: a cap
@@ -157,6 +158,11 @@ func (s *Store) write(events bool, fn func(*tx) error) error {
 		}
 		if w.wrote {
 			if _, err := t.Exec(ctx, `UPDATE event_counter SET last = $1`, w.lastEvent); err != nil {
+				return err
+			}
+			// Other nodes' event readers (/events, metrics) are woken
+			// by the announcement too.
+			if err := w.notify(); err != nil {
 				return err
 			}
 		}
