@@ -55,11 +55,8 @@ func BenchmarkDaemonStatus16Conns(b *testing.B) {
 // file (a history written straight into the daemon's database before it
 // starts, since a thousand real crawls would take minutes).
 func BenchmarkListJobs1000Finished(b *testing.B) {
-	root := b.TempDir()
 	// A root daemon's crawl user must reach its root (TestPrivateDataDirectory).
-	if err := os.Chmod(filepath.Dir(root), 0o755); err != nil {
-		b.Fatal(err)
-	}
+	root := testkit.TraversableTempDir(b)
 	st, err := store.Open(filepath.Join(root, "var", "lib", "scrapyd", "dbs"))
 	if err != nil {
 		b.Fatal(err)

@@ -3,7 +3,6 @@ package e2e
 import (
 	"database/sql"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -28,11 +27,8 @@ const historySize = 1_000_000
 //
 //	go test -run '^$' -bench History1M ./appliance/e2e
 func BenchmarkHistory1M(b *testing.B) {
-	root := b.TempDir()
 	// A root daemon's crawl user must reach its root (TestPrivateDataDirectory).
-	if err := os.Chmod(filepath.Dir(root), 0o755); err != nil {
-		b.Fatal(err)
-	}
+	root := testkit.TraversableTempDir(b)
 	dbs := filepath.Join(root, "var", "lib", "scrapyd", "dbs")
 	writeHistory(b, dbs, historySize, 3)
 	var conf strings.Builder

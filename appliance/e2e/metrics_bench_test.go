@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -26,10 +25,7 @@ import (
 //	go test -run '^$' -bench Metrics1000Spiders ./appliance/e2e
 func BenchmarkMetrics1000Spiders(b *testing.B) {
 	const jobs, spiders = 100_000, 1000
-	root := b.TempDir()
-	if err := os.Chmod(filepath.Dir(root), 0o755); err != nil {
-		b.Fatal(err)
-	}
+	root := testkit.TraversableTempDir(b)
 	dbs := filepath.Join(root, "var", "lib", "scrapyd", "dbs")
 	writeHistory(b, dbs, jobs, spiders)
 	st, err := store.Open(dbs)

@@ -16,11 +16,8 @@ import (
 // and leaves the database as it was (issue 14 point 6).
 func TestDatabaseFromNewerReleaseRefused(t *testing.T) {
 	t.Parallel()
-	root := t.TempDir()
 	// A root daemon's crawl user must reach its root (TestPrivateDataDirectory).
-	if err := os.Chmod(filepath.Dir(root), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	root := testkit.TraversableTempDir(t)
 	dbs := filepath.Join(root, "var", "lib", "scrapyd", "dbs")
 	if err := os.MkdirAll(dbs, 0o755); err != nil {
 		t.Fatal(err)

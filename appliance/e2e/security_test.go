@@ -141,11 +141,8 @@ func TestTLSServesHTTPSOnly(t *testing.T) {
 // must exit 1 without serving.
 func failingStart(t *testing.T, conf string) string {
 	t.Helper()
-	root := t.TempDir()
 	// A root daemon's crawl user must reach its root (TestPrivateDataDirectory).
-	if err := os.Chmod(filepath.Dir(root), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	root := testkit.TraversableTempDir(t)
 	return failingStartIn(t, root, conf)
 }
 

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/scrapyd-debian/scrapyd/appliance/testkit"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden")
@@ -15,11 +17,8 @@ var update = flag.Bool("update", false, "rewrite testdata/*.golden")
 // test into it with an empty home, and returns it.
 func tree(t *testing.T, files map[string]string) string {
 	t.Helper()
-	root := t.TempDir()
 	// As root, `config check` checks that the crawl user reaches the data.
-	if err := os.Chmod(filepath.Dir(root), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	root := testkit.TraversableTempDir(t)
 	for name, body := range files {
 		p := filepath.Join(root, name)
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
