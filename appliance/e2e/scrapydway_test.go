@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -36,15 +35,10 @@ func TestScrapydWayMinimalConf(t *testing.T) {
 	// /var/tmp: that it starts and crawls shows it needs nothing else, and
 	// the folder's listing below shows what it wrote there.
 	t.Run("unprivileged", func(t *testing.T) {
-		requireRoot(t)
-		u, err := user.Lookup("scrapy")
-		if err != nil {
-			t.Skip("no scrapy user to run the daemon as")
-		}
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
+		cred := scrapyUser(t)
+		uid := int(cred.Uid)
 		t.Parallel()
-		d := minimalScrapydWayCrawl(t, &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)})
+		d := minimalScrapydWayCrawl(t, cred)
 		// Nothing needed root: every file is the user's.
 		filepath.WalkDir(d.Root, func(p string, _ fs.DirEntry, err error) error {
 			// The test's own capture of stderr is root's.
@@ -112,13 +106,7 @@ func minimalScrapydWayCrawl(t *testing.T, runAs *syscall.Credential) *testkit.Da
 // cannot create says which option it is and how to fix it, instead of
 // "mkdir /var/log/scrapyd: permission denied" alone.
 func TestInstalledLayoutNotWritable(t *testing.T) {
-	requireRoot(t)
-	u, err := user.Lookup("scrapy")
-	if err != nil {
-		t.Skip("no scrapy user to run the daemon as")
-	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
+	cred := scrapyUser(t)
 	t.Parallel()
 	root := testkit.TraversableTempDir(t) // root's, 0755: the user may not create var/ there
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -126,7 +114,7 @@ func TestInstalledLayoutNotWritable(t *testing.T) {
 	cmd := exec.CommandContext(ctx, filepath.Join(testkit.Binaries(t), "scrapyd"), "--root", root)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "HOME=/nonexistent", "SCRAPYD_BIND_ADDRESS=127.0.0.1", "SCRAPYD_HTTP_PORT="+strconv.Itoa(testkit.FreePort(t)))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	out, err := cmd.CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
 		t.Fatalf("scrapyd: %v, want exit status 1\n%s", err, out)

@@ -42,15 +42,10 @@ func TestScrapydWayStart(t *testing.T) {
 	// The usual Scrapyd user is not root: the daemon and its crawls run as
 	// that user, in a folder of theirs.
 	t.Run("unprivileged", func(t *testing.T) {
-		requireRoot(t)
-		u, err := user.Lookup("scrapy")
-		if err != nil {
-			t.Skip("no scrapy user to run the daemon as")
-		}
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
+		cred := scrapyUser(t)
+		uid := int(cred.Uid)
 		t.Parallel()
-		d := scrapydWayCrawl(t, &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)})
+		d := scrapydWayCrawl(t, cred)
 		if owner := fileUID(t, d.Path(".scrapy")); owner != uid {
 			t.Errorf(".scrapy belongs to uid %d, want the daemon's user %d", owner, uid)
 		}
@@ -87,6 +82,20 @@ func fileUID(t *testing.T, path string) int {
 		t.Fatal(err)
 	}
 	return int(fi.Sys().(*syscall.Stat_t).Uid)
+}
+
+// scrapyUser skips a test that needs root and the scrapy user to run the
+// daemon as, and returns that user's credential.
+func scrapyUser(t *testing.T) *syscall.Credential {
+	t.Helper()
+	requireRoot(t)
+	u, err := user.Lookup("scrapy")
+	if err != nil {
+		t.Skip("no scrapy user to run the daemon as")
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
 }
 
 // requireRoot skips a test about what a root daemon does (CI runs as root).
