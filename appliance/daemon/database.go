@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/scrapyd-debian/scrapyd/appliance/archive"
@@ -62,7 +61,7 @@ func openDatabase(ctx context.Context, cfg *config.Config) (database, error) {
 	if cfg.DatabasePasswordFile != "" {
 		var err error
 		if password, err = pgstore.ReadPasswordFile(cfg.DatabasePasswordFile); err != nil {
-			return database{}, fmt.Errorf("database_password_file: %w", err)
+			return database{}, cfg.PathError("database_password_file", cfg.DatabasePasswordFile, err)
 		}
 	}
 	// A database that does not answer at start fails the start, in time

@@ -3,6 +3,7 @@ package daemon
 import (
 	"github.com/scrapyd-debian/scrapyd/appliance/config"
 	"github.com/scrapyd-debian/scrapyd/appliance/crawlrpc"
+	"github.com/scrapyd-debian/scrapyd/appliance/store/pgstore"
 )
 
 // Validate runs every check a component makes of a configuration before
@@ -29,4 +30,17 @@ var checks = []func(*config.Config) error{
 	CheckCrawlUser,
 	func(c *config.Config) error { return crawlrpc.Check(webserviceConfig(c)) },
 	func(c *config.Config) error { _, err := tlsConfig(c); return err },
+	checkPasswordFile,
+}
+
+// checkPasswordFile: database_password_file, when the database uses it, is
+// readable and not readable by others.
+func checkPasswordFile(c *config.Config) error {
+	if c.Database == "" || c.DatabasePasswordFile == "" {
+		return nil
+	}
+	if _, err := pgstore.ReadPasswordFile(c.DatabasePasswordFile); err != nil {
+		return c.PathError("database_password_file", c.DatabasePasswordFile, err)
+	}
+	return nil
 }

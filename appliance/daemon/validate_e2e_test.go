@@ -206,3 +206,24 @@ func TestSIGTERMWhileStarting(t *testing.T) {
 		t.Errorf("the log of a daemon stopped while starting:\n%s", log)
 	}
 }
+
+// TestDatabasePasswordFileChecked: a password file others may read is
+// refused by `config check` and at start alike, naming the option and
+// never printing the password.
+func TestDatabasePasswordFileChecked(t *testing.T) {
+	root, confD := newRoot(t)
+	pw := filepath.Join(root, "db-password")
+	if err := os.WriteFile(pw, []byte("s3cret\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	conf := "[scrapyd]\ndatabase = postgresql://scrapyd@127.0.0.1:1/scrapyd\ndatabase_password_file = " + pw + "\n"
+	if err := os.WriteFile(filepath.Join(confD, "50-db.conf"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"config", "check"}, nil} {
+		code, out := scrapyd(t, root, args...)
+		if code != 1 || !strings.Contains(out, "database_password_file "+pw+": readable by others") || strings.Contains(out, "s3cret") {
+			t.Errorf("scrapyd %v: exit %d, stderr %q", args, code, out)
+		}
+	}
+}

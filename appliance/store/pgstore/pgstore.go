@@ -107,7 +107,7 @@ func ReadPasswordFile(path string) (string, error) {
 		return "", err
 	}
 	if fi.Mode().Perm()&0o077 != 0 {
-		return "", fmt.Errorf("%s is readable by others (mode %v): chmod 600 it", path, fi.Mode().Perm())
+		return "", fmt.Errorf("readable by others (mode %v): chmod 600 it", fi.Mode().Perm())
 	}
 	raw, err := os.ReadFile(path)
 	if err != nil {
