@@ -29,7 +29,8 @@ var rules = map[string]struct{ imports, through string }{
 	"appliance/job":            {},
 	"appliance/config":         {},
 	"appliance/ziplimit":       {},
-	"appliance/egg":            {imports: "ziplimit"},
+	"appliance/durable":        {},
+	"appliance/egg":            {imports: "durable ziplimit"},
 	"appliance/eggbuild":       {},
 	"appliance/crawlrpc":       {},
 	"appliance/listen":         {},
@@ -45,10 +46,10 @@ var rules = map[string]struct{ imports, through string }{
 	// Uploaded code run to its end, confined as a crawl is (`scrapy list`,
 	// an environment's install), and the environments it installs.
 	"appliance/confine": {imports: "launch"},
-	"appliance/pyenv":   {imports: "launch ziplimit"},
+	"appliance/pyenv":   {imports: "durable launch ziplimit"},
 	// Tests only: the launcher contract and a fake launcher; the restart
 	// test at every crash point.
-	"appliance/dispatch/dispatchtest": {imports: "config dispatch egg job launch store", through: "jobfiles pyenv scrapy confine ziplimit"},
+	"appliance/dispatch/dispatchtest": {imports: "config dispatch egg job launch store", through: "durable jobfiles pyenv scrapy confine ziplimit"},
 	"appliance/launch/launchtest":     {imports: "launch"},
 
 	// Stores and where files live.
@@ -63,27 +64,27 @@ var rules = map[string]struct{ imports, through string }{
 	// The job store on PostgreSQL (cluster mode), and its tests' databases.
 	"appliance/store/pgstore":        {imports: "job store"},
 	"appliance/store/pgstore/pgtest": {},
-	"appliance/egg/eggtest":          {imports: "egg", through: "ziplimit"},
-	"appliance/egg/memegg":           {imports: "egg", through: "ziplimit"},
+	"appliance/egg/eggtest":          {imports: "egg", through: "durable ziplimit"},
+	"appliance/egg/memegg":           {imports: "egg", through: "durable ziplimit"},
 
 	// Crawls: the command line, then dispatch, which starts them.
 	"appliance/scrapy":   {imports: "confine job launch"},
-	"appliance/dispatch": {imports: "config egg job jobfiles launch pyenv scrapy store", through: "confine ziplimit"},
+	"appliance/dispatch": {imports: "config egg job jobfiles launch pyenv scrapy store", through: "confine durable ziplimit"},
 	// Job events out of the store: their JSON, webhooks, /events.
 	"appliance/events": {imports: "config jobfiles store", through: "job"},
 	// Recurring schedules queue jobs through a store they declare.
 	"appliance/recur": {imports: "job"},
 
 	// The service, and the HTTP faces over it.
-	"appliance/service": {imports: "config dispatch egg job jobfiles pyenv recur scrapy store", through: "confine launch ziplimit"},
-	"appliance/api":     {imports: "config job service", through: "confine dispatch egg jobfiles launch pyenv recur scrapy store ziplimit"},
-	"appliance/web":     {imports: "config egg job jobfiles logstats pyenv service", through: "confine dispatch launch logscan recur scrapy store ziplimit"},
+	"appliance/service": {imports: "config dispatch egg job jobfiles pyenv recur scrapy store", through: "confine durable launch ziplimit"},
+	"appliance/api":     {imports: "config job service", through: "confine dispatch durable egg jobfiles launch pyenv recur scrapy store ziplimit"},
+	"appliance/web":     {imports: "config egg job jobfiles logstats pyenv service", through: "confine dispatch durable launch logscan recur scrapy store ziplimit"},
 	// Metrics read the job store at each scrape and are told the rest.
 	"appliance/metrics": {imports: "crawlrpc job store"},
 
 	// Wiring: only the daemon sees every part, only cmd/scrapyd the daemon.
-	"appliance/daemon": {imports: "api archive config confine crawlrpc dispatch egg events health job jobfiles journal launch launch/process launch/runas launch/systemd listen metrics notify pyenv reach recur scrapy service store store/pgstore web", through: "logscan logstats ziplimit"},
-	"cmd/scrapyd":      {imports: "config daemon", through: "api archive logscan logstats confine crawlrpc dispatch egg events health job jobfiles journal launch launch/process launch/runas launch/systemd listen metrics notify pyenv reach recur scrapy service store store/pgstore web ziplimit"},
+	"appliance/daemon": {imports: "api archive config confine crawlrpc dispatch egg events health job jobfiles journal launch launch/process launch/runas launch/systemd listen metrics notify pyenv reach recur scrapy service store store/pgstore web", through: "durable logscan logstats ziplimit"},
+	"cmd/scrapyd":      {imports: "config daemon", through: "api archive durable logscan logstats confine crawlrpc dispatch egg events health job jobfiles journal launch launch/process launch/runas launch/systemd listen metrics notify pyenv reach recur scrapy service store store/pgstore web ziplimit"},
 
 	// The client side shares nothing with the server but job's names.
 	"appliance/client": {imports: "job"},

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/scrapyd-debian/scrapyd/appliance/durable"
 )
 
 // ErrNotFound: no such project or version.
@@ -198,12 +200,12 @@ func (st *staged) Commit(version string) error {
 		return fmt.Errorf("store egg: %w", err)
 	}
 	stem := Sanitize(version)
-	if err := writeFileAtomic(filepath.Join(dir, "."+stem+".version"), []byte(version)); err != nil {
+	if err := durable.WriteFile(filepath.Join(dir, "."+stem+".version"), []byte(version)); err != nil {
 		return fmt.Errorf("store egg: %w", err)
 	}
 	envFile := filepath.Join(dir, "."+stem+".env")
 	if st.env != "" {
-		if err := writeFileAtomic(envFile, []byte(st.env)); err != nil {
+		if err := durable.WriteFile(envFile, []byte(st.env)); err != nil {
 			return fmt.Errorf("store egg: %w", err)
 		}
 	} else if err := os.Remove(envFile); err != nil && !os.IsNotExist(err) {
@@ -212,7 +214,7 @@ func (st *staged) Commit(version string) error {
 	if err := os.Rename(st.path, filepath.Join(dir, stem+".egg")); err != nil {
 		return fmt.Errorf("store egg: %w", err)
 	}
-	return syncDir(dir)
+	return durable.SyncDir(dir)
 }
 
 // Delete removes one version; the project goes too when it was the last.
@@ -248,32 +250,3 @@ func (s *Store) DeleteProject(project string) error {
 
 // CleanStaging removes uploads a crash left half-done.
 func (s *Store) CleanStaging() { os.RemoveAll(filepath.Join(s.Dir, stagingDir)) }
-
-func writeFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}

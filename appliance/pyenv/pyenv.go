@@ -26,6 +26,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/scrapyd-debian/scrapyd/appliance/durable"
 	"github.com/scrapyd-debian/scrapyd/appliance/launch"
 	"github.com/scrapyd-debian/scrapyd/appliance/ziplimit"
 )
@@ -193,7 +194,7 @@ func (s *Store) Ensure(ctx context.Context, spec Spec, in Install) (*Env, error)
 		env.Release()
 		return nil, err
 	}
-	return env, syncDir(s.Dir)
+	return env, durable.SyncDir(s.Dir)
 }
 
 // install makes the virtual environment in dir and installs into it, as
@@ -550,13 +551,4 @@ func Trim(out string) string {
 		out = out[i+1:]
 	}
 	return "… " + out
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
