@@ -239,3 +239,47 @@ func TestLeadOneNodeAtATime(t *testing.T) {
 		t.Fatalf("node 2 after node 1 lost the lock: %v %v", ok, err)
 	}
 }
+
+// A database of schema version 1 is migrated with its finished jobs
+// counted, and the count follows ends and trims from then on.
+func TestMigrationCountsFinished(t *testing.T) {
+	t.Parallel()
+	url := pgtest.DB(t)
+	ctx := context.Background()
+	s, err := pgstore.Open(ctx, url, pgstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	// Back to version 1, with three finished jobs in it.
+	if _, err := conn.Exec(ctx, `DROP TABLE job_counts; UPDATE schema_version SET version = 1;
+		INSERT INTO jobs (id, project, spider, state, scheduled, ended) SELECT 'f'||g, 'p', 's', 'finished', now(), now() FROM generate_series(1, 3) g`); err != nil {
+		t.Fatal(err)
+	}
+	s, err = pgstore.Open(ctx, url, pgstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, _, f := s.Counts(); f != 3 {
+		t.Fatalf("finished after the migration = %d, want 3", f)
+	}
+	if _, err := s.Enqueue(job.Spec{ID: "a", Project: "p", Spider: "s"}, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	j, err := s.Claim(time.Time{}, nil)
+	if err != nil || j == nil {
+		t.Fatal(j, err)
+	}
+	if err := s.End(j.Seq, time.Time{}, nil, job.OutcomeFinished, "", 2); err != nil {
+		t.Fatal(err)
+	}
+	if p, r, f := s.Counts(); p != 0 || r != 0 || f != 2 {
+		t.Fatalf("counts after an end that trims to 2 = %d %d %d", p, r, f)
+	}
+}

@@ -197,8 +197,9 @@ func (t *tx) notify() error {
 }
 
 // Counts returns how many jobs are pending, running and finished in the
-// whole database. Each count reads its state's partial index. While the
-// database cannot be read the last counts are returned.
+// whole database: the pending and running counted on their partial
+// indexes, the finished kept in job_counts. While the database cannot be
+// read the last counts are returned.
 func (s *Store) Counts() (pending, running, finished int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -206,7 +207,7 @@ func (s *Store) Counts() (pending, running, finished int) {
 	err := s.pool.QueryRow(ctx, `SELECT
 		(SELECT count(*) FROM jobs WHERE state = 'pending'),
 		(SELECT count(*) FROM jobs WHERE state = 'running'),
-		(SELECT count(*) FROM jobs WHERE state = 'finished')`).Scan(&c[0], &c[1], &c[2])
+		(SELECT finished FROM job_counts)`).Scan(&c[0], &c[1], &c[2])
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err == nil {
@@ -372,6 +373,9 @@ func (s *Store) End(seq int64, ended time.Time, exit *int, outcome job.Outcome, 
 		if err := t.addEvent(store.EventFinished, seq, "ended", nil); err != nil {
 			return err
 		}
+		if _, err := t.Exec(t.ctx, `UPDATE job_counts SET finished = finished + 1`); err != nil {
+			return err
+		}
 		if err := trim(t, keep); err != nil {
 			return err
 		}
@@ -379,14 +383,21 @@ func (s *Store) End(seq int64, ended time.Time, exit *int, outcome job.Outcome, 
 	})
 }
 
+// trim deletes the finished jobs after the keep newest, and counts them
+// out. The transaction holds the event counter (see write), so that trims
+// on several nodes run one at a time.
 func trim(t *tx, keep int) error {
-	_, err := t.Exec(t.ctx, `DELETE FROM jobs WHERE seq IN (SELECT seq FROM jobs WHERE state = 'finished' ORDER BY `+finishedOrder+` OFFSET $1)`, keep)
+	tag, err := t.Exec(t.ctx, `DELETE FROM jobs WHERE seq IN (SELECT seq FROM jobs WHERE state = 'finished' ORDER BY `+finishedOrder+` OFFSET $1)`, keep)
+	if err != nil || tag.RowsAffected() == 0 {
+		return err
+	}
+	_, err = t.Exec(t.ctx, `UPDATE job_counts SET finished = finished - $1`, tag.RowsAffected())
 	return err
 }
 
 // Trim applies a new finished_to_keep at once.
 func (s *Store) Trim(keep int) error {
-	return s.write(false, func(t *tx) error { return trim(t, keep) })
+	return s.write(true, func(t *tx) error { return trim(t, keep) })
 }
 
 // SetStats replaces a finished job's stats.

@@ -97,6 +97,12 @@ CREATE TABLE schedules (
 	retry_attempt integer NOT NULL DEFAULT 0,
 	queued        boolean NOT NULL DEFAULT false
 );`,
+	// 2: the finished jobs' count, kept by the transactions that end and
+	// trim jobs: counting a long history at every state change took
+	// 170-400 ms at 1,000,000 finished jobs. (Pending and running jobs are
+	// few and counted on their partial indexes.)
+	`CREATE TABLE job_counts (finished bigint NOT NULL);
+INSERT INTO job_counts SELECT count(*) FROM jobs WHERE state = 'finished';`,
 }
 
 // schemaVersion is the schema this release writes.
