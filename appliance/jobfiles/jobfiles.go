@@ -83,7 +83,7 @@ func CrawlDir(cfg *config.Config) string { return cfg.CrawlDir }
 // space, `%`, `#` or `?` (job.CheckName allows them), and the link must
 // still reach the file.
 func URLs(cfg *config.Config, project, spider, id string) (logURL, itemsURL string) {
-	rel := "/" + url.PathEscape(project) + "/" + url.PathEscape(spider) + "/" + url.PathEscape(id)
+	rel := escaped(project, spider, id)
 	if cfg.LogsDir != "" {
 		logURL = "/logs" + rel + logExt
 	}
@@ -91,6 +91,21 @@ func URLs(cfg *config.Config, project, spider, id string) (logURL, itemsURL stri
 		itemsURL = "/items" + rel + itemsExt
 	}
 	return logURL, itemsURL
+}
+
+// LogParserURL is the link of LogParser's per-job JSON, beside the log
+// (/logs/P/S/JOB.json, which the web pages answer from the job store);
+// "" when logs are not served.
+func LogParserURL(cfg *config.Config, project, spider, id string) string {
+	if cfg.LogsDir == "" {
+		return ""
+	}
+	return "/logs" + escaped(project, spider, id) + ".json"
+}
+
+// escaped is /project/spider/id, each percent-escaped.
+func escaped(project, spider, id string) string {
+	return "/" + url.PathEscape(project) + "/" + url.PathEscape(spider) + "/" + url.PathEscape(id)
 }
 
 // Index answers "does this job's log (items file) exist?" from one

@@ -4,6 +4,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/scrapyd-debian/scrapyd/appliance/config"
@@ -51,6 +52,10 @@ func TestURLsEscaped(t *testing.T) {
 			if parsed.RawQuery != "" || parsed.Fragment != "" {
 				t.Errorf("%q: the name leaks into the query or fragment", u)
 			}
+		}
+		// LogParser's JSON sits beside the log, escaped the same way.
+		if want := strings.TrimSuffix(logURL, ".log") + ".json"; LogParserURL(cfg, name, "s "+name, "j"+name) != want {
+			t.Errorf("LogParserURL = %q, want %q", LogParserURL(cfg, name, "s "+name, "j"+name), want)
 		}
 		p := Of(cfg, name, "s "+name, "j"+name)
 		for _, c := range []struct{ link, prefix, file, root string }{{logURL, "/logs", p.Log, "/l"}, {itemsURL, "/items", p.Items, "/i"}} {

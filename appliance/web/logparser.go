@@ -5,7 +5,6 @@ import (
 	"compress/gzip"
 	"encoding/json"
 	"io"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -119,7 +118,7 @@ func (h *handlers) logParserJob(c *fiber.Ctx, cfg *config.Config, j *job.Job) lo
 			break
 		}
 	}
-	lj.JSONURL = c.BaseURL() + h.prefix(c) + "/logs/" + url.PathEscape(j.Project) + "/" + url.PathEscape(j.Spider) + "/" + url.PathEscape(j.ID) + ".json"
+	lj.JSONURL = c.BaseURL() + h.prefix(c) + jobfiles.LogParserURL(cfg, j.Project, j.Spider, j.ID)
 	return lj
 }
 
