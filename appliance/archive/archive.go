@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/scrapyd-debian/scrapyd/appliance/config"
@@ -48,8 +49,13 @@ type Archiver struct {
 	// pass while nothing ends); 0 means ten minutes.
 	Every time.Duration
 
-	wake chan struct{}
+	wake     chan struct{}
+	sweeping atomic.Bool
 }
+
+// Busy says a sweep runs or is asked for: a daemon must not exit while it
+// compresses a finished crawl's files (issue 19).
+func (a *Archiver) Busy() bool { return a.sweeping.Load() || len(a.wake) > 0 }
 
 // New returns an Archiver; call Run.
 func New(a Archiver) *Archiver {
@@ -74,7 +80,9 @@ func (a *Archiver) Run(ctx context.Context) error {
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
+		a.sweeping.Store(true)
 		a.Sweep(ctx, time.Now())
+		a.sweeping.Store(false)
 		// Crawls ending one after another get one sweep every few
 		// seconds, not one each: a sweep reads every spider's directory.
 		select {

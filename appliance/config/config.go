@@ -16,6 +16,16 @@ import (
 	"time"
 )
 
+// IdleAuto is idle_timeout = auto: DefaultIdle when the daemon is
+// socket-activated and crawls run as systemd units, never otherwise.
+const IdleAuto time.Duration = -1
+
+// DefaultIdle is idle_timeout = auto's value where it applies: longer than
+// the polling period of dashboards and of a person between two commands,
+// so a session in use does not pay a cold start on each request, and short
+// against the hours an appliance mostly waits.
+const DefaultIdle = 5 * time.Minute
+
 // Config is one validated snapshot. Never modify a Config after Load returns it.
 type Config struct {
 	Root string // the prefix every built-in path is under ("/" when installed)
@@ -31,8 +41,11 @@ type Config struct {
 	TLSCert        string
 	TLSKey         string
 
-	PollInterval  time.Duration
-	StartTimeout  time.Duration // a crawl start not done by then is abandoned and recorded failed
+	PollInterval time.Duration
+	StartTimeout time.Duration // a crawl start not done by then is abandoned and recorded failed
+	// IdleTimeout: a socket-activated daemon exits after this long with
+	// nothing to do (issue 19); 0 never, IdleAuto decided at start.
+	IdleTimeout   time.Duration
 	MaxProc       int
 	MaxProcPerCPU int
 

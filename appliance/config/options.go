@@ -50,6 +50,7 @@ var options = map[string]option{
 	"tls_key":                   {"", path(func(c *Config) *string { return &c.TLSKey }), listener},
 	"poll_interval":             {"5.0", seconds(0.01, func(c *Config) *time.Duration { return &c.PollInterval }), ""},
 	"start_timeout":             {"30", seconds(0.1, func(c *Config) *time.Duration { return &c.StartTimeout }), ""},
+	"idle_timeout":              {"auto", idleTimeout(func(c *Config) *time.Duration { return &c.IdleTimeout }), ""},
 	"max_proc":                  {"0", intRange(0, 100000, func(c *Config) *int { return &c.MaxProc }), ""},
 	"max_proc_per_cpu":          {"4", intRange(0, 10000, func(c *Config) *int { return &c.MaxProcPerCPU }), ""},
 	"eggs_dir":                  {"{root}/var/lib/scrapyd/eggs", path(func(c *Config) *string { return &c.EggsDir }), atStart},
@@ -199,6 +200,19 @@ func percent(f func(*Config) *int) field {
 }
 
 // seconds accepts Scrapyd's float seconds ("5.0") or a Go duration ("2h").
+// idleTimeout parses idle_timeout: auto (IdleAuto) or seconds/a duration,
+// 0 for never.
+func idleTimeout(f func(*Config) *time.Duration) field {
+	secs := seconds(0, f)
+	return field{set: func(c *Config, v string) error {
+		if strings.EqualFold(strings.TrimSpace(v), "auto") {
+			*f(c) = IdleAuto
+			return nil
+		}
+		return secs.set(c, v)
+	}, ptr: secs.ptr}
+}
+
 func seconds(min float64, f func(*Config) *time.Duration) field {
 	return parsed(f, func(v string) (time.Duration, error) {
 		v = strings.TrimSpace(v)

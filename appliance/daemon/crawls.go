@@ -21,6 +21,9 @@ type crawlHooks struct {
 	log *slog.Logger
 	// chown, when set, gives a crawl's socket directory to the crawl user.
 	chown func(dir string) error
+	// wake is the wake socket's path, "" without one: a crawl pokes it as
+	// it exits (SCRAPYD_WAKE_SOCKET, read by the settings shim).
+	wake func() string
 }
 
 func webserviceConfig(c *config.Config) crawlrpc.Config {
@@ -53,8 +56,14 @@ func (h *crawlHooks) Extras(j job.Job, settingsModule string) scrapy.Extras {
 			h.log.Error("cannot give the crawl its socket directory", "job", j.ID, "err", err)
 		}
 	}
+	env := add.Env
+	if h.wake != nil {
+		if w := h.wake(); w != "" {
+			env = append(env, "SCRAPYD_WAKE_SOCKET="+w)
+		}
+	}
 	// The crawl creates its socket and writes its final stats there.
-	return scrapy.Extras{Env: add.Env, PythonPath: add.PythonPath, Writable: []string{h.rpc.SocketDir(j.ID)}}
+	return scrapy.Extras{Env: env, PythonPath: add.PythonPath, Writable: []string{h.rpc.SocketDir(j.ID)}}
 }
 
 // Ended implements dispatch.Hooks.

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -27,10 +26,12 @@ import (
 	"github.com/scrapyd-debian/scrapyd/appliance/dispatch"
 	"github.com/scrapyd-debian/scrapyd/appliance/egg"
 	"github.com/scrapyd-debian/scrapyd/appliance/events"
+	"github.com/scrapyd-debian/scrapyd/appliance/idle"
 	"github.com/scrapyd-debian/scrapyd/appliance/job"
 	"github.com/scrapyd-debian/scrapyd/appliance/jobfiles"
 	"github.com/scrapyd-debian/scrapyd/appliance/journal"
 	"github.com/scrapyd-debian/scrapyd/appliance/launch"
+	"github.com/scrapyd-debian/scrapyd/appliance/listen"
 	"github.com/scrapyd-debian/scrapyd/appliance/metrics"
 	"github.com/scrapyd-debian/scrapyd/appliance/notify"
 	"github.com/scrapyd-debian/scrapyd/appliance/pyenv"
@@ -90,11 +91,15 @@ func Run(ctx context.Context, o Options) error {
 		d.log.Info("scrapyd stopped while starting")
 		return nil
 	}
-	lns, err := listeners(cfg)
+	socks, err := listeners(cfg)
 	if err != nil {
 		return err
 	}
-	return d.serve(ctx, cfg, lns, hup)
+	d.activated = socks.Activated
+	if w := wakePath(socks.Wake); w != "" {
+		d.wakeSock.Store(&w)
+	}
+	return d.serve(ctx, cfg, socks, hup)
 }
 
 // daemon holds the parts Run starts, in the order it starts them.
@@ -122,6 +127,12 @@ type daemon struct {
 	// metrics count those after it, the ends of adopted crawls included.
 	metricsAfter int64
 	app          *fiber.App
+
+	// Sleeping (sleep.go): the activity tracker, whether systemd passed
+	// the sockets, and the wake socket crawls poke as they end.
+	idle      *idle.Tracker
+	activated bool
+	wakeSock  atomic.Pointer[string]
 
 	feed     *events.Feed // job events as the store commits them
 	webhooks *events.Webhooks
@@ -192,7 +203,7 @@ func (d *daemon) startCrawls(ctx context.Context, cfg *config.Config) error {
 	if d.user, err = crawlIdentity(cfg); err != nil {
 		return err
 	}
-	if d.launcher, err = newLauncher(ctx, cfg, d.user, d.log); err != nil {
+	if d.launcher, err = newLauncher(ctx, cfg, d.user, d.log, d.wakeCommand); err != nil {
 		return err
 	}
 	d.closers = append(d.closers, d.launcher.close)
@@ -214,6 +225,7 @@ func (d *daemon) startCrawls(ctx context.Context, cfg *config.Config) error {
 // over the parts started before.
 func (d *daemon) wire(ctx context.Context, cfg *config.Config) error {
 	st, rpc := d.store, d.rpc
+	d.idle = idle.New(nil)
 	d.metrics = d.newMetrics()
 	// One quick read, not cut short by a SIGTERM while starting: Run
 	// decides about that after the wiring.
@@ -231,11 +243,12 @@ func (d *daemon) wire(ctx context.Context, cfg *config.Config) error {
 	sched := d.sched
 	d.disp = dispatch.New(dispatch.Options{
 		Config: d.conf, Store: d.db.local, Eggs: d.eggs, Launcher: d.launcher.Launcher, Log: d.log,
-		Hooks: &crawlHooks{rpc: rpc, log: d.log, chown: d.user.chown},
+		Hooks: &crawlHooks{rpc: rpc, log: d.log, chown: d.user.chown, wake: d.wakePath},
 		Env:   d.crawlEnv, MakeDir: d.user.mkdirAll,
 		// The scheduler writes to the store: not in the dispatch loop.
 		OnEnd: func(j job.Job) { go sched.Ended(context.Background(), j) },
 		OnChange: func() {
+			d.idle.Touch()
 			p, r, _ := st.Counts()
 			notify.Status(r, p)
 			// A crawl ended: its files are counted and compressed, and the
@@ -247,6 +260,7 @@ func (d *daemon) wire(ctx context.Context, cfg *config.Config) error {
 	})
 	d.webhooks = &events.Webhooks{Feed: d.feed, Cursors: st, Config: d.conf, Log: d.log, UserAgent: "scrapyd/" + d.opts.Version}
 	d.stream = &events.Stream{Feed: d.feed, Config: d.conf}
+	d.startIdle()
 	d.reloader = &reloader{opts: d.opts.Config, current: &d.current, log: d.log, level: &d.level, disp: d.disp, store: st,
 		done: d.metrics.Reloaded,
 		apply: func(next *config.Config) error {
@@ -340,7 +354,8 @@ func (d *daemon) lead(ctx context.Context) (context.Context, bool) {
 // serve runs the dispatcher, the live-stats poll, the watchdog, the
 // configuration watcher and the listeners, says it is ready, and then
 // reloads on SIGHUP or a file change until ctx ends or a part fails.
-func (d *daemon) serve(ctx context.Context, cfg *config.Config, lns []net.Listener, hup <-chan os.Signal) error {
+func (d *daemon) serve(ctx context.Context, cfg *config.Config, socks listen.Sockets, hup <-chan os.Signal) error {
+	lns := socks.API
 	for _, w := range securityWarnings(cfg) {
 		d.log.Warn(w)
 	}
@@ -409,6 +424,17 @@ func (d *daemon) serve(ctx context.Context, cfg *config.Config, lns []net.Listen
 			d.log.Error("cannot watch the configuration files; reload with SIGHUP (systemctl reload scrapyd)", "err", err)
 		}
 	})
+	// Idle exit: asleep is a clean exit (0, so Restart=on-failure leaves
+	// it), and the socket units start the daemon again.
+	idleFor, why := d.idleTimeout(cfg)
+	if why != "" && cfg.IdleTimeout > 0 {
+		d.log.Warn("idle_timeout ignored: the daemon stays up", "why", why)
+	}
+	asleep := d.waitIdle(dctx, goRun)
+	d.app.Server().ConnState = d.idle.ConnState
+	for _, ln := range socks.Wake {
+		go d.acceptWakes(ln)
+	}
 	for _, ln := range lns {
 		d.log.Info("listening", "address", ln.Addr().String(), "network", ln.Addr().Network())
 		go func() {
@@ -420,7 +446,7 @@ func (d *daemon) serve(ctx context.Context, cfg *config.Config, lns []net.Listen
 	notify.Ready()
 	d.disp.OnChange()
 	d.log.Info("scrapyd started", "version", d.opts.Version, "launcher", d.launcher.Name(), "slots", cfg.Slots(),
-		"auth", cfg.AuthEnabled(), "config_files", cfg.Files)
+		"auth", cfg.AuthEnabled(), "config_files", cfg.Files, "idle_timeout", idleFor.String())
 
 	var runErr error
 loop:
@@ -436,6 +462,11 @@ loop:
 		case <-changed:
 			d.reloader.reload("files changed")
 			d.archiver.Wake()
+		case <-asleep:
+			if d.fallAsleep(ctx, socks.Wake) {
+				break loop
+			}
+			asleep = d.waitIdle(dctx, goRun)
 		}
 	}
 	notify.Stopping()

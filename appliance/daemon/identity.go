@@ -211,13 +211,16 @@ type crawlLauncher struct {
 	// listVia, when not nil, runs `scrapy list` as a crawl (its own unit
 	// and sandbox); nil lists as a plain child of the daemon.
 	listVia launch.Launcher
+	// systemd is the systemd launcher, nil for another: it leaves the
+	// wake timer of a daemon going to sleep.
+	systemd *systemd.Launcher
 	close   func()
 }
 
 // newLauncher picks the launcher: systemd when chosen, or with `auto` when
 // systemd runs and the daemon may start units (root); plain child
 // processes otherwise.
-func newLauncher(ctx context.Context, cfg *config.Config, u *crawlUser, log *slog.Logger) (crawlLauncher, error) {
+func newLauncher(ctx context.Context, cfg *config.Config, u *crawlUser, log *slog.Logger, stopPost func() []string) (crawlLauncher, error) {
 	useSystemd := cfg.Launcher == "systemd"
 	if cfg.Launcher == "auto" && u != nil {
 		if err := systemd.Usable(ctx); err == nil {
@@ -237,30 +240,30 @@ func newLauncher(ctx context.Context, cfg *config.Config, u *crawlUser, log *slo
 	if u == nil {
 		return crawlLauncher{}, fmt.Errorf("launcher = systemd needs the daemon to run as root (Debian 12's systemd lets only root start system units)")
 	}
-	l, err := systemd.New(systemd.Options{User: u.User, Logger: log})
+	l, err := systemd.New(systemd.Options{User: u.User, Logger: log, StopPost: stopPost})
 	if err != nil {
 		return crawlLauncher{}, fmt.Errorf("systemd launcher: %w", err)
 	}
-	return crawlLauncher{Launcher: l, listVia: l, close: func() { l.Close() }}, nil
+	return crawlLauncher{Launcher: l, listVia: l, systemd: l, close: func() { l.Close() }}, nil
 }
 
 // listeners are the sockets systemd passed, or the configured ones; TCP
 // listeners speak TLS when tls_cert and tls_key are set.
-func listeners(cfg *config.Config) ([]net.Listener, error) {
+func listeners(cfg *config.Config) (listen.Sockets, error) {
 	tc, err := tlsConfig(cfg)
 	if err != nil {
-		return nil, err
+		return listen.Sockets{}, err
 	}
-	lns, err := listen.Listeners(listen.Config{BindAddress: cfg.BindAddress, HTTPPort: cfg.HTTPPort, UnixSocket: cfg.UnixSocketPath})
+	s, err := listen.Listeners(listen.Config{BindAddress: cfg.BindAddress, HTTPPort: cfg.HTTPPort, UnixSocket: cfg.UnixSocketPath})
 	if err != nil || tc == nil {
-		return lns, err
+		return s, err
 	}
-	for i, ln := range lns {
+	for i, ln := range s.API {
 		if ln.Addr().Network() == "tcp" {
-			lns[i] = tls.NewListener(ln, tc)
+			s.API[i] = tls.NewListener(ln, tc)
 		}
 	}
-	return lns, nil
+	return s, nil
 }
 
 // tlsConfig is the HTTPS server's configuration, nil without tls_cert.

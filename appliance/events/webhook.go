@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/scrapyd-debian/scrapyd/appliance/config"
@@ -64,12 +65,20 @@ type Webhooks struct {
 	UserAgent  string
 	Keep       int64 // events kept for /events; 0 means DefaultKeep
 
+	// sending counts receivers with events in hand, not yet delivered.
+	sending atomic.Int32
+
 	mu      sync.Mutex
 	ctx     context.Context
 	early   *config.Config // applied before Run started
 	running map[config.Webhook]context.CancelFunc
 	wg      sync.WaitGroup
 }
+
+// Busy says some receiver has events it was not yet sent, or is in a
+// backoff before sending them again: a daemon must not exit then
+// (issue 19). A receiver down for long keeps it awake as long.
+func (h *Webhooks) Busy() bool { return h.sending.Load() > 0 }
 
 // Run delivers until ctx ends, to the receivers of the configuration in
 // force (Apply changes them), and trims the events nobody needs.
@@ -198,6 +207,7 @@ func (h *Webhooks) deliver(ctx context.Context, w config.Webhook) {
 			}
 		}
 		saved := cursor
+		h.sending.Add(1)
 		for _, e := range es {
 			for attempt := 0; ; attempt++ {
 				err := h.post(ctx, w, e.ID, string(e.Type), Marshal(h.Config(), e))
@@ -228,6 +238,7 @@ func (h *Webhooks) deliver(ctx context.Context, w config.Webhook) {
 		if cursor != saved {
 			save()
 		}
+		h.sending.Add(-1)
 		if ctx.Err() != nil {
 			return
 		}

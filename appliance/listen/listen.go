@@ -25,30 +25,54 @@ type Config struct {
 // socket's access is its file mode.
 const socketMode = 0o660
 
-// Listeners returns the listeners to serve on. Call it once, at startup: it
-// reads LISTEN_FDS through activation.Listeners, which unsets LISTEN_FDS,
-// LISTEN_PID and LISTEN_FDNAMES, so that crawls started later never believe
-// they were socket-activated. A reload keeps the listeners it returned.
-func Listeners(c Config) ([]net.Listener, error) {
-	passed, err := activation.Listeners()
+// WakeName is the FileDescriptorName= of the wake socket
+// (scrapyd-wake.socket): connections to it only start the daemon, or tell
+// a running one that a crawl ended (issue 19); they carry no request.
+const WakeName = "wake"
+
+// Sockets are what the daemon listens on.
+type Sockets struct {
+	API []net.Listener
+	// Wake are the wake sockets systemd passed (none otherwise).
+	Wake []net.Listener
+	// Activated: systemd passed the sockets. Only then may the daemon
+	// exit when idle, since the socket unit starts it again.
+	Activated bool
+}
+
+// Listeners returns the sockets to serve on. Call it once, at startup: it
+// reads LISTEN_FDS through activation, which unsets LISTEN_FDS,
+// LISTEN_PID and LISTEN_FDNAMES, so that crawls started later never
+// believe they were socket-activated. A reload keeps the listeners it
+// returned.
+func Listeners(c Config) (Sockets, error) {
+	passed, err := activation.ListenersWithNames()
 	if err != nil {
-		return nil, fmt.Errorf("listen: sockets passed by systemd: %w", err)
+		return Sockets{}, fmt.Errorf("listen: sockets passed by systemd: %w", err)
 	}
-	var ls []net.Listener
-	for _, l := range passed {
-		// nil: a passed fd that is not a stream listener (a datagram
-		// socket, a FIFO); the API cannot serve on it.
-		if l != nil {
-			ls = append(ls, l)
+	var s Sockets
+	for name, ls := range passed {
+		for _, l := range ls {
+			// nil: a passed fd that is not a stream listener (a datagram
+			// socket, a FIFO); the API cannot serve on it.
+			switch {
+			case l == nil:
+			case name == WakeName:
+				s.Wake = append(s.Wake, l)
+			default:
+				s.API = append(s.API, l)
+			}
 		}
 	}
 	if len(passed) > 0 {
-		if len(ls) == 0 {
-			return nil, errors.New("listen: systemd passed no listening stream socket")
+		if len(s.API) == 0 {
+			return Sockets{}, errors.New("listen: systemd passed no listening stream socket")
 		}
-		return ls, nil
+		s.Activated = true
+		return s, nil
 	}
-	return bind(c)
+	s.API, err = bind(c)
+	return s, err
 }
 
 // bind opens the configured TCP address and Unix socket, both when both

@@ -14,9 +14,13 @@ import (
 
 func TestBind(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "scrapyd.sock")
-	ls, err := Listeners(Config{BindAddress: "127.0.0.1", HTTPPort: 0, UnixSocket: sock})
+	s, err := Listeners(Config{BindAddress: "127.0.0.1", HTTPPort: 0, UnixSocket: sock})
 	if err != nil {
 		t.Fatal(err)
+	}
+	ls := s.API
+	if s.Activated || len(s.Wake) > 0 {
+		t.Errorf("bound sockets: Activated %v, wake %v; want false, none", s.Activated, s.Wake)
 	}
 	defer func() {
 		for _, l := range ls {
@@ -72,17 +76,22 @@ func TestMain(m *testing.M) {
 }
 
 func helper() int {
-	ls, err := Listeners(Config{BindAddress: "127.0.0.1", HTTPPort: 1}) // must be ignored
+	s, err := Listeners(Config{BindAddress: "127.0.0.1", HTTPPort: 1}) // must be ignored
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	ls := s.API
 	c, err := ls[0].Accept()
 	if err != nil {
 		return 1
 	}
 	defer c.Close()
-	fmt.Fprintf(c, "n=%d net=%s addr=%s env=%q\n", len(ls), ls[0].Addr().Network(), ls[0].Addr(), os.Getenv("LISTEN_FDS"))
+	wake := ""
+	for _, l := range s.Wake {
+		wake += l.Addr().String()
+	}
+	fmt.Fprintf(c, "n=%d net=%s addr=%s env=%q activated=%v wake=%s\n", len(ls), ls[0].Addr().Network(), ls[0].Addr(), os.Getenv("LISTEN_FDS"), s.Activated, wake)
 	return 0
 }
 
@@ -103,7 +112,9 @@ func TestSocketActivation(t *testing.T) {
 	}
 	addr := probe.Addr().String()
 	probe.Close()
-	cmd := exec.Command(sa, "-l", addr, "--fdname=scrapyd", "-E", helperEnv+"=1", os.Args[0])
+	// The wake socket (scrapyd-wake.socket) comes apart from the API's.
+	wake := filepath.Join(t.TempDir(), "wake.sock")
+	cmd := exec.Command(sa, "-l", addr, "-l", wake, "--fdname=scrapyd:wake", "-E", helperEnv+"=1", os.Args[0])
 	stderr := &strings.Builder{}
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
@@ -124,7 +135,7 @@ func TestSocketActivation(t *testing.T) {
 	if err != nil {
 		t.Fatalf("reading from the activated helper: %v (stderr %s)", err, stderr)
 	}
-	want := fmt.Sprintf("n=1 net=tcp addr=%s env=\"\"\n", addr)
+	want := fmt.Sprintf("n=1 net=tcp addr=%s env=\"\" activated=true wake=%s\n", addr, wake)
 	if line != want {
 		t.Fatalf("activated helper said %q, want %q", line, want)
 	}

@@ -150,6 +150,17 @@ func (s *Scheduler) arm(e *entry) {
 	}
 }
 
+// Next is when the next run is due, and false when no schedule has one: a
+// daemon going to sleep leaves a timer to be awake by then (issue 19).
+func (s *Scheduler) Next() (time.Time, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.due.Len() == 0 {
+		return time.Time{}, false
+	}
+	return s.due[0].at, true
+}
+
 // Run makes runs at their times until ctx ends.
 func (s *Scheduler) Run(ctx context.Context) error {
 	timer := time.NewTimer(time.Hour)

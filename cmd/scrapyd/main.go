@@ -7,8 +7,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"slices"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -51,6 +53,7 @@ func newApp() *cli.App {
 			},
 			showCommand("show-config"),
 			checkCommand("check-config"),
+			wakeCommand(),
 		},
 	}
 }
@@ -93,6 +96,28 @@ func configOptions(c *cli.Context) config.Options {
 		}
 	}
 	return o
+}
+
+// wakeCommand pokes the daemon's wake socket (scrapyd-wake.socket): each
+// crawl unit runs it when it stops (ExecStopPost=), so that a daemon
+// asleep (idle_timeout) starts, records the end and starts the next job.
+// The connection carries nothing; connecting is the message.
+func wakeCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "wake",
+		Usage:     "poke the wake socket: start a sleeping daemon, or tell a running one that a crawl ended",
+		ArgsUsage: "SOCKET",
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return fmt.Errorf("wake: give the wake socket's path")
+			}
+			conn, err := net.DialTimeout("unix", c.Args().First(), 5*time.Second)
+			if err != nil {
+				return fmt.Errorf("wake: %w", err)
+			}
+			return conn.Close()
+		},
+	}
 }
 
 func showCommand(name string) *cli.Command {

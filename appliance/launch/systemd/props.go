@@ -62,6 +62,11 @@ func properties(cmd launch.Command, o Options) ([]sddbus.Property, error) {
 	if cmd.Dir != "" {
 		props = append(props, prop("WorkingDirectory", cmd.Dir))
 	}
+	if o.StopPost != nil && cmd.Spider != "" {
+		if post := o.StopPost(); len(post) > 0 {
+			props = append(props, stopPost(post))
+		}
+	}
 	if o.StopTimeout > 0 {
 		props = append(props, prop("TimeoutStopUSec", uint64(o.StopTimeout.Microseconds())))
 	}
@@ -146,6 +151,17 @@ func confinement(sb launch.Sandbox) []sddbus.Property {
 		props = append(props, prop("BindReadOnlyPaths", binds))
 	}
 	return props
+}
+
+// stopPost is ExecStopPost=-argv (a(sasb): path, argv, ignore failure):
+// a failed poke must not fail the crawl's unit.
+func stopPost(argv []string) sddbus.Property {
+	type execCommand struct {
+		Path          string
+		Args          []string
+		IgnoreFailure bool
+	}
+	return prop("ExecStopPost", []execCommand{{argv[0], argv, true}})
 }
 
 // allowList is the D-Bus shape (bas) of SystemCallFilter= and

@@ -2,9 +2,12 @@ package systemd
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
 	"testing"
 	"time"
+
+	"github.com/godbus/dbus/v5"
 
 	"github.com/scrapyd-debian/scrapyd/appliance/launch"
 	"github.com/scrapyd-debian/scrapyd/appliance/launch/runas"
@@ -191,6 +194,38 @@ func TestDecode(t *testing.T) {
 		if st.ended != tc.ended || e.Known != tc.known || int(e.Signal) != tc.signal ||
 			(e.Code == nil) != (tc.code == nil) || (e.Code != nil && *e.Code != *tc.code) {
 			t.Errorf("%s: decode = %+v (code %v)", tc.name, st, e.Code)
+		}
+	}
+}
+
+// TestStopPost: a crawl's unit pokes the wake socket when it stops, with
+// the D-Bus signature systemd checks (a wrong one fails every start); a
+// listing's unit does not (the daemon is awake, answering its request).
+func TestStopPost(t *testing.T) {
+	o := Options{Slice: DefaultSlice, StopPost: func() []string { return []string{"/usr/bin/scrapyd", "wake", "/run/scrapyd/wake.sock"} }}
+	props, err := properties(launch.Command{Job: "j", Project: "p", Spider: "s", Path: "/bin/true"}, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var post *dbus.Variant
+	for _, p := range props {
+		if p.Name == "ExecStopPost" {
+			post = &p.Value
+		}
+	}
+	if post == nil {
+		t.Fatal("no ExecStopPost on a crawl's unit")
+	}
+	if sig := post.Signature().String(); sig != "a(sasb)" {
+		t.Errorf("ExecStopPost signature %s, want a(sasb)", sig)
+	}
+	if got := fmt.Sprint(post.Value()); got != "[{/usr/bin/scrapyd [/usr/bin/scrapyd wake /run/scrapyd/wake.sock] true}]" {
+		t.Errorf("ExecStopPost = %s", got)
+	}
+	props, _ = properties(launch.Command{Job: "l", Project: "p", Path: "/bin/true"}, o)
+	for _, p := range props {
+		if p.Name == "ExecStopPost" {
+			t.Error("a listing's unit pokes the wake socket")
 		}
 	}
 }

@@ -56,6 +56,10 @@ type Options struct {
 	StopTimeout time.Duration // TimeoutStopSec of crawl units; 0 keeps systemd's default
 	Resync      time.Duration // default DefaultResync
 	Logger      *slog.Logger  // default slog.Default()
+	// StopPost, when it returns a command, is each crawl unit's
+	// ExecStopPost= (its failure ignored): the wake poke that starts a
+	// daemon asleep when the crawl ends (issue 19). Asked at each start.
+	StopPost func() []string
 }
 
 // Launcher starts crawls as transient units. It owns one system bus
@@ -163,6 +167,53 @@ func (l *Launcher) Start(ctx context.Context, cmd launch.Command) (launch.Handle
 		return launch.Handle{ID: unit, Job: cmd.Job}, w, nil
 	}
 	return launch.Handle{ID: unit, PID: st.mainPID, Job: cmd.Job}, w, nil
+}
+
+// WakeTimer is the transient timer a daemon going to sleep leaves to be
+// started again in time for its next recurring run.
+const WakeTimer = "scrapyd-wake.timer"
+
+// WakeAt leaves WakeTimer to start service after d (replacing one left
+// before); d <= 0 only removes it. The timer fires within a millisecond
+// (systemd's default accuracy is a minute) and goes once elapsed.
+func (l *Launcher) WakeAt(ctx context.Context, service string, d time.Duration) error {
+	conn, err := l.bus()
+	if err != nil {
+		return err
+	}
+	// A timer left by an earlier sleep, not elapsed (a request woke the
+	// daemon first): replaced, or removed when there is no run to wait for.
+	if _, err := conn.StopUnitContext(ctx, WakeTimer, "replace", nil); err != nil && !isDBusError(err, "org.freedesktop.systemd1.NoSuchUnit") {
+		return fmt.Errorf("systemd: stop %s: %w", WakeTimer, err)
+	}
+	if d <= 0 {
+		return nil
+	}
+	props := []sddbus.Property{
+		sddbus.PropDescription("Wake Scrapyd for its next recurring run"),
+		prop("Unit", service),
+		prop("TimersMonotonic", []monotonic{{"OnActiveUSec", uint64(d.Microseconds())}}),
+		prop("AccuracyUSec", uint64(1000)),
+		prop("RemainAfterElapse", false),
+	}
+	for attempt := 0; ; attempt++ {
+		_, err = conn.StartTransientUnitContext(ctx, WakeTimer, "replace", props, nil)
+		// The stopped timer may not be unloaded yet.
+		if isDBusError(err, "org.freedesktop.systemd1.UnitExists") && attempt < 20 {
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("systemd: start %s: %w", WakeTimer, err)
+		}
+		return nil
+	}
+}
+
+// monotonic is the D-Bus shape (st) of one TimersMonotonic entry.
+type monotonic struct {
+	Base string
+	USec uint64
 }
 
 // Planned implements launch.Launcher: the unit name is derived from the job

@@ -21,3 +21,23 @@ globals().update((_k, getattr(_project, _k)) for _k in dir(_project) if _k.isupp
 
 EXTENSIONS_BASE = dict(getattr(_project, "EXTENSIONS_BASE", _defaults.EXTENSIONS_BASE))
 EXTENSIONS_BASE.setdefault("scrapyd_crawlrpc.extension.WebService", 500)
+
+# A daemon asleep (idle_timeout) hears of the crawl's end through the wake
+# socket (scrapyd-wake.socket), which starts it: the crawl pokes it as its
+# process exits. A crawl that fails or is killed is poked for by its unit's
+# ExecStopPost= instead (a clean exit leaves the unit active, RemainAfterExit).
+_wake = _os.environ.get("SCRAPYD_WAKE_SOCKET")
+if _wake:
+    import atexit as _atexit
+
+    def _poke(path=_wake):
+        import socket
+
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.settimeout(5)
+                s.connect(path)
+        except OSError:
+            pass
+
+    _atexit.register(_poke)
