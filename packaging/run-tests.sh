@@ -33,6 +33,8 @@ if [ "$(id -u)" = 0 ]; then
 	rm -rf dist
 	make lint-deb # builds the .deb first
 	packaging/test-deb.sh dist/scrapyd_*.deb
+	# The daemon sleeping and waking (idle_timeout), in its own lab.
+	packaging/test-idle.sh dist/scrapyd_*.deb
 fi
 
 # The long reliability tests and the bounded fuzzing pass (Makefile).

@@ -19,6 +19,8 @@
 # Commands (run as root):
 #   setup                 install host tools from apt (only what is missing)
 #   build [--force]       build or reuse the cached rootfs image
+#   image-dir             build or reuse the image, print its directory (a base
+#                         for other images: packaging/make-image.sh)
 #   start                 build/reuse the image, boot it in the background, wait
 #                         until `systemctl is-system-running` says running/degraded
 #   status                is it running? leader pid, system state, image
@@ -66,6 +68,8 @@
 #   LAB_VOLATILE=yes          yes: the image stays pristine, every boot starts
 #                             from it, changes go to a tmpfs overlay (lost at stop);
 #                             no: boot a persistent copy in $LAB_DIR/machines/NAME
+#   LAB_ROOT=""               boot this rootfs instead of the lab image (an
+#                             image made from it: `make image`), volatile as above
 #   LAB_BIND="src:dst ..."    extra nspawn --bind= (e.g. "$PWD/dist:/mnt/dist")
 #   LAB_BIND_RO="src:dst ..." extra nspawn --bind-ro=
 #   LAB_NSPAWN_ARGS=""        extra systemd-nspawn arguments (word-split)
@@ -107,6 +111,7 @@ LAB_NET=${LAB_NET:-host}
 LAB_CGROUP=${LAB_CGROUP:-unified}
 LAB_VOLATILE=${LAB_VOLATILE:-yes}
 LAB_BIND=${LAB_BIND:-}
+LAB_ROOT=${LAB_ROOT:-}
 LAB_BIND_RO=${LAB_BIND_RO:-}
 LAB_NSPAWN_ARGS=${LAB_NSPAWN_ARGS:-}
 LAB_BOOT_TIMEOUT=${LAB_BOOT_TIMEOUT:-90}
@@ -369,11 +374,15 @@ cmd_start() {
         return 0
     fi
     cmd_setup
-    cmd_build
+    [[ -n $LAB_ROOT ]] || cmd_build
     cleanup_leftovers
     local root t0 n="" l="" st args=() d i
     t0=$(now)
-    if [[ $LAB_VOLATILE == yes ]]; then
+    if [[ -n $LAB_ROOT ]]; then
+        [[ -x $LAB_ROOT/sbin/init || -L $LAB_ROOT/sbin/init ]] || die "LAB_ROOT=$LAB_ROOT has no /sbin/init"
+        root=$(readlink -f "$LAB_ROOT")
+        [[ $LAB_VOLATILE == yes ]] && args+=(--volatile=overlay)
+    elif [[ $LAB_VOLATILE == yes ]]; then
         root=$IMAGE_DIR
         args+=(--volatile=overlay)
     else
@@ -746,6 +755,7 @@ cmd=${1:-}
 case $cmd in
     setup|build|start|stop|status|exec|shell|run|cp|netns|logs|clean|selftest|__launch|__launch_fg|__alive)
         "cmd_$cmd" "$@" ;;
+    image-dir) cmd_build >&2 && echo "$IMAGE_DIR" ;;
     cp-out) cmd_cp_out "$@" ;;
     ""|-h|--help|help) sed -n '2,/^set -Eeuo/p' "$SELF" | sed '$d; s/^# \{0,1\}//' ;;
     *) die "unknown command '$cmd' (try: $PROG help)" ;;

@@ -63,20 +63,26 @@ func (d *daemon) waitIdle(ctx context.Context, goRun func(func())) <-chan struct
 	return asleep
 }
 
-// fallAsleep prepares the exit once idle: it stops taking pokes (those
-// that come now wait in the socket, and start the daemon again once it
-// has exited) and leaves the timer for the next recurring run. False
-// means stay up: a poke came in between, or the timer could not be left.
+// fallAsleep prepares the exit once idle: it leaves the timer for the
+// next recurring run and stops taking pokes (those that come now wait in
+// the socket, and start the daemon again once it has exited). False means
+// stay up, for another idle_timeout: the timer could not be left, or a
+// poke came in between (the wake sockets stay closed then; the launcher
+// sees crawl ends while the daemon is up anyway).
 func (d *daemon) fallAsleep(ctx context.Context, wake []net.Listener) bool {
-	for _, l := range wake {
-		l.Close()
-	}
 	timeout, _ := d.idleTimeout(d.conf())
-	if timeout <= 0 || d.idle.Left(timeout) > 0 {
+	if timeout <= 0 {
 		return false
 	}
 	if err := d.sleepTimer(ctx, timeout); err != nil {
 		d.log.Error("cannot leave a timer for the next recurring run; staying up", "err", err)
+		d.idle.Touch()
+		return false
+	}
+	for _, l := range wake {
+		l.Close()
+	}
+	if d.idle.Left(timeout) > 0 {
 		return false
 	}
 	d.log.Info("nothing to do: exiting until the next request or event (idle_timeout)", "idle_timeout", timeout.String())

@@ -104,6 +104,10 @@ CREATE TABLE schedules (
 	retry_attempt INTEGER NOT NULL DEFAULT 0,
 	queued        INTEGER NOT NULL DEFAULT 0
 );`,
+	// 5: each spider's last success, read at every start (a daemon that
+	// sleeps starts often, issue 19): one index probe per spider instead
+	// of a scan of the history (LastSuccesses).
+	`CREATE INDEX jobs_successes ON jobs(project, spider, ended) WHERE state = 'finished' AND outcome = 'finished';`,
 }
 
 // schemaVersion is the schema this release writes.

@@ -169,42 +169,45 @@ func (l *Launcher) Start(ctx context.Context, cmd launch.Command) (launch.Handle
 	return launch.Handle{ID: unit, PID: st.mainPID, Job: cmd.Job}, w, nil
 }
 
-// WakeTimer is the transient timer a daemon going to sleep leaves to be
-// started again in time for its next recurring run.
-const WakeTimer = "scrapyd-wake.timer"
-
-// WakeAt leaves WakeTimer to start service after d (replacing one left
-// before); d <= 0 only removes it. The timer fires within a millisecond
-// (systemd's default accuracy is a minute) and goes once elapsed.
+// WakeAt leaves a transient timer that starts service (a .service unit)
+// after d, replacing one left before; d <= 0 only removes it. The timer
+// is named after the service (systemd 252 sets no Unit= on a transient
+// timer: it starts the service of its own name), fires within a
+// millisecond (the default accuracy is a minute) and goes once elapsed.
+// A daemon going to sleep leaves it for its next recurring run.
 func (l *Launcher) WakeAt(ctx context.Context, service string, d time.Duration) error {
+	timer, ok := strings.CutSuffix(service, ".service")
+	if !ok {
+		return fmt.Errorf("systemd: wake timer: %q is not a service unit", service)
+	}
+	timer += ".timer"
 	conn, err := l.bus()
 	if err != nil {
 		return err
 	}
 	// A timer left by an earlier sleep, not elapsed (a request woke the
 	// daemon first): replaced, or removed when there is no run to wait for.
-	if _, err := conn.StopUnitContext(ctx, WakeTimer, "replace", nil); err != nil && !isDBusError(err, "org.freedesktop.systemd1.NoSuchUnit") {
-		return fmt.Errorf("systemd: stop %s: %w", WakeTimer, err)
+	if _, err := conn.StopUnitContext(ctx, timer, "replace", nil); err != nil && !isDBusError(err, "org.freedesktop.systemd1.NoSuchUnit") {
+		return fmt.Errorf("systemd: stop %s: %w", timer, err)
 	}
 	if d <= 0 {
 		return nil
 	}
 	props := []sddbus.Property{
 		sddbus.PropDescription("Wake Scrapyd for its next recurring run"),
-		prop("Unit", service),
 		prop("TimersMonotonic", []monotonic{{"OnActiveUSec", uint64(d.Microseconds())}}),
 		prop("AccuracyUSec", uint64(1000)),
 		prop("RemainAfterElapse", false),
 	}
 	for attempt := 0; ; attempt++ {
-		_, err = conn.StartTransientUnitContext(ctx, WakeTimer, "replace", props, nil)
+		_, err = conn.StartTransientUnitContext(ctx, timer, "replace", props, nil)
 		// The stopped timer may not be unloaded yet.
 		if isDBusError(err, "org.freedesktop.systemd1.UnitExists") && attempt < 20 {
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("systemd: start %s: %w", WakeTimer, err)
+			return fmt.Errorf("systemd: start %s: %w", timer, err)
 		}
 		return nil
 	}
