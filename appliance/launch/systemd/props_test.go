@@ -229,3 +229,21 @@ func TestStopPost(t *testing.T) {
 		}
 	}
 }
+
+// TestWakeTimer: the timer a sleeping daemon leaves, with the names and
+// D-Bus signatures systemd 252 takes (it refused OnActiveUSec as a base).
+func TestWakeTimer(t *testing.T) {
+	got := map[string]string{}
+	for _, p := range wakeTimer(90 * time.Second) {
+		got[p.Name] = p.Value.Signature().String() + " " + fmt.Sprint(p.Value.Value())
+	}
+	want := map[string]string{
+		"Description":       "s Wake Scrapyd for its next recurring run",
+		"TimersMonotonic":   "a(st) [{OnActiveSec 90000000}]",
+		"AccuracyUSec":      "t 1000",
+		"RemainAfterElapse": "b false",
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("wake timer properties:\n got %v\nwant %v", got, want)
+	}
+}

@@ -193,12 +193,7 @@ func (l *Launcher) WakeAt(ctx context.Context, service string, d time.Duration) 
 	if d <= 0 {
 		return nil
 	}
-	props := []sddbus.Property{
-		sddbus.PropDescription("Wake Scrapyd for its next recurring run"),
-		prop("TimersMonotonic", []monotonic{{"OnActiveUSec", uint64(d.Microseconds())}}),
-		prop("AccuracyUSec", uint64(1000)),
-		prop("RemainAfterElapse", false),
-	}
+	props := wakeTimer(d)
 	for attempt := 0; ; attempt++ {
 		_, err = conn.StartTransientUnitContext(ctx, timer, "replace", props, nil)
 		// The stopped timer may not be unloaded yet.
@@ -210,6 +205,17 @@ func (l *Launcher) WakeAt(ctx context.Context, service string, d time.Duration) 
 			return fmt.Errorf("systemd: start %s: %w", timer, err)
 		}
 		return nil
+	}
+}
+
+// wakeTimer is the properties of WakeAt's timer, as `systemd-run
+// --on-active` sends them.
+func wakeTimer(d time.Duration) []sddbus.Property {
+	return []sddbus.Property{
+		sddbus.PropDescription("Wake Scrapyd for its next recurring run"),
+		prop("TimersMonotonic", []monotonic{{"OnActiveSec", uint64(d.Microseconds())}}),
+		prop("AccuracyUSec", uint64(1000)),
+		prop("RemainAfterElapse", false),
 	}
 }
 
