@@ -7,7 +7,7 @@ GOFLAGS_BUILD := -trimpath -ldflags=-s
 # make install copies both binaries to $(DESTDIR)$(PREFIX)/bin.
 PREFIX  ?= /usr/local
 
-.PHONY: build install deb lint-deb test-deb test-long fuzz clean
+.PHONY: build install deb lint-deb test-deb image test-long fuzz clean
 
 build: bin/scrapyd bin/scrapydctl
 
@@ -37,6 +37,12 @@ lint-deb: deb
 # apt install/purge in the systemd lab (needs root).
 test-deb: deb
 	packaging/test-deb.sh $(DEB)
+
+# The appliance image (needs root): Debian 12 with the package installed and
+# its sockets enabled, bootable in systemd-nspawn (build/image/rootfs) and as a
+# tarball (build/image/scrapyd-appliance.tar.zst). README: "The appliance image".
+image: deb
+	packaging/make-image.sh $(DEB) build/image
 
 # The long reliability tests (issue 9): 50 clients scheduling 20,000 jobs,
 # and kill -9 of the daemon at seeded random moments (SCRAPYD_FAULT_SEED

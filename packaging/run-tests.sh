@@ -33,8 +33,10 @@ if [ "$(id -u)" = 0 ]; then
 	rm -rf dist
 	make lint-deb # builds the .deb first
 	packaging/test-deb.sh dist/scrapyd_*.deb
-	# The daemon sleeping and waking (idle_timeout), in its own lab.
-	packaging/test-idle.sh dist/scrapyd_*.deb
+	# The daemon sleeping and waking (idle_timeout), and the appliance image
+	# booting, in their own lab.
+	make image
+	IMAGE_ROOT=build/image/rootfs packaging/test-idle.sh dist/scrapyd_*.deb
 fi
 
 # The long reliability tests and the bounded fuzzing pass (Makefile).

@@ -129,6 +129,25 @@ wait_for "up1 ends; its poke starts the new daemon, which records it finished" 6
 check "the new version answers; eggs and finished jobs survived" \
 	eval 'api daemonstatus.json | grep -q "\"status\": \"ok\"" && api "listversions.json?project=sample" | grep -q "\"r1\"" && job_is a1 "finished finished 0" && job_is a2 "finished finished 0"'
 
+# ---- 6. the appliance image (make image) boots in the lab and answers
+if [[ -n ${IMAGE_ROOT:-} ]]; then
+	lab stop >/dev/null 2>&1
+	started=0
+	t0=$(date +%s%N)
+	if LAB_ROOT=$IMAGE_ROOT lab start >/dev/null 2>&1; then
+		started=1
+		poll 60 ct curl -fsS -m 5 -o /dev/null http://127.0.0.1:6800/daemonstatus.json >/dev/null 2>&1 || true
+		t1=$(date +%s%N)
+		info "image: boot to first answer on 6800 in $(((t1 - t0) / 1000000)) ms (lab start included)"
+	fi
+	check "the image boots in the lab and answers on 6800" \
+		eval 'ct curl -fsS -m 10 http://127.0.0.1:6800/daemonstatus.json | grep -q "\"status\": \"ok\""'
+	check "in the image: the sockets enabled, the user scrapy, the package's directories" \
+		ct sh -c 'systemctl is-enabled scrapyd.socket scrapyd-wake.socket && getent passwd scrapy && [ "$(stat -c %U:%a /var/lib/scrapyd/dbs)" = root:700 ] && [ -s /etc/machine-id ]'
+else
+	info "IMAGE_ROOT not set: the appliance image is not booted (make image; IMAGE_ROOT=build/image/rootfs)"
+fi
+
 if ((fails)); then
 	echo "test-idle: $fails check(s) FAILED" >&2
 	exit 1
