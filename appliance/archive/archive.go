@@ -49,13 +49,15 @@ type Archiver struct {
 	// pass while nothing ends); 0 means ten minutes.
 	Every time.Duration
 
-	wake     chan struct{}
-	sweeping atomic.Bool
+	wake chan struct{}
+	// sweeping is 1 during a sweep (atomic; an int32, not an atomic.Bool,
+	// because New takes the Archiver by value).
+	sweeping int32
 }
 
 // Busy says a sweep runs or is asked for: a daemon must not exit while it
 // compresses a finished crawl's files (issue 19).
-func (a *Archiver) Busy() bool { return a.sweeping.Load() || len(a.wake) > 0 }
+func (a *Archiver) Busy() bool { return atomic.LoadInt32(&a.sweeping) == 1 || len(a.wake) > 0 }
 
 // New returns an Archiver; call Run.
 func New(a Archiver) *Archiver {
@@ -80,9 +82,9 @@ func (a *Archiver) Run(ctx context.Context) error {
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
-		a.sweeping.Store(true)
+		atomic.StoreInt32(&a.sweeping, 1)
 		a.Sweep(ctx, time.Now())
-		a.sweeping.Store(false)
+		atomic.StoreInt32(&a.sweeping, 0)
 		// Crawls ending one after another get one sweep every few
 		// seconds, not one each: a sweep reads every spider's directory.
 		select {
