@@ -47,7 +47,7 @@ func exported(t *testing.T) map[string]bool {
 	m.Request("/", 200, time.Millisecond)
 	m.Reloaded(nil)
 	m.Seed([]store.SpiderSuccess{{Project: "p", Spider: "t", Ended: t0}})
-	fams, err := m.Registry().Gather()
+	fams, err := m.reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}

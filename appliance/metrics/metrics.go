@@ -170,9 +170,6 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 }
 
-// Registry is where the metrics are registered, for tests and benchmarks.
-func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
-
 // JobStarted records a crawl's wait in the queue.
 func (m *Metrics) JobStarted(s Started) {
 	if !s.Scheduled.IsZero() && !s.Started.IsZero() {
