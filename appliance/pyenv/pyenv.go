@@ -243,7 +243,7 @@ func install(ctx context.Context, dir string, requirements []byte, wheels []stri
 			if msg == "" {
 				msg = err.Error()
 			}
-			return &InstallError{Output: step.what + " failed: " + Trim(msg)}
+			return &InstallError{Output: step.what + " failed: " + trim(msg)}
 		}
 	}
 	return nil
@@ -269,7 +269,7 @@ json.dump(sorted({d.metadata["Name"]: d.version for d in ds}.items(), key=lambda
 func packages(ctx context.Context, dir string, in Install) ([]Package, error) {
 	out, stderr, err := run(ctx, dir, in, []string{filepath.Join(dir, "bin", "python"), "-c", listPackages}, true)
 	if err != nil {
-		return nil, &InstallError{Output: "listing the installed packages failed: " + Trim(stderr)}
+		return nil, &InstallError{Output: "listing the installed packages failed: " + trim(stderr)}
 	}
 	var pairs [][2]string
 	if err := json.Unmarshal([]byte(out), &pairs); err != nil {
@@ -538,9 +538,9 @@ func copyWheel(f *zip.File, dst string, left int64) (string, int64, error) {
 	return hex.EncodeToString(h.Sum(nil)), n, out.Close()
 }
 
-// Trim keeps the end of a tool's output, where pip and Python say what
+// trim keeps the end of a tool's output, where pip and Python say what
 // went wrong: the last lines, at most 2000 bytes, as one message.
-func Trim(out string) string {
+func trim(out string) string {
 	const max = 2000
 	out = strings.TrimSpace(out)
 	if len(out) <= max {
