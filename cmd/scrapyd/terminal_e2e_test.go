@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -32,7 +31,7 @@ func TestTerminal(t *testing.T) {
 	for _, tty := range []bool{true, false} {
 		t.Run(fmt.Sprintf("tty=%v", tty), func(t *testing.T) {
 			root := testkit.TraversableTempDir(t)
-			port := freePort(t)
+			port := testkit.FreePort(t)
 			cmd := exec.Command(bin, "--root", ".", "--bind", "127.0.0.1", "--port", strconv.Itoa(port))
 			cmd.Dir = root
 			cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + root}
@@ -102,16 +101,6 @@ func TestTerminal(t *testing.T) {
 			}
 		})
 	}
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // openPTY opens a pseudo-terminal pair (what a terminal emulator gives a
