@@ -1,7 +1,6 @@
 package service_test
 
 import (
-	"archive/zip"
 	"bytes"
 	"context"
 	"io"
@@ -33,15 +32,7 @@ func (e *envStore) Collect(inUse func() (map[string]bool, error), _ bool) []stri
 
 func upload(t *testing.T, s *service.Service, project, version, requirements string) {
 	t.Helper()
-	var buf bytes.Buffer
-	zw := zip.NewWriter(&buf)
-	w, _ := zw.Create("EGG-INFO/entry_points.txt")
-	io.WriteString(w, "[scrapy]\nsettings = bot.settings\n")
-	zw.Close()
-	up, err := s.Receive(project, &buf)
-	if err != nil {
-		t.Fatal(err)
-	}
+	up := receive(t, s, project)
 	up.Deps.Requirements = requirements
 	if _, err := s.AddVersion(context.Background(), project, version, up); err != nil {
 		t.Fatal(err)

@@ -37,6 +37,13 @@ func (l *lister) List(context.Context, scrapy.Project) ([]string, error) {
 // addVersion uploads an egg that names its settings module.
 func addVersion(t *testing.T, s *service.Service, project, version string) (int, error) {
 	t.Helper()
+	return s.AddVersion(context.Background(), project, version, receive(t, s, project))
+}
+
+// receive receives an egg that names its settings module, all of an egg
+// the service reads (the lister stands in for its spiders).
+func receive(t *testing.T, s *service.Service, project string) *service.Upload {
+	t.Helper()
 	var buf bytes.Buffer
 	zw := zip.NewWriter(&buf)
 	w, _ := zw.Create("EGG-INFO/entry_points.txt")
@@ -46,7 +53,7 @@ func addVersion(t *testing.T, s *service.Service, project, version string) (int,
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s.AddVersion(context.Background(), project, version, up)
+	return up
 }
 
 // newService is the service over the in-memory stores (the stores'
