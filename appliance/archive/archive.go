@@ -117,7 +117,7 @@ type file struct {
 // the files of finished crawls, then prune.
 func (a *Archiver) Sweep(ctx context.Context, now time.Time) {
 	cfg := a.Config()
-	for _, tree := range []struct{ dir, ext string }{{cfg.LogsDir, ".log"}, {jobfiles.LocalItemsDir(cfg), ".jl"}} {
+	for _, tree := range []struct{ dir, ext string }{{cfg.LogsDir, jobfiles.LogExt}, {jobfiles.LocalItemsDir(cfg), jobfiles.ItemsExt}} {
 		if tree.dir == "" {
 			continue
 		}
@@ -143,13 +143,12 @@ func (a *Archiver) walk(ctx context.Context, cfg *config.Config, dir, ext string
 			ents, _ := os.ReadDir(sdir)
 			for _, e := range ents {
 				name := e.Name()
-				plain := strings.TrimSuffix(name, ".gz")
-				id, ok := strings.CutSuffix(plain, ext)
-				if !ok || id == "" || !e.Type().IsRegular() {
+				id, ok := jobfiles.FileID(name, ext)
+				if !ok || !e.Type().IsRegular() {
 					continue // not a crawl's file (LogParser's JSON, a temp file)
 				}
 				f := file{path: filepath.Join(sdir, name), spider: p.Name() + "/" + s.Name()}
-				if plain == name {
+				if name == id+ext { // not compressed yet
 					j, err := a.Jobs.Find(ctx, p.Name(), id)
 					switch {
 					case a.Jobs.IsRunning(ctx, id), err == nil && j.State != job.Finished:
@@ -160,7 +159,7 @@ func (a *Archiver) walk(ctx context.Context, cfg *config.Config, dir, ext string
 						if j != nil && j.Spider != s.Name() {
 							j = nil // another spider's job with the same id
 						}
-						f.path = a.finish(ctx, cfg, f.path, id, ext == ".log", j)
+						f.path = a.finish(ctx, cfg, f.path, id, ext == jobfiles.LogExt, j)
 					}
 				}
 				if info, err := os.Stat(f.path); err == nil {

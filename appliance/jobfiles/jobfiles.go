@@ -28,10 +28,10 @@ type Paths struct {
 func Of(cfg *config.Config, project, spider, id string) Paths {
 	var p Paths
 	if cfg.LogsDir != "" {
-		p.Log = filepath.Join(cfg.LogsDir, project, spider, id+logExt)
+		p.Log = filepath.Join(cfg.LogsDir, project, spider, id+LogExt)
 	}
 	if local := LocalItemsDir(cfg); local != "" {
-		p.Items = filepath.Join(local, project, spider, id+itemsExt)
+		p.Items = filepath.Join(local, project, spider, id+ItemsExt)
 	} else if cfg.ItemsDir != "" {
 		p.Feed, _ = feedURL(cfg.ItemsDir, project, spider, id)
 	}
@@ -41,10 +41,20 @@ func Of(cfg *config.Config, project, spider, id string) Paths {
 	return p
 }
 
+// LogExt and ItemsExt end a job's log and items file names (Scrapyd's).
 const (
-	logExt   = ".log"
-	itemsExt = ".jl"
+	LogExt   = ".log"
+	ItemsExt = ".jl"
 )
+
+// FileID is the id of the job whose file is named name, a file of the kind
+// ext ends (LogExt, ItemsExt) in a spider's directory, plain or
+// Compressed; ok is false for any other file (LogParser's JSON, a
+// temporary file).
+func FileID(name, ext string) (id string, ok bool) {
+	id, ok = strings.CutSuffix(strings.TrimSuffix(name, gzExt), ext)
+	return id, ok && id != ""
+}
 
 // feedURL joins project/spider/job.jl onto a remote items_dir URL, keeping
 // its scheme, host and query (Scrapyd's feed URI for a non-local items_dir).
@@ -53,7 +63,7 @@ func feedURL(base, project, spider, id string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	u.Path = strings.TrimSuffix(u.Path, "/") + "/" + project + "/" + spider + "/" + id + itemsExt
+	u.Path = strings.TrimSuffix(u.Path, "/") + "/" + project + "/" + spider + "/" + id + ItemsExt
 	return u.String(), nil
 }
 
@@ -85,10 +95,10 @@ func CrawlDir(cfg *config.Config) string { return cfg.CrawlDir }
 func URLs(cfg *config.Config, project, spider, id string) (logURL, itemsURL string) {
 	rel := escaped(project, spider, id)
 	if cfg.LogsDir != "" {
-		logURL = "/logs" + rel + logExt
+		logURL = "/logs" + rel + LogExt
 	}
 	if LocalItemsDir(cfg) != "" {
-		itemsURL = "/items" + rel + itemsExt
+		itemsURL = "/items" + rel + ItemsExt
 	}
 	return logURL, itemsURL
 }
@@ -134,7 +144,7 @@ func (ix Index) has(base, ext, project, spider, id string) bool {
 			for _, name := range names {
 				// A compressed file keeps its plain URL (it is served
 				// decompressed or with Content-Encoding there).
-				if id, ok := strings.CutSuffix(strings.TrimSuffix(name, ".gz"), ext); ok {
+				if id, ok := FileID(name, ext); ok {
 					ids[id] = true
 				}
 			}
@@ -148,10 +158,10 @@ func (ix Index) has(base, ext, project, spider, id string) bool {
 // not exist (listjobs.json's log_url and items_url).
 func (ix Index) URLs(cfg *config.Config, project, spider, id string) (logURL, itemsURL string) {
 	logURL, itemsURL = URLs(cfg, project, spider, id)
-	if logURL != "" && !ix.has(cfg.LogsDir, logExt, project, spider, id) {
+	if logURL != "" && !ix.has(cfg.LogsDir, LogExt, project, spider, id) {
 		logURL = ""
 	}
-	if itemsURL != "" && !ix.has(LocalItemsDir(cfg), itemsExt, project, spider, id) {
+	if itemsURL != "" && !ix.has(LocalItemsDir(cfg), ItemsExt, project, spider, id) {
 		itemsURL = ""
 	}
 	return logURL, itemsURL
@@ -175,4 +185,6 @@ func ParseSizeComment(c string) (int64, bool) {
 const sizeCommentPrefix = "scrapyd size="
 
 // Compressed is the name a finished crawl's file has once compressed.
-func Compressed(path string) string { return path + ".gz" }
+func Compressed(path string) string { return path + gzExt }
+
+const gzExt = ".gz"

@@ -112,7 +112,7 @@ func lastLines(text string, n int) string {
 func (h *handlers) logParserJob(c *fiber.Ctx, cfg *config.Config, j *job.Job) logstats.Job {
 	lj := logstats.Job{Job: *j, Stats: h.stats(j), Runtime: runtime(j.Started, j.Ended)}
 	log := jobfiles.Of(cfg, j.Project, j.Spider, j.ID).Log
-	for _, p := range []string{log, log + ".gz"} {
+	for _, p := range []string{log, jobfiles.Compressed(log)} {
 		if info, err := os.Stat(p); err == nil && info.Mode().IsRegular() {
 			lj.LogPath, lj.LogSize = p, info.Size()
 			break
