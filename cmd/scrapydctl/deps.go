@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 
@@ -68,22 +67,12 @@ func deployDeps(ctx context.Context, reqFile, python string, wheels bool) (clien
 // buildWheelhouse runs `python -m pip wheel -r FILE -w TMP` and zips the
 // wheels it wrote, flat, as the server expects them.
 func buildWheelhouse(ctx context.Context, reqFile, python string) ([]byte, error) {
-	out, err := os.MkdirTemp("", "scrapydctl-wheels-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(out)
-	cmd := exec.CommandContext(ctx, python, "-m", "pip", "wheel", "--disable-pip-version-check", "-r", reqFile, "-w", out)
-	cmd.Dir = filepath.Dir(reqFile)
-	var log bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &log, &log
-	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("%s -m pip wheel: %v\n%s", python, err, tail(log.String(), 20))
-	}
-	whls, err := filepath.Glob(filepath.Join(out, "*.whl"))
-	if err != nil || len(whls) == 0 {
-		return nil, fmt.Errorf("%s -m pip wheel wrote no wheel\n%s", python, tail(log.String(), 20))
-	}
+	b := pythonBuild{what: "-m pip wheel", args: []string{"-m", "pip", "wheel", "--disable-pip-version-check", "-r", reqFile, "-w"}, glob: "*.whl", noun: "wheel"}
+	return b.run(ctx, python, filepath.Dir(reqFile), zipWheels)
+}
+
+// zipWheels zips the wheel files, flat.
+func zipWheels(whls []string) ([]byte, error) {
 	var buf bytes.Buffer
 	zw := zip.NewWriter(&buf)
 	for _, whl := range whls {
