@@ -217,6 +217,21 @@ func TestRetentionOptions(t *testing.T) {
 	}
 }
 
+// TestIdleTimeout: idle_timeout is auto (the default, decided by the
+// daemon), 0 for never, or seconds or a duration.
+func TestIdleTimeout(t *testing.T) {
+	root := t.TempDir()
+	if c, err := Load(opts(root)); err != nil || c.IdleTimeout != IdleAuto {
+		t.Errorf("default idle_timeout: %v, %v; want auto", c, err)
+	}
+	for v, want := range map[string]time.Duration{"auto": IdleAuto, "AUTO": IdleAuto, "3s": 3 * time.Second, "300": 5 * time.Minute, "0": 0} {
+		write(t, filepath.Join(root, "etc/scrapyd/scrapyd.conf"), "[scrapyd]\nidle_timeout = "+v+"\n")
+		if c, err := Load(opts(root)); err != nil || c.IdleTimeout != want {
+			t.Errorf("idle_timeout = %s: %v, %v; want %v", v, c, err, want)
+		}
+	}
+}
+
 // TestProjectCaps: [project:NAME] sections give slot caps, and a change of
 // them is live (Changed names it, RestartOnly does not hold it back).
 func TestProjectCaps(t *testing.T) {

@@ -139,26 +139,43 @@ func (d *daemon) acceptWakes(l net.Listener) {
 }
 
 // sleepTimer leaves the transient timer that wakes the daemon for the
-// next recurring run (or removes a stale one), a little ahead so the run
-// starts on time.
+// next recurring run, a little ahead so the run starts on time, or for
+// the next retention sweep when logs_max_age is set (files age while the
+// daemon sleeps; a start sweeps); it removes a stale timer when there is
+// neither.
 func (d *daemon) sleepTimer(ctx context.Context, timeout time.Duration) error {
 	if d.launcher.systemd == nil {
 		return nil
 	}
-	var in time.Duration
-	if at, ok := d.sched.Next(); ok {
-		ahead := min(time.Second, timeout/2)
-		in = max(time.Until(at)-ahead, time.Millisecond)
-	}
+	in := wakeIn(d.sched.Next, d.conf().LogsMaxAge > 0, timeout, time.Now())
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := d.launcher.systemd.WakeAt(ctx, wakeService, in); err != nil {
 		return err
 	}
 	if in > 0 {
-		d.log.Info("a timer wakes the daemon for the next recurring run", "in", in.Round(time.Millisecond).String())
+		d.log.Info("a timer wakes the daemon for its next recurring run or retention sweep", "in", in.Round(time.Millisecond).String())
 	}
 	return nil
+}
+
+// ageSweepEvery is how often a sleeping daemon wakes to apply
+// logs_max_age: ages are days, and a start costs about 0.1 s.
+const ageSweepEvery = time.Hour
+
+// wakeIn is how long the daemon may sleep: until a second (at most half
+// the idle timeout) before the next recurring run, and at most
+// ageSweepEvery when files age out; 0 means no timer is needed.
+func wakeIn(next func() (time.Time, bool), ageSweep bool, timeout time.Duration, now time.Time) time.Duration {
+	var in time.Duration
+	if at, ok := next(); ok {
+		ahead := min(time.Second, timeout/2)
+		in = max(at.Sub(now)-ahead, time.Millisecond)
+	}
+	if ageSweep && (in == 0 || in > ageSweepEvery) {
+		in = ageSweepEvery
+	}
+	return in
 }
 
 // wakeService is the unit the wake timer starts: the packaged one.
