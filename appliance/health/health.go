@@ -12,18 +12,14 @@ import (
 	"github.com/gofiber/fiber/v2"
 )
 
-// Paths are the probes' paths, which the API leaves open.
-var Paths = []string{"/healthz", "/readyz"}
+// The probes' paths, which the API leaves open.
+const (
+	healthz = "/healthz"
+	readyz  = "/readyz"
+)
 
 // Open reports whether path is a probe's.
-func Open(path string) bool {
-	for _, p := range Paths {
-		if path == p {
-			return true
-		}
-	}
-	return false
-}
+func Open(path string) bool { return path == healthz || path == readyz }
 
 // Options are what readiness checks.
 type Options struct {
@@ -41,8 +37,8 @@ type Options struct {
 // Register adds the probes' routes.
 func Register(o Options) func(fiber.Router) {
 	return func(r fiber.Router) {
-		r.Get("/healthz", func(c *fiber.Ctx) error { return answer(c, "") })
-		r.Get("/readyz", func(c *fiber.Ctx) error { return answer(c, o.notReady(c.Context())) })
+		r.Get(healthz, func(c *fiber.Ctx) error { return answer(c, "") })
+		r.Get(readyz, func(c *fiber.Ctx) error { return answer(c, o.notReady(c.Context())) })
 	}
 }
 
