@@ -122,23 +122,17 @@ func clock(t time.Time) string { return t.Local().Format("2006-01-02 15:04:05") 
 
 // Of is a job's JobFile at now.
 func Of(j Job, now time.Time) JobFile {
+	e := entry(j, now)
 	f := JobFile{
-		LogPath: j.LogPath, JSONPath: jsonPath(j.LogPath), JSONURL: j.JSONURL,
-		Size: j.LogSize, Position: j.LogSize, Status: "ok",
-		FirstLogTime: NA, LatestLogTime: NA, Runtime: NA,
+		LogPath: e.LogPath, JSONPath: e.JSONPath, JSONURL: e.JSONURL, Size: e.Size, Position: e.Position, Status: e.Status,
+		FirstLogTime: e.FirstLogTime, LatestLogTime: e.LatestLogTime, Runtime: e.Runtime,
 		Datas: [][]any{}, LatestMatches: map[string]string{}, LogCategories: map[string]*category{},
-		ShutdownReason: NA, FinishReason: NA, CrawlerStats: orderedStats{},
-		LastUpdateTime: clock(now), LastUpdateTimestamp: now.Unix(),
+		Pages: e.Pages, Items: e.Items, ShutdownReason: e.ShutdownReason, FinishReason: e.FinishReason, CrawlerStats: orderedStats{},
+		LastUpdateTime: e.LastUpdateTime, LastUpdateTimestamp: now.Unix(),
 		LogparserVersion: Version, CrawlerEngine: map[string]any{},
 	}
 	if !j.Started.IsZero() {
-		latest := j.Ended
-		if latest.IsZero() {
-			latest = now
-		}
-		f.FirstLogTime, f.FirstLogTimestamp = clock(j.Started), j.Started.Unix()
-		f.LatestLogTime, f.LatestLogTimestamp = clock(latest), latest.Unix()
-		f.Runtime = j.Runtime
+		f.FirstLogTimestamp, f.LatestLogTimestamp = j.Started.Unix(), latest(j, now).Unix()
 	}
 	// scrapylogparser.py extract_latest_matches: these keys, "" unmatched.
 	for _, k := range []string{"scrapy_version", "telnet_console", "telnet_username", "telnet_password", "resuming_crawl",
@@ -146,11 +140,6 @@ func Of(j Job, now time.Time) JobFile {
 		f.LatestMatches[k] = ""
 	}
 	f.categories(j.Stats)
-	// update_data_with_crawler_stats: pages and items from the stats, else None.
-	f.Pages, f.Items = intOrNil(j.Stats["response_received_count"]), intOrNil(j.Stats["item_scraped_count"])
-	if r, ok := j.Stats["finish_reason"].(string); ok && r != "" {
-		f.FinishReason = r
-	}
 	if len(j.Stats) > 0 {
 		// LogParser's get_ordered_dict: source and update time first (ScrapydWeb
 		// pops all three), then the stats sorted by key. 'log' marks a
@@ -225,13 +214,34 @@ func (f *JobFile) categories(stats map[string]any) {
 	}
 }
 
-// Simplified is the job's stats.json entry.
-func (f JobFile) Simplified() Entry {
-	return Entry{
-		LogPath: f.LogPath, JSONPath: f.JSONPath, JSONURL: f.JSONURL, Size: f.Size, Position: f.Position, Status: f.Status,
-		Pages: f.Pages, Items: f.Items, FirstLogTime: f.FirstLogTime, LatestLogTime: f.LatestLogTime, Runtime: f.Runtime,
-		ShutdownReason: f.ShutdownReason, FinishReason: f.FinishReason, LastUpdateTime: f.LastUpdateTime,
+// entry is the job's stats.json entry, the part of its JobFile that
+// stats.json keeps, made without the rest (log categories, ordered stats)
+// that a listing of every job would throw away.
+func entry(j Job, now time.Time) Entry {
+	e := Entry{
+		LogPath: j.LogPath, JSONPath: jsonPath(j.LogPath), JSONURL: j.JSONURL,
+		Size: j.LogSize, Position: j.LogSize, Status: "ok",
+		FirstLogTime: NA, LatestLogTime: NA, Runtime: NA,
+		ShutdownReason: NA, FinishReason: NA, LastUpdateTime: clock(now),
 	}
+	if !j.Started.IsZero() {
+		e.FirstLogTime, e.LatestLogTime, e.Runtime = clock(j.Started), clock(latest(j, now)), j.Runtime
+	}
+	// update_data_with_crawler_stats: pages and items from the stats, else None.
+	e.Pages, e.Items = intOrNil(j.Stats["response_received_count"]), intOrNil(j.Stats["item_scraped_count"])
+	if r, ok := j.Stats["finish_reason"].(string); ok && r != "" {
+		e.FinishReason = r
+	}
+	return e
+}
+
+// latest is the time of a started job's last log line: its end, or now
+// while it runs.
+func latest(j Job, now time.Time) time.Time {
+	if j.Ended.IsZero() {
+		return now
+	}
+	return j.Ended
 }
 
 // Stats is stats.json for jobs at now.
@@ -247,7 +257,7 @@ func Stats(jobs []Job, now time.Time) StatsFile {
 		if s.Datas[j.Project][j.Spider] == nil {
 			s.Datas[j.Project][j.Spider] = map[string]Entry{}
 		}
-		s.Datas[j.Project][j.Spider][j.ID] = Of(j, now).Simplified()
+		s.Datas[j.Project][j.Spider][j.ID] = entry(j, now)
 	}
 	return s
 }
