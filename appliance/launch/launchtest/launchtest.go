@@ -102,7 +102,7 @@ func Run(t *testing.T, s Setup) {
 		if p, ok := l.Planned(c.cmd.Job); ok && p.ID != h.ID {
 			t.Fatalf("Planned = %s, Start's handle %s", p.ID, h.ID)
 		}
-		wantCode(t, wait(t, w), 3)
+		WantCode(t, Wait(t, w), 3)
 		eventually(t, "a signal to an ended crawl is ErrGone", func() bool {
 			return errors.Is(l.Signal(t.Context(), h, syscall.SIGINT), launch.ErrGone)
 		})
@@ -121,7 +121,7 @@ func Run(t *testing.T, s Setup) {
 		if err := l.Signal(t.Context(), h, syscall.SIGINT); err != nil {
 			t.Fatal(err)
 		}
-		wantCode(t, wait(t, w), 7)
+		WantCode(t, Wait(t, w), 7)
 	})
 	t.Run("Kill", func(t *testing.T) {
 		l := newL(t)
@@ -142,7 +142,7 @@ func Run(t *testing.T, s Setup) {
 		if err := l.Signal(t.Context(), h, syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
-		if e := wait(t, w); !e.Known || e.Signal != syscall.SIGKILL || e.Code != nil {
+		if e := Wait(t, w); !e.Known || e.Signal != syscall.SIGKILL || e.Code != nil {
 			t.Fatalf("exit = %s, want killed by SIGKILL", e)
 		}
 		if s.Processes {
@@ -195,9 +195,9 @@ func Run(t *testing.T, s Setup) {
 		if err := second.Signal(t.Context(), h, syscall.SIGINT); err != nil {
 			t.Fatal(err)
 		}
-		e := wait(t, w)
+		e := Wait(t, w)
 		if s.ExitAfterRecover {
-			wantCode(t, e, 4)
+			WantCode(t, e, 4)
 		} else if e.Known && (e.Code == nil || *e.Code != 4) {
 			t.Fatalf("exit = %s, want 4 or unknown", e)
 		}
@@ -213,7 +213,9 @@ func running(t *testing.T, l launch.Launcher) []launch.Handle {
 	return hs
 }
 
-func wait(t *testing.T, w launch.Watch) launch.Exit {
+// Wait is how the crawl behind w ended; it fails the test if the crawl
+// outlives the test's context.
+func Wait(t testing.TB, w launch.Watch) launch.Exit {
 	t.Helper()
 	select {
 	case <-w.Done():
@@ -224,7 +226,8 @@ func wait(t *testing.T, w launch.Watch) launch.Exit {
 	}
 }
 
-func wantCode(t *testing.T, e launch.Exit, code int) {
+// WantCode fails the test unless the crawl exited with status code.
+func WantCode(t testing.TB, e launch.Exit, code int) {
 	t.Helper()
 	if !e.Known || e.Code == nil || *e.Code != code || e.Signal != 0 {
 		t.Fatalf("exit = %s, want exit status %d", e, code)

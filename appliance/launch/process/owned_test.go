@@ -17,17 +17,6 @@ func sh(t *testing.T, job, script string, limits launch.Limits) launch.Command {
 		Env: []string{"PATH=/usr/bin:/bin"}, Stdout: filepath.Join(dir, "out"), Limits: limits}
 }
 
-func waitExit(t *testing.T, w launch.Watch) launch.Exit {
-	t.Helper()
-	select {
-	case <-w.Done():
-		return w.Exit()
-	case <-t.Context().Done():
-		t.Fatal("the crawl never ended")
-	}
-	return launch.Exit{}
-}
-
 // A crawl over its MaxRuntime that ignores SIGINT is killed after the grace.
 func TestOvertimeKills(t *testing.T) {
 	launchtest.NoLeaks(t)
@@ -38,7 +27,7 @@ func TestOvertimeKills(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e := waitExit(t, w); e.Signal != syscall.SIGKILL {
+	if e := launchtest.Wait(t, w); e.Signal != syscall.SIGKILL {
 		t.Fatalf("exit = %s, want killed by SIGKILL", e)
 	}
 }
@@ -58,7 +47,7 @@ func TestOvertimeTimersStopWithTheCrawl(t *testing.T) {
 	l.mu.Lock()
 	c := l.crawls[h.ID]
 	l.mu.Unlock()
-	if e := waitExit(t, w); e.Code == nil || *e.Code != 0 {
+	if e := launchtest.Wait(t, w); e.Code == nil || *e.Code != 0 {
 		t.Fatalf("exit = %s, want 0 (stopped by the overtime SIGINT)", e)
 	}
 	c.mu.Lock()
@@ -82,7 +71,7 @@ func TestCloseStopsRecoveredWatch(t *testing.T) {
 	}
 	defer func() {
 		first.Signal(t.Context(), h, syscall.SIGKILL)
-		waitExit(t, w)
+		launchtest.Wait(t, w)
 	}()
 	t.Run("Close", func(t *testing.T) {
 		launchtest.NoLeaks(t)
