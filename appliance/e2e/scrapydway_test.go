@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -63,13 +62,7 @@ func minimalScrapydWayCrawl(t *testing.T, runAs *syscall.Credential) *testkit.Da
 	t.Helper()
 	port := testkit.FreePort(t)
 	d := testkit.StartDaemon(t, testkit.Options{ScrapydWay: true, Port: port, Conf: fmt.Sprintf("http_port = %d", port), RunAs: runAs})
-	if r := d.Upload(t, "sample", "1.0", testkit.SampleEgg(t)); r["status"] != "ok" || r["spiders"] != 4.0 {
-		t.Fatalf("addversion: %v\n%s", r, d.Logs())
-	}
-	id := schedule(t, d, url.Values{"project": {"sample"}, "spider": {"catalog"}, "url": {testkit.Site(t, 4)}})
-	if fin := waitState(t, d, id, "finished"); fin["outcome"] != "finished" {
-		t.Fatalf("crawl: %v\n%s\n%s", fin, readFile(d.Path("logs/sample/catalog", id+".log")), d.Logs())
-	}
+	id := crawlCatalog(t, d, 4, "logs")
 	// Scrapyd's eggs_dir, logs_dir and dbs_dir, relative to the folder;
 	// the daemon's own log in logs_dir, as installed.
 	eggs, _ := filepath.Glob(d.Path("eggs", "sample", "*.egg"))

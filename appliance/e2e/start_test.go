@@ -57,13 +57,7 @@ func TestScrapydWayStart(t *testing.T) {
 func scrapydWayCrawl(t *testing.T, runAs *syscall.Credential) *testkit.Daemon {
 	t.Helper()
 	d := testkit.StartDaemon(t, testkit.Options{ScrapydWay: true, Conf: scrapydWayConf, RunAs: runAs})
-	if r := d.Upload(t, "sample", "1.0", testkit.SampleEgg(t)); r["status"] != "ok" || r["spiders"] != 4.0 {
-		t.Fatalf("addversion: %v\n%s", r, d.Logs())
-	}
-	id := schedule(t, d, url.Values{"project": {"sample"}, "spider": {"catalog"}, "url": {testkit.Site(t, 4)}})
-	if fin := waitState(t, d, id, "finished"); fin["outcome"] != "finished" {
-		t.Fatalf("crawl: %v\n%s\n%s", fin, readFile(d.Path("logs/sample/catalog", id+".log")), d.Logs())
-	}
+	id := crawlCatalog(t, d, 4, "logs")
 	if items := readItems(t, d.Path("items/sample/catalog", id+".jl")); len(items) != 4 {
 		t.Errorf("%d items, want 4", len(items))
 	}
@@ -72,6 +66,21 @@ func scrapydWayCrawl(t *testing.T, runAs *syscall.Credential) *testkit.Daemon {
 		t.Errorf("crawls did not run in the daemon's working directory: %v", err)
 	}
 	return d
+}
+
+// crawlCatalog uploads the sample project and runs its catalog spider
+// over a site of pages to its end; logs is the daemon's logs_dir below its
+// folder, where a failed crawl's log is read.
+func crawlCatalog(t *testing.T, d *testkit.Daemon, pages int, logs string) string {
+	t.Helper()
+	if r := d.Upload(t, "sample", "1.0", testkit.SampleEgg(t)); r["status"] != "ok" || r["spiders"] != 4.0 {
+		t.Fatalf("addversion: %v\n%s", r, d.Logs())
+	}
+	id := schedule(t, d, url.Values{"project": {"sample"}, "spider": {"catalog"}, "url": {testkit.Site(t, pages)}})
+	if fin := waitState(t, d, id, "finished"); fin["outcome"] != "finished" {
+		t.Fatalf("crawl: %v\n%s\n%s", fin, readFile(d.Path(logs, "sample/catalog", id+".log")), d.Logs())
+	}
+	return id
 }
 
 // fileUID is the owner of path.
@@ -145,13 +154,7 @@ func TestRootWithoutCrawlUser(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := testkit.StartDaemon(t, testkit.Options{Conf: "crawl_user = " + name})
-	if r := d.Upload(t, "sample", "1.0", testkit.SampleEgg(t)); r["status"] != "ok" {
-		t.Fatalf("addversion: %v\n%s", r, d.Logs())
-	}
-	id := schedule(t, d, url.Values{"project": {"sample"}, "spider": {"catalog"}, "url": {testkit.Site(t, 2)}})
-	if fin := waitState(t, d, id, "finished"); fin["outcome"] != "finished" {
-		t.Fatalf("crawl: %v\n%s", fin, d.Logs())
-	}
+	id := crawlCatalog(t, d, 2, "var/log/scrapyd")
 	if owner := fileUID(t, d.Path("var/log/scrapyd/sample/catalog", id+".log")); strconv.Itoa(owner) != u.Uid {
 		t.Errorf("the crawl's log belongs to uid %d, want %s's %s", owner, name, u.Uid)
 	}
@@ -191,13 +194,7 @@ func TestPrivateDataDirectory(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := testkit.StartDaemon(t, testkit.Options{Root: root})
-	if r := d.Upload(t, "sample", "1.0", testkit.SampleEgg(t)); r["status"] != "ok" {
-		t.Fatalf("addversion: %v\n%s", r, d.Logs())
-	}
-	id := schedule(t, d, url.Values{"project": {"sample"}, "spider": {"catalog"}, "url": {testkit.Site(t, 2)}})
-	if fin := waitState(t, d, id, "finished"); fin["outcome"] != "finished" {
-		t.Fatalf("crawl: %v\n%s", fin, d.Logs())
-	}
+	crawlCatalog(t, d, 2, "var/log/scrapyd")
 
 	// The upload's own check: a staging directory the crawl user cannot
 	// enter is one line, not a Python traceback.
