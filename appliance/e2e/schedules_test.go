@@ -427,6 +427,14 @@ func TestScheduleInputAndDeletion(t *testing.T) {
 	}
 	pinned := addSchedule(t, d, url.Values{"project": {"sample"}, "spider": {"params"}, "every": {"1h"}, "_version": {"r1"}})
 	latest := addSchedule(t, d, url.Values{"project": {"sample"}, "spider": {"params"}, "cron": {"@daily"}, "timezone": {"UTC"}})
+	// A schedule's id is its project's: another project cannot take it over.
+	if r := d.Upload(t, "other", "r1", egg); r["status"] != "ok" {
+		t.Fatal(r)
+	}
+	want := `schedule is invalid: schedule "` + pinned + `" belongs to project "sample"`
+	if r := d.Post(t, "addschedule.json", url.Values{"project": {"other"}, "spider": {"params"}, "every": {"1h"}, "schedule": {pinned}}); r["status"] != "error" || r["message"] != want {
+		t.Errorf("addschedule of sample's schedule in other: %v, want the error %q", r, want)
+	}
 	paused := func() map[string]any {
 		out := map[string]any{}
 		for _, e := range d.Get(t, "listschedules.json", url.Values{"project": {"sample"}})["schedules"].([]any) {

@@ -35,6 +35,14 @@ type Store interface {
 // ErrNotFound: the project has no schedule with this id.
 var ErrNotFound = errors.New("no such schedule")
 
+// OtherProjectError is Put's refusal of an id another project's schedule
+// has: an update names its own project's schedule.
+type OtherProjectError struct{ ID, Project string }
+
+func (e *OtherProjectError) Error() string {
+	return fmt.Sprintf("schedule %q belongs to project %q", e.ID, e.Project)
+}
+
 // Options are the scheduler's collaborators.
 type Options struct {
 	Store Store
@@ -343,7 +351,7 @@ func (s *Scheduler) Put(sc job.Schedule) (job.Schedule, error) {
 	sc.Created = now
 	if exists {
 		if old.sc.Project != sc.Project {
-			return job.Schedule{}, fmt.Errorf("schedule %q belongs to project %q", sc.ID, old.sc.Project)
+			return job.Schedule{}, &OtherProjectError{ID: sc.ID, Project: old.sc.Project}
 		}
 		sc.Created, sc.LastRun, sc.LastJob, sc.Paused = old.sc.Created, old.sc.LastRun, old.sc.LastJob, old.sc.Paused
 	}

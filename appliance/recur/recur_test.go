@@ -2,6 +2,7 @@ package recur
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"slices"
@@ -201,6 +202,15 @@ func TestPauseAndPauseWhere(t *testing.T) {
 	}
 	if err := s.Delete("q", "a"); err != ErrNotFound {
 		t.Fatalf("delete from another project: %v", err)
+	}
+	// Another project cannot take over a schedule by its id.
+	_, err := s.Put(job.Schedule{ID: "a", Project: "q", Spider: "a", Every: time.Minute})
+	var other *OtherProjectError
+	if !errors.As(err, &other) || err.Error() != `schedule "a" belongs to project "p"` {
+		t.Fatalf("put of p's schedule in q: %v", err)
+	}
+	if a, _ := s.Get("p", "a"); a.Project != "p" || a.Version != "v1" {
+		t.Fatalf("after the refused put: %+v", a)
 	}
 }
 

@@ -85,7 +85,7 @@ func (s *Service) AddSchedule(ctx context.Context, r AddScheduleRequest) (job.Sc
 	}
 	out, err := s.Schedules.Put(sc)
 	if err != nil {
-		if strings.Contains(err.Error(), "belongs to project") {
+		if other := (*recur.OtherProjectError)(nil); errors.As(err, &other) {
 			return job.Schedule{}, Invalid("schedule", err.Error())
 		}
 		return job.Schedule{}, err
