@@ -250,24 +250,6 @@ func loaded(t testing.TB, unit string) bool {
 	return unitProps(t, unit, "")["LoadState"] == "loaded"
 }
 
-func wait(t testing.TB, w launch.Watch) launch.Exit {
-	t.Helper()
-	select {
-	case <-w.Done():
-		return w.Exit()
-	case <-t.Context().Done():
-		t.Fatal("the crawl never ended")
-		return launch.Exit{}
-	}
-}
-
-func wantCode(t testing.TB, e launch.Exit, code int) {
-	t.Helper()
-	if !e.Known || e.Code == nil || *e.Code != code || e.Signal != 0 {
-		t.Fatalf("exit = %s, want code %d", e, code)
-	}
-}
-
 func labStartCancel(t *testing.T) {
 	l := labLauncher(t)
 	cmd := crawlCommand(t, "lab-cancel", "EXIT_ON_INT=7")
@@ -301,7 +283,7 @@ func labStartCancel(t *testing.T) {
 	if err := l.Signal(t.Context(), h, syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
-	wantCode(t, wait(t, w), 7)
+	launchtest.WantCode(t, launchtest.Wait(t, w), 7)
 	if out, _ := os.ReadFile(cmd.Stdout); !strings.Contains(string(out), "sigint") {
 		t.Fatalf("stdout %q: the crawl did not see SIGINT", out)
 	}
@@ -329,7 +311,7 @@ func labKill(t *testing.T) {
 	if err := l.Signal(t.Context(), h, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	if e := wait(t, w); !e.Known || e.Signal != syscall.SIGKILL || e.Code != nil {
+	if e := launchtest.Wait(t, w); !e.Known || e.Signal != syscall.SIGKILL || e.Code != nil {
 		t.Fatalf("exit = %+v, want killed by SIGKILL", e)
 	}
 	eventually(t, "the helper process died with the unit", func() bool {
@@ -352,7 +334,7 @@ func labStartFails(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantCode(t, wait(t, w), 0)
+	launchtest.WantCode(t, launchtest.Wait(t, w), 0)
 }
 
 // withFile makes the crawl exit with code as soon as it starts.
@@ -408,7 +390,7 @@ func labRecover(t *testing.T) {
 	if _, e, err := second.Recover(t.Context(), he); !errors.Is(err, launch.ErrGone) {
 		t.Fatalf("Recover(ended) = %v, want ErrGone", err)
 	} else {
-		wantCode(t, e, 5)
+		launchtest.WantCode(t, e, 5)
 	}
 	eventually(t, "the recovered ended unit is released", func() bool { return !loaded(t, he.ID) })
 
@@ -419,7 +401,7 @@ func labRecover(t *testing.T) {
 	if err := second.Signal(t.Context(), hr, syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
-	wantCode(t, wait(t, w), 3)
+	launchtest.WantCode(t, launchtest.Wait(t, w), 3)
 }
 
 // labContract runs the launcher contract that the exec launcher and the
@@ -507,7 +489,7 @@ func labOutlivesDaemon(t *testing.T) {
 	if err := l.Signal(t.Context(), h, syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
-	wantCode(t, wait(t, w), 0)
+	launchtest.WantCode(t, launchtest.Wait(t, w), 0)
 }
 
 // confinementScript reports what a crawl could do to the files it must
@@ -590,7 +572,7 @@ func labConfinement(t *testing.T) {
 	if err := os.WriteFile(stop, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	wantCode(t, wait(t, w), 0)
+	launchtest.WantCode(t, launchtest.Wait(t, w), 0)
 	out, _ := os.ReadFile(cmd.Stdout)
 	var got map[string]any
 	if err := json.Unmarshal(out, &got); err != nil {
