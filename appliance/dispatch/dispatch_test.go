@@ -41,21 +41,7 @@ type daemon struct {
 // newDaemon makes a data directory; conf is added to [scrapyd].
 func newDaemon(t *testing.T, conf string) *daemon {
 	t.Helper()
-	root := t.TempDir()
-	os.MkdirAll(filepath.Join(root, "etc/scrapyd"), 0o755)
-	text := "[scrapyd]\nmax_proc = 4\n" + conf + "\n[settings]\np = p.settings\n"
-	if err := os.WriteFile(filepath.Join(root, "etc/scrapyd/scrapyd.conf"), []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(config.Options{Root: root, Env: []string{}, Cwd: root, Home: "-"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.Open(cfg.DbsDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	cfg, st := dispatchtest.Open(t, t.TempDir(), conf)
 	return &daemon{t: t, cfg: cfg, store: st}
 }
 

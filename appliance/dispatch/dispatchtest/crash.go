@@ -50,10 +50,14 @@ func Walk(t *testing.T, root func(t *testing.T) string, rig func(t *testing.T, c
 	}
 }
 
-func walk(t *testing.T, root, point string, rig func(t *testing.T, cfg *config.Config) Rig) {
+// Open makes a data directory in root whose scrapyd.conf has max_proc = 4,
+// conf in [scrapyd], and project p's settings module, and returns its
+// configuration and its job store (closed when the test ends).
+func Open(t testing.TB, root, conf string) (*config.Config, *store.Store) {
+	t.Helper()
 	os.MkdirAll(filepath.Join(root, "etc/scrapyd"), 0o755)
-	conf := "[scrapyd]\nmax_proc = 4\n\n[settings]\np = p.settings\n"
-	if err := os.WriteFile(filepath.Join(root, "etc/scrapyd/scrapyd.conf"), []byte(conf), 0o644); err != nil {
+	text := "[scrapyd]\nmax_proc = 4\n" + conf + "\n[settings]\np = p.settings\n"
+	if err := os.WriteFile(filepath.Join(root, "etc/scrapyd/scrapyd.conf"), []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	cfg, err := config.Load(config.Options{Root: root, Env: []string{}, Cwd: root, Home: "-"})
@@ -64,7 +68,12 @@ func walk(t *testing.T, root, point string, rig func(t *testing.T, cfg *config.C
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
+	t.Cleanup(func() { st.Close() })
+	return cfg, st
+}
+
+func walk(t *testing.T, root, point string, rig func(t *testing.T, cfg *config.Config) Rig) {
+	cfg, st := Open(t, root, "")
 	os.MkdirAll(cfg.EggsDir, 0o755)
 	r := rig(t, cfg)
 	run := func(crash func(string)) (*dispatch.Dispatcher, func()) {
