@@ -210,14 +210,7 @@ func (s *Scheduler) fireDue(ctx context.Context) {
 		e := s.due[0]
 		sc, at := e.sc, e.at
 		s.mu.Unlock()
-		next := s.fire(ctx, sc, at, now)
-		s.mu.Lock()
-		if cur, ok := s.byID[sc.ID]; ok && cur == e {
-			e.sc = next
-			s.arm(e)
-		}
-		s.mu.Unlock()
-		if err := s.o.Store.SaveSchedule(next); err != nil {
+		if err := s.settle(e, s.fire(ctx, sc, at, now)); err != nil {
 			s.o.Log.Error("cannot record a schedule's run", "schedule", sc.ID, "err", err)
 		}
 	}
@@ -323,15 +316,21 @@ func (s *Scheduler) Ended(ctx context.Context, j job.Job) {
 	if !changed {
 		return
 	}
+	if err := s.settle(e, sc); err != nil {
+		log.Error("cannot record the schedule's retry", "err", err)
+	}
+}
+
+// settle makes sc e's schedule and re-arms it, unless a Put or Delete
+// replaced e meanwhile, and saves sc; s.op held.
+func (s *Scheduler) settle(e *entry, sc job.Schedule) error {
 	s.mu.Lock()
 	if cur, ok := s.byID[sc.ID]; ok && cur == e {
 		e.sc = sc
 		s.arm(e)
 	}
 	s.mu.Unlock()
-	if err := s.o.Store.SaveSchedule(sc); err != nil {
-		log.Error("cannot record the schedule's retry", "err", err)
-	}
+	return s.o.Store.SaveSchedule(sc)
 }
 
 // Put adds a schedule, or replaces the one with its id (keeping its
