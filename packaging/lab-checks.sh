@@ -3,6 +3,11 @@
 # $here (this directory): lab and ct (run inside), check/poll/wait_for,
 # the API inside the lab and the sample project's jobs.
 # shellcheck shell=bash
+# The image of every lab test, and make image's base: python3-venv and
+# python3-pip are the package's dependencies for uploads' environments;
+# python3-setuptools runs the sdists' setup.py of test-deb.sh's 2c.
+export LAB_EXTRA_PACKAGES=${LAB_EXTRA_PACKAGES:-adduser logrotate python3-venv python3-pip python3-setuptools}
+
 lab() { bash "$here/systemd-lab.sh" "$@"; }
 ct() { lab exec -- "$@"; }
 
@@ -87,3 +92,19 @@ prop_is() {  # prop_is UNIT PROPERTY VALUE
 crawling() { ct grep -q "slow page" "/var/log/scrapyd/sample/$2/$1.log"; }
 daemon_pid() { prop scrapyd.service MainPID; }
 installed_version() { ct dpkg-query -W -f='${Version}' scrapyd; }
+
+# lab_up: start the lab unless it runs. At exit, the lab started here is
+# stopped and $tmp (a temporary directory, when set) removed.
+started=0
+tmp=""
+lab_cleanup() {
+	if ((started)); then lab stop; fi
+	if [[ -n $tmp ]]; then rm -rf "$tmp"; fi
+}
+lab_up() {
+	if ! lab status >/dev/null; then
+		lab start
+		started=1
+	fi
+	trap lab_cleanup EXIT
+}

@@ -19,23 +19,10 @@ here=$(dirname "$(readlink -f "$0")")
 repo=$(dirname "$here")
 upgrade_deb=${2:-${UPGRADE_DEB:-}}
 export LAB_NAME=${LAB_NAME:-deb} LAB_NET=${LAB_NET:-private}
-# python3-venv and python3-pip: the package's dependencies for uploads'
-# environments; python3-setuptools runs the sdists' setup.py of 2c.
-export LAB_EXTRA_PACKAGES=${LAB_EXTRA_PACKAGES:-adduser logrotate python3-venv python3-pip python3-setuptools}
 # shellcheck source=packaging/lab-checks.sh
 . "$here/lab-checks.sh"
 
-started=0
-if ! lab status >/dev/null; then
-	lab start
-	started=1
-fi
-tmp=""
-cleanup() {
-	if ((started)); then lab stop; fi
-	if [[ -n $tmp ]]; then rm -rf "$tmp"; fi
-}
-trap cleanup EXIT
+lab_up
 
 lab cp "$deb" /tmp/ >/dev/null
 name=$(basename "$deb")

@@ -18,22 +18,10 @@ here=$(dirname "$(readlink -f "$0")")
 repo=$(dirname "$here")
 upgrade_deb=${2:-${UPGRADE_DEB:-}}
 export LAB_NAME=${LAB_NAME:-idle} LAB_NET=${LAB_NET:-private}
-# The same image as test-deb.sh's (one image, built once).
-export LAB_EXTRA_PACKAGES=${LAB_EXTRA_PACKAGES:-adduser logrotate python3-venv python3-pip python3-setuptools}
 # shellcheck source=packaging/lab-checks.sh
 . "$here/lab-checks.sh"
 
-started=0
-if ! lab status >/dev/null; then
-	lab start
-	started=1
-fi
-tmp=""
-cleanup() {
-	if ((started)); then lab stop; fi
-	if [[ -n $tmp ]]; then rm -rf "$tmp"; fi
-}
-trap cleanup EXIT
+lab_up
 
 asleep() {  # the service is inactive, both sockets listen, no scrapyd process
 	ct sh -c '! systemctl is-active -q scrapyd.service && systemctl is-active -q scrapyd.socket scrapyd-wake.socket && ! pgrep -x scrapyd'
