@@ -50,6 +50,14 @@ type Archiver struct {
 	Every time.Duration
 
 	wake chan struct{}
+	// since is when the last whole sweep began (less a second, for coarse
+	// file times), and unsettled the plain files it left because their
+	// crawl had not finished: a file older than since that is not
+	// unsettled was dealt with already, so a sweep asks the store about
+	// changed and unsettled files only, not about every file kept. A job
+	// id used again rewrites its file, which makes it new again.
+	since     time.Time
+	unsettled map[string]bool
 	// sweeping is 1 during a sweep (atomic; an int32, not an atomic.Bool,
 	// because New takes the Archiver by value).
 	sweeping int32
@@ -110,24 +118,31 @@ type file struct {
 	size    int64
 	mtime   time.Time
 	spider  string // project/spider
+	id      string // its job's id
 	running bool   // its job has not finished: never removed
+	asked   bool   // the store was asked about its job in this sweep
 }
 
 // Sweep does one pass over logs_dir and items_dir: count and compress
 // the files of finished crawls, then prune.
 func (a *Archiver) Sweep(ctx context.Context, now time.Time) {
 	cfg := a.Config()
+	began := time.Now().Add(-time.Second)
+	unsettled := map[string]bool{}
 	for _, tree := range []struct{ dir, ext string }{{cfg.LogsDir, jobfiles.LogExt}, {jobfiles.LocalItemsDir(cfg), jobfiles.ItemsExt}} {
 		if tree.dir == "" {
 			continue
 		}
-		files := a.walk(ctx, cfg, tree.dir, tree.ext)
-		a.prune(files, cfg, now)
+		files := a.walk(ctx, cfg, tree.dir, tree.ext, unsettled)
+		a.prune(ctx, files, cfg, now)
+	}
+	if ctx.Err() == nil {
+		a.since, a.unsettled = began, unsettled
 	}
 }
 
 // walk lists dir/P/S/ID.ext[.gz], compressing and counting on the way.
-func (a *Archiver) walk(ctx context.Context, cfg *config.Config, dir, ext string) []file {
+func (a *Archiver) walk(ctx context.Context, cfg *config.Config, dir, ext string, unsettled map[string]bool) []file {
 	var out []file
 	projects, _ := os.ReadDir(dir)
 	for _, p := range projects {
@@ -147,8 +162,9 @@ func (a *Archiver) walk(ctx context.Context, cfg *config.Config, dir, ext string
 				if !ok || !e.Type().IsRegular() {
 					continue // not a crawl's file (LogParser's JSON, a temp file)
 				}
-				f := file{path: filepath.Join(sdir, name), spider: p.Name() + "/" + s.Name()}
-				if name == id+ext { // not compressed yet
+				f := file{path: filepath.Join(sdir, name), spider: p.Name() + "/" + s.Name(), id: id}
+				if name == id+ext && a.changed(e, f.path) { // not compressed yet, nor dealt with
+					f.asked = true
 					j, err := a.Jobs.Find(ctx, p.Name(), id)
 					switch {
 					case a.Jobs.IsRunning(ctx, id), err == nil && j.State != job.Finished:
@@ -160,6 +176,9 @@ func (a *Archiver) walk(ctx context.Context, cfg *config.Config, dir, ext string
 							j = nil // another spider's job with the same id
 						}
 						f.path = a.finish(ctx, cfg, f.path, id, ext == jobfiles.LogExt, j)
+					}
+					if f.running {
+						unsettled[f.path] = true
 					}
 				}
 				if info, err := os.Stat(f.path); err == nil {
@@ -315,11 +334,27 @@ func (c *counter) Read(p []byte) (int, error) {
 // oldest while a spider's files exceed logs_max_bytes_per_spider, then the
 // oldest while all of them exceed logs_max_bytes. A running crawl's file
 // counts towards the sizes but stays.
-func (a *Archiver) prune(files []file, cfg *config.Config, now time.Time) {
+// changed: the plain file e at path was written since the last whole
+// sweep began, or that sweep left it because its crawl ran.
+func (a *Archiver) changed(e os.DirEntry, path string) bool {
+	if a.unsettled[path] {
+		return true
+	}
+	info, err := e.Info()
+	return err != nil || !info.ModTime().Before(a.since)
+}
+
+func (a *Archiver) prune(ctx context.Context, files []file, cfg *config.Config, now time.Time) {
 	sort.Slice(files, func(i, j int) bool { return files[i].mtime.After(files[j].mtime) }) // newest first
 	gone := make([]bool, len(files))
 	remove := func(i int, why string) {
 		if files[i].running || gone[i] {
+			return
+		}
+		// A file the store was not asked about: its id may have been
+		// scheduled again, and that crawl not have written yet.
+		if !files[i].asked && a.Jobs.IsRunning(ctx, files[i].id) {
+			files[i].running = true
 			return
 		}
 		if err := os.Remove(files[i].path); err != nil && !errors.Is(err, os.ErrNotExist) {

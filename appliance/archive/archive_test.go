@@ -213,3 +213,77 @@ func BenchmarkCompress(b *testing.B) {
 		}
 	}
 }
+
+// asking counts the archiver's questions to the store.
+type asking struct {
+	*memstore.Store
+	finds int
+	asked []string
+}
+
+func (a *asking) Find(ctx context.Context, project, id string) (*job.Job, error) {
+	a.finds++
+	a.asked = append(a.asked, id)
+	return a.Store.Find(ctx, project, id)
+}
+
+// A sweep asks the store only about files written since the last sweep
+// began and files a running crawl held then: a thousand kept logs cost no
+// query each time a crawl ends. A file left unasked is still never pruned
+// while a crawl of its id runs.
+func TestSweepAsksOnlyAboutChangedFiles(t *testing.T) {
+	f := newFixture(t, func(c *config.Config) { c.CompressFinished = false; c.LogsMaxAge = 48 * time.Hour })
+	jobs := &asking{Store: f.jobs}
+	f.a.Jobs = jobs
+	old := time.Now().Add(-time.Hour) // real times: the sweep compares with the clock
+	write := func(id string, at time.Time) {
+		p := filepath.Join(f.cfg.LogsDir, "p", "s", id+".log")
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		os.WriteFile(p, []byte(sampleLog), 0o644)
+		os.Chtimes(p, at, at)
+	}
+	for _, id := range []string{"a", "b", "c"} {
+		f.job(t, "p", "s", id, job.Finished, "")
+		write(id, old)
+	}
+	f.job(t, "p", "s", "r", job.Running, "")
+	write("r", old)
+	ctx := context.Background()
+	f.a.Sweep(ctx, time.Now())
+	if jobs.finds != 4 {
+		t.Fatalf("first sweep asked about %d files, want all 4", jobs.finds)
+	}
+	if j, _ := f.jobs.Find(ctx, "p", "a"); !strings.Contains(j.Stats, "scrapyd/log_count/") {
+		t.Fatalf("a's log was not counted: %q", j.Stats)
+	}
+	jobs.finds = 0
+	f.a.Sweep(ctx, time.Now())
+	if jobs.finds != 1 {
+		t.Fatalf("second sweep asked about %d files, want 1 (the running crawl's)", jobs.finds)
+	}
+	// r ends; b is written again (its id scheduled again and finished).
+	r, _ := f.jobs.Find(ctx, "p", "r")
+	f.jobs.End(r.Seq, time.Now(), nil, job.OutcomeFinished, "", 1000)
+	write("b", time.Now())
+	jobs.finds = 0
+	f.a.Sweep(ctx, time.Now())
+	if jobs.finds != 2 {
+		t.Fatalf("third sweep asked about %d files, want 2 (r, once unsettled, and b, rewritten)", jobs.finds)
+	}
+	if j, _ := f.jobs.Find(ctx, "p", "r"); !strings.Contains(j.Stats, "scrapyd/log_count/") {
+		t.Fatalf("r's log was not counted once it ended: %q", j.Stats)
+	}
+	// c's id runs again before its crawl wrote a line: its old file is
+	// past logs_max_age, and the sweep does not ask about it, yet keeps it.
+	// (b, written within the last second, may be asked about again: file
+	// times can be coarse.)
+	f.job(t, "p", "s", "c", job.Running, "")
+	jobs.asked = nil
+	f.a.Sweep(ctx, time.Now().Add(72*time.Hour))
+	if slices.Contains(jobs.asked, "c") || slices.Contains(jobs.asked, "a") {
+		t.Fatalf("fourth sweep asked about %q, want neither a nor c", jobs.asked)
+	}
+	if got, want := left(t, f.cfg.LogsDir), []string{"p/s/c.log"}; !slices.Equal(got, want) {
+		t.Errorf("after the age limit passed, logs_dir holds %q, want %q (c runs again)", got, want)
+	}
+}
