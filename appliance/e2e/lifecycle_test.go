@@ -42,6 +42,25 @@ func waitState(t testing.TB, d *testkit.Daemon, id, state string) map[string]any
 	return m
 }
 
+// cancelled cancels a running crawl and waits for its end, as a user
+// would: a crawl told to stop while Scrapy is still starting its engine can
+// miss the signal (Scrapy's Crawler.stop finds no running engine and the
+// crawl goes on), so one still running 15 s later is cancelled again, which
+// kills it. The job ends cancelled either way.
+func cancelled(t testing.TB, d *testkit.Daemon, project, id string) map[string]any {
+	t.Helper()
+	form := url.Values{"project": {project}, "job": {id}}
+	d.Post(t, "cancel.json", form)
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if fin := jobIn(t, d, "finished", id); fin != nil {
+			return fin
+		}
+	}
+	t.Logf("crawl %s still running 15 s after its cancel: cancelling again", id)
+	d.Post(t, "cancel.json", form)
+	return waitState(t, d, id, "finished")
+}
+
 func schedule(t testing.TB, d *testkit.Daemon, form url.Values) string {
 	t.Helper()
 	r := d.Post(t, "schedule.json", form)

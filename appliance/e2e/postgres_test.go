@@ -124,8 +124,7 @@ func TestPostgresOneNode(t *testing.T) {
 	}
 	// The adopted crawl is this node's: its cancel is recorded, and the
 	// slot it frees takes the queue's first job.
-	pg.Post(t, "cancel.json", url.Values{"project": {"sample"}, "job": {long}})
-	if fin := waitState(t, pg, long, "finished"); fin["outcome"] != "cancelled" {
+	if fin := cancelled(t, pg, "sample", long); fin["outcome"] != "cancelled" {
 		t.Fatalf("adopted crawl ended %v", fin)
 	}
 	testkit.Eventually(t, waitCrawl, "p2 to leave the queue", func() bool { return jobIn(t, pg, "pending", "p2") == nil })
@@ -179,8 +178,7 @@ func TestPostgresJobStartsOnAnotherNode(t *testing.T) {
 	if r := jobIn(t, n1, "running", long); r == nil {
 		t.Fatal("node 1's crawl stopped")
 	}
-	n1.Post(t, "cancel.json", url.Values{"project": {"sample"}, "job": {long}})
-	waitState(t, n2, long, "finished")
+	cancelled(t, n1, "sample", long)
 }
 
 // BenchmarkScheduleJSONDatabase: schedule.json p50 and p99 against the
