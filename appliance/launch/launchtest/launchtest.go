@@ -113,11 +113,7 @@ func Run(t *testing.T, s Setup) {
 	t.Run("Cancel", func(t *testing.T) {
 		l := newL(t)
 		c := command(t, s, jobID(t, "cancel"), "int:7")
-		h, w, err := l.Start(t.Context(), c.cmd)
-		if err != nil {
-			t.Fatal(err)
-		}
-		waitFile(t, c.ready)
+		h, w := started(t, l, c)
 		if err := l.Signal(t.Context(), h, syscall.SIGINT); err != nil {
 			t.Fatal(err)
 		}
@@ -126,11 +122,7 @@ func Run(t *testing.T, s Setup) {
 	t.Run("Kill", func(t *testing.T) {
 		l := newL(t)
 		c := command(t, s, jobID(t, "kill"), "ignore-int")
-		h, w, err := l.Start(t.Context(), c.cmd)
-		if err != nil {
-			t.Fatal(err)
-		}
-		waitFile(t, c.ready)
+		h, w := started(t, l, c)
 		if err := l.Signal(t.Context(), h, syscall.SIGINT); err != nil {
 			t.Fatal(err)
 		}
@@ -172,11 +164,7 @@ func Run(t *testing.T, s Setup) {
 	t.Run("Restart", func(t *testing.T) {
 		first := newL(t)
 		c := command(t, s, jobID(t, "restart"), "int:4")
-		h, _, err := first.Start(t.Context(), c.cmd)
-		if err != nil {
-			t.Fatal(err)
-		}
-		waitFile(t, c.ready)
+		h, _ := started(t, first, c)
 		if slices.ContainsFunc(running(t, first), func(r launch.Handle) bool { return r.ID == h.ID }) {
 			t.Fatalf("Running lists a crawl its own launcher started: %s", h.ID)
 		}
@@ -232,6 +220,18 @@ func WantCode(t testing.TB, e launch.Exit, code int) {
 	if !e.Known || e.Code == nil || *e.Code != code || e.Signal != 0 {
 		t.Fatalf("exit = %s, want exit status %d", e, code)
 	}
+}
+
+// started starts the stand-in crawl c with l and waits until it runs its
+// behaviour (its ready file exists).
+func started(t *testing.T, l launch.Launcher, c crawl) (launch.Handle, launch.Watch) {
+	t.Helper()
+	h, w, err := l.Start(t.Context(), c.cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFile(t, c.ready)
+	return h, w
 }
 
 func waitFile(t *testing.T, path string) {
