@@ -6,6 +6,14 @@
 #   pg-cluster.sh url DIR       prints the URL of the cluster in DIR
 #   pg-cluster.sh stop DIR      stops it (immediate: nothing in it matters)
 #                               and removes DIR
+#   pg-cluster.sh down DIR MODE stops the server (MODE fast or immediate: a
+#                               clean shutdown or a crash), keeping DIR
+#   pg-cluster.sh up DIR        starts it again on the same port
+#   pg-cluster.sh restart DIR MODE   down, then up
+#
+# down, up and restart are for the fault tests, each on its own cluster
+# (appliance/store/pgstore/pgtest.Cluster): never the one a whole test run
+# shares.
 #
 # The cluster runs as the unprivileged `postgres` user when started by root
 # (initdb refuses root), as the caller otherwise. Local connections are
@@ -41,6 +49,30 @@ free_port() {
 	done
 }
 
+# server_start starts the server of the cluster in $1 on port $2.
+server_start() {
+	as_owner "$BIN/pg_ctl" -D "$1/data" -l "$1/server.log" -w -t 60 start \
+		-o "-p $2 -k $1 -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" >/dev/null
+}
+
+# server_stop stops the server of the cluster in $1, in mode $2.
+server_stop() {
+	case "$2" in
+	fast | immediate) ;;
+	*)
+		echo "$0: mode must be fast or immediate, not '$2'" >&2
+		exit 2
+		;;
+	esac
+	as_owner "$BIN/pg_ctl" -D "$1/data" -m "$2" -w -t 60 stop >/dev/null
+}
+
+# server_up starts the server of the cluster in $1 again, on its port:
+# clients keep their URL.
+server_up() {
+	server_start "$1" "$(cat "$1/port")" || { tail -n 20 "$1/server.log" >&2; exit 1; }
+}
+
 case "${1:-}" in
 start)
 	dir=${2:-$(mktemp -d /tmp/scrapyd-pg.XXXXXX)}
@@ -55,8 +87,7 @@ start)
 	tries=0
 	while :; do
 		port=$(free_port)
-		if as_owner "$BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start \
-			-o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" >/dev/null; then
+		if server_start "$dir" "$port"; then
 			break
 		fi
 		tries=$((tries + 1))
@@ -78,8 +109,18 @@ stop)
 	fi
 	rm -rf "$dir"
 	;;
+down)
+	server_stop "${2:?usage: $0 down DIR MODE}" "${3:?usage: $0 down DIR MODE}"
+	;;
+up)
+	server_up "${2:?usage: $0 up DIR}"
+	;;
+restart)
+	server_stop "${2:?usage: $0 restart DIR MODE}" "${3:?usage: $0 restart DIR MODE}"
+	server_up "$2"
+	;;
 *)
-	echo "usage: $0 start [DIR] | url DIR | stop DIR" >&2
+	echo "usage: $0 start [DIR] | url DIR | stop DIR | down DIR MODE | up DIR | restart DIR MODE" >&2
 	exit 2
 	;;
 esac

@@ -1,0 +1,80 @@
+package pgtest
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// TestCluster: a private cluster keeps its data and its address across a
+// clean and a crashed restart, refuses connections while down, and is
+// gone when its test ends.
+func TestCluster(t *testing.T) {
+	var dir string
+	t.Run("life", func(t *testing.T) {
+		s := Cluster(t)
+		dir = s.dir
+		for _, url := range []string{s.URL, s.URLAt(s.Addr)} {
+			if got := query(t, url, `SELECT 1`); got != 1 {
+				t.Fatalf("%s answered %d", url, got)
+			}
+		}
+		run(t, s.URL, `CREATE TABLE kept (n int); INSERT INTO kept VALUES (7)`)
+		for _, mode := range []Mode{Fast, Immediate} {
+			s.Down(t, mode)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			if conn, err := pgx.Connect(ctx, s.URLAt(s.Addr)); err == nil {
+				conn.Close(ctx)
+				t.Fatalf("connected while down (%s)", mode)
+			}
+			cancel()
+			s.Up(t)
+			if got := query(t, s.URLAt(s.Addr), `SELECT n FROM kept`); got != 7 {
+				t.Fatalf("after a %s restart kept = %d", mode, got)
+			}
+		}
+		s.Restart(t, Immediate)
+		if got := query(t, s.URL, `SELECT n FROM kept`); got != 7 {
+			t.Fatalf("after Restart kept = %d", got)
+		}
+	})
+	if dir == "" {
+		return // skipped
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Fatalf("the cluster's directory outlived its test: %v", err)
+	}
+}
+
+func query(t *testing.T, url, q string) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var n int
+	if err := conn.QueryRow(ctx, q).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func run(t *testing.T, url, q string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, q); err != nil {
+		t.Fatal(err)
+	}
+}
