@@ -95,6 +95,8 @@ var rules = map[string]struct{ imports, through string }{
 	"appliance":         {},
 	"appliance/e2e":     {},
 	"appliance/testkit": {imports: "eggbuild"},
+	// A TCP proxy that black-holes a daemon's database traffic.
+	"appliance/testkit/faultproxy": {},
 }
 
 // pkg is what `go list -json` says of a package.
