@@ -288,7 +288,11 @@ func (s *Store) Claim(now time.Time, caps store.Caps) (*job.Job, error) {
 			return err
 		}
 		j = &list[0]
-		if err := t.QueryRow(t.ctx, `UPDATE jobs SET state = 'running', started = COALESCE($1, now()), node = $2 WHERE seq = $3 RETURNING started`,
+		// clock_timestamp(), not now() (the transaction's start): the
+		// start time is when the claim holds the row, so that claims are
+		// dated in the order they took their rows, but for the claims in
+		// flight at once.
+		if err := t.QueryRow(t.ctx, `UPDATE jobs SET state = 'running', started = COALESCE($1, clock_timestamp()), node = $2 WHERE seq = $3 RETURNING started`,
 			s.at(now), s.opts.Node, j.Seq).Scan(&j.Started); err != nil {
 			return err
 		}
