@@ -103,6 +103,27 @@ CREATE TABLE schedules (
 	// few and counted on their partial indexes.)
 	`CREATE TABLE job_counts (finished bigint NOT NULL);
 INSERT INTO job_counts SELECT count(*) FROM jobs WHERE state = 'finished';`,
+	// 3: crawl logs, shipped by the node that runs the crawl so that every
+	// node can serve them (issue 15 point 5): how far each job's log is
+	// shipped, and its chunks, deflated, keyed by their offset in the log
+	// file (a chunk sent again is recognised by it). Both go with their
+	// job's row (ON DELETE CASCADE), so a log is kept as long as its job is.
+	`CREATE TABLE job_logs (
+	seq      bigint PRIMARY KEY REFERENCES jobs (seq) ON DELETE CASCADE,
+	node     text NOT NULL,
+	size     bigint NOT NULL DEFAULT 0,
+	capped   boolean NOT NULL DEFAULT false,
+	done     boolean NOT NULL DEFAULT false,
+	modified timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX job_logs_unfinished ON job_logs (seq) WHERE NOT done;
+CREATE TABLE job_log_chunks (
+	seq  bigint NOT NULL REFERENCES job_logs (seq) ON DELETE CASCADE,
+	off  bigint NOT NULL,
+	len  integer NOT NULL,
+	data bytea NOT NULL,
+	PRIMARY KEY (seq, off)
+);`,
 }
 
 // schemaVersion is the schema this release writes.
