@@ -316,6 +316,14 @@ func (a *handlers) listJobs(c *fiber.Ctx, p *params) (obj, error) {
 	if err != nil {
 		return nil, err
 	}
+	cluster := a.o.Config().Database != ""
+	if cluster {
+		// One node's crawls; a single node has only its own, so there the
+		// parameter is ignored, as Scrapyd ignores what it does not know.
+		if q.Node, err = p.optional("node"); err != nil {
+			return nil, err
+		}
+	}
 	switch job.State(state) {
 	case "", job.Pending, job.Running, job.Finished:
 		q.State = job.State(state)
@@ -340,7 +348,22 @@ func (a *handlers) listJobs(c *fiber.Ctx, p *params) (obj, error) {
 	if err != nil {
 		return nil, err
 	}
-	return obj{{"pending", pendingEntries(l.Pending)}, {"running", a.runningEntries(l.Running)}, {"finished", finishedEntries(l.Finished)}}, nil
+	return obj{{"pending", pendingEntries(l.Pending)}, {"running", a.runningEntries(l.Running, cluster)}, {"finished", finishedEntries{l.Finished, cluster}}}, nil
+}
+
+// withNode adds, in cluster mode, the node that runs or ran the job (a
+// single node's entries stay Scrapyd's, byte for byte): null for a job
+// cancelled before any node claimed it. Pending entries have none: a
+// pending job is no node's until one claims it.
+func withNode(o obj, e service.Entry, cluster bool) obj {
+	if cluster {
+		var node any
+		if e.Node != "" {
+			node = e.Node
+		}
+		o = append(o, kv{"node_name", node})
+	}
+	return o
 }
 
 func pendingEntries(es []service.Entry) []obj {
@@ -368,15 +391,15 @@ func withEnv(o obj, e service.Entry) obj {
 	return o
 }
 
-func (a *handlers) runningEntries(es []service.Entry) []obj {
+func (a *handlers) runningEntries(es []service.Entry, cluster bool) []obj {
 	out := make([]obj, len(es))
 	for i, e := range es {
 		var pid any
 		if e.PID != 0 {
 			pid = e.PID
 		}
-		out[i] = withEnv(obj{{"id", e.ID}, {"project", e.Project}, {"spider", e.Spider}, {"pid", pid},
-			{"start_time", pyTime(e.Started)}, {"log_url", urlOrNil(e.LogURL)}, {"items_url", urlOrNil(e.ItemsURL)}}, e)
+		out[i] = withEnv(withNode(obj{{"id", e.ID}, {"project", e.Project}, {"spider", e.Spider}, {"pid", pid},
+			{"start_time", pyTime(e.Started)}, {"log_url", urlOrNil(e.LogURL)}, {"items_url", urlOrNil(e.ItemsURL)}}, e, cluster), e)
 		out[i] = append(append(out[i], spec(e)...), scheduled(e)...)
 		if a.o.Running != nil {
 			for _, f := range a.o.Running(e.ID) {
@@ -389,14 +412,17 @@ func (a *handlers) runningEntries(es []service.Entry) []obj {
 
 // finishedEntries is listjobs.json's finished section, which can hold
 // thousands of jobs: it is encoded straight into the answer.
-type finishedEntries []service.Entry
+type finishedEntries struct {
+	es      []service.Entry
+	cluster bool
+}
 
-func (es finishedEntries) appendJSON(b []byte) []byte {
-	return encodeList(b, es, func(b []byte, e service.Entry) []byte {
-		return encode(b, append(withEnv(obj{{"id", e.ID}, {"project", e.Project}, {"spider", e.Spider},
+func (f finishedEntries) appendJSON(b []byte) []byte {
+	return encodeList(b, f.es, func(b []byte, e service.Entry) []byte {
+		return encode(b, append(withEnv(withNode(obj{{"id", e.ID}, {"project", e.Project}, {"spider", e.Spider},
 			{"start_time", pyTime(e.Started)}, {"end_time", pyTime(e.Ended)},
 			{"log_url", urlOrNil(e.LogURL)}, {"items_url", urlOrNil(e.ItemsURL)},
-			{"outcome", string(e.Outcome)}, {"exit_code", e.ExitCode}}, e), append(spec(e), scheduled(e)...)...))
+			{"outcome", string(e.Outcome)}, {"exit_code", e.ExitCode}}, e, f.cluster), e), append(spec(e), scheduled(e)...)...))
 	})
 }
 

@@ -70,6 +70,10 @@ type Job struct {
 	Outcome   Outcome   // empty unless finished
 	Cancelled bool      // a cancel was requested while running (the next cancel escalates)
 	Stats     string    // last known crawl stats as JSON (from the crawl web service), may be empty
+	// Node is the node that claimed the job, in cluster mode (issue 15):
+	// the one that runs or ran its crawl. "" while pending, and always
+	// with the single-node store.
+	Node string
 }
 
 // NewID returns a fresh job id: 32 lowercase hex characters, the shape

@@ -491,6 +491,9 @@ type JobsQuery struct {
 	State   job.State // "" for all three
 	Limit   int
 	Offset  int
+	// Node keeps one node's running and finished jobs, in cluster mode
+	// (issue 15; "" for the whole cluster). A pending job is no node's.
+	Node string
 }
 
 // Jobs lists jobs. The log and items links are checked against one
@@ -510,7 +513,7 @@ func (s *Service) Jobs(ctx context.Context, q JobsQuery) (Listing, error) {
 	if q.State != "" {
 		want = map[job.State]bool{q.State: true}
 	}
-	f := store.Filter{Project: q.Project, Spider: q.Spider}
+	f := store.Filter{Project: q.Project, Spider: q.Spider, Node: q.Node}
 	fin := f
 	fin.Limit, fin.Offset = q.Limit, q.Offset
 	pending, running, finished, err := s.Store.Snapshot(ctx, f, fin, want)

@@ -423,6 +423,9 @@ type Filter struct {
 	Spider  string
 	Limit   int // 0 means no limit
 	Offset  int
+	// Node keeps the jobs one node claimed ("" every job). Only the
+	// cluster's store (pgstore) has nodes; the single-node stores ignore it.
+	Node string
 }
 
 // orders are the listings' orders (Scrapyd's): pending in queue order,

@@ -283,3 +283,55 @@ func TestMigrationCountsFinished(t *testing.T) {
 		t.Fatalf("counts after an end that trims to 2 = %d %d %d", p, r, f)
 	}
 }
+
+// Each job records the node that claimed it; a listing narrowed to a node
+// keeps that node's running and finished jobs, and no pending one (a
+// pending job is no node's yet).
+func TestListByNode(t *testing.T) {
+	t.Parallel()
+	ns := nodes(t, 2)
+	ctx := context.Background()
+	for _, id := range []string{"a", "b", "c"} {
+		if _, err := ns[0].Enqueue(job.Spec{ID: id, Project: "p", Spider: "s"}, time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, err := ns[0].Claim(time.Time{}, nil)
+	if err != nil || a == nil {
+		t.Fatal(a, err)
+	}
+	b, err := ns[1].Claim(time.Time{}, nil)
+	if err != nil || b == nil {
+		t.Fatal(b, err)
+	}
+	if err := ns[1].End(b.Seq, time.Time{}, nil, job.OutcomeFinished, "", 10); err != nil {
+		t.Fatal(err)
+	}
+	ids := func(state job.State, node string) string {
+		t.Helper()
+		list, err := ns[0].List(ctx, state, store.Filter{Node: node})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := ""
+		for _, j := range list {
+			out += j.ID + "@" + j.Node + " "
+		}
+		return out
+	}
+	for _, c := range []struct {
+		state      job.State
+		node, want string
+	}{
+		{job.Pending, "", "c@ "}, {job.Pending, "node1", ""},
+		{job.Running, "", "a@node1 "}, {job.Running, "node1", "a@node1 "}, {job.Running, "node2", ""},
+		{job.Finished, "", "b@node2 "}, {job.Finished, "node2", "b@node2 "}, {job.Finished, "node1", ""},
+	} {
+		if got := ids(c.state, c.node); got != c.want {
+			t.Errorf("%s jobs of node %q: %q, want %q", c.state, c.node, got, c.want)
+		}
+	}
+	if j, err := ns[1].Find(ctx, "p", "b"); err != nil || j.Node != "node2" {
+		t.Fatalf("find b: %+v %v", j, err)
+	}
+}

@@ -11,7 +11,7 @@ import (
 	"github.com/scrapyd-debian/scrapyd/appliance/store"
 )
 
-const columns = `seq, id, project, spider, version, settings, args, priority, state, scheduled, started, ended, pid, handle, exit_code, outcome, cancelled, stats, schedule, due, attempt`
+const columns = `seq, id, project, spider, version, settings, args, priority, state, scheduled, started, ended, pid, handle, exit_code, outcome, cancelled, stats, schedule, due, attempt, node`
 
 // finishedOrder is the history's order, newest first (Scrapyd's), and that
 // of its indexes.
@@ -36,7 +36,7 @@ func scanJobs(rows pgx.Rows) ([]job.Job, error) {
 			handle, outcome, stats *string
 		)
 		if err := rows.Scan(&j.Seq, &j.ID, &j.Project, &j.Spider, &j.Version, &settings, &args, &j.Priority, &state,
-			&j.Scheduled, &started, &ended, &pid, &handle, &exit, &outcome, &j.Cancelled, &stats, &j.Schedule, &due, &j.Attempt); err != nil {
+			&j.Scheduled, &started, &ended, &pid, &handle, &exit, &outcome, &j.Cancelled, &stats, &j.Schedule, &due, &j.Attempt, &j.Node); err != nil {
 			return nil, err
 		}
 		j.State = job.State(state)
@@ -84,10 +84,13 @@ func nullString(s string) any {
 }
 
 // query selects the jobs in a state that f keeps, in the state's order;
-// those a node claimed when node is not "".
+// those a node claimed when node (or f.Node) is not "".
 func query(state job.State, f store.Filter, node string) (string, []any) {
 	q := `SELECT ` + columns + ` FROM jobs WHERE state = '` + string(state) + `'`
 	var args []any
+	if node == "" {
+		node = f.Node
+	}
 	if node != "" {
 		args = append(args, node)
 		q += ` AND node = $1`
