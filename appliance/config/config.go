@@ -85,10 +85,17 @@ type Config struct {
 	// comes from DatabasePasswordFile or ~/.pgpass.
 	Database             string
 	DatabasePasswordFile string
-	Python               string
-	Launcher             string // auto, exec or systemd
-	CrawlUser            string
-	UploadLimit          int64
+	// Cluster mode only: how long a node's lease runs unrenewed before any
+	// node may reap it; what reaping does to its running jobs (mark:
+	// outcome lost; requeue: pending again); how other nodes reach this
+	// one ("" derives it from bind_address and http_port).
+	NodeLease    time.Duration
+	LostJobs     string
+	AdvertiseURL string
+	Python       string
+	Launcher     string // auto, exec or systemd
+	CrawlUser    string
+	UploadLimit  int64
 	// MetricsPublic opens /metrics to scrapers without credentials when
 	// auth is on (issue 17); the health probes are always open.
 	MetricsPublic bool

@@ -29,8 +29,8 @@ func TestRestartOnlyOptions(t *testing.T) {
 			got = append(got, k)
 		}
 	}
-	want := []string{"bind_address", "crawl_user", "database", "database_password_file", "dbs_dir", "eggs_dir", "envs_dir", "http_port", "launcher", "log_file",
-		"runtime_dir", "tls_cert", "tls_key", "unix_socket_path", "upload_limit"}
+	want := []string{"advertise_url", "bind_address", "crawl_user", "database", "database_password_file", "dbs_dir", "eggs_dir", "envs_dir", "http_port", "launcher", "log_file",
+		"lost_jobs", "node_lease", "runtime_dir", "tls_cert", "tls_key", "unix_socket_path", "upload_limit"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("restart-only options:\n got  %q\n want %q", got, want)
 	}

@@ -36,6 +36,9 @@ type field struct {
 const (
 	listener = "the listening sockets are opened at start"
 	atStart  = "opened or created once at start"
+	// The node_lease, lost_jobs and advertise_url a node registers with
+	// (cluster mode) are the cluster's record of it until it restarts.
+	atRegistration = "the node registers with it at start"
 )
 
 // options is the whole [scrapyd] section we understand. Scrapyd's defaults are
@@ -76,6 +79,9 @@ var options = map[string]option{
 	"node_name":                 {"", field{nodeName, ptrTo(func(c *Config) *string { return &c.NodeName })}, ""},
 	"database":                  {"", field{database, ptrTo(func(c *Config) *string { return &c.Database })}, "the job database is opened at start"},
 	"database_password_file":    {"", path(func(c *Config) *string { return &c.DatabasePasswordFile }), "the job database is opened at start"},
+	"node_lease":                {"30", seconds(1, func(c *Config) *time.Duration { return &c.NodeLease }), atRegistration},
+	"lost_jobs":                 {"mark", field{lostJobs, ptrTo(func(c *Config) *string { return &c.LostJobs })}, atRegistration},
+	"advertise_url":             {"", field{advertiseURL, ptrTo(func(c *Config) *string { return &c.AdvertiseURL })}, atRegistration},
 	"python":                    {"/usr/bin/python3", executable(func(c *Config) *string { return &c.Python }), ""},
 	"launcher":                  {"auto", field{launcherKind, ptrTo(func(c *Config) *string { return &c.Launcher })}, "the launcher is chosen at start, and running crawls belong to it"},
 	"crawl_user":                {"scrapy", str(func(c *Config) *string { return &c.CrawlUser }), "the crawl user is resolved with the launcher at start"},
@@ -331,6 +337,30 @@ func nodeName(c *Config, v string) error {
 		v, _ = os.Hostname()
 	}
 	c.NodeName = v
+	return nil
+}
+
+func lostJobs(c *Config, v string) error {
+	switch v {
+	case "mark", "requeue":
+		c.LostJobs = v
+		return nil
+	}
+	return fmt.Errorf("%q is neither mark nor requeue", v)
+}
+
+// advertiseURL is "" or an http(s) URL with a host: where other nodes send
+// what only this node can answer.
+func advertiseURL(c *Config, v string) error {
+	if v == "" {
+		c.AdvertiseURL = ""
+		return nil
+	}
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return errors.New("not an http:// or https:// URL such as http://node1.example:6800")
+	}
+	c.AdvertiseURL = strings.TrimRight(v, "/")
 	return nil
 }
 

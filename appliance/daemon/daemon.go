@@ -134,6 +134,7 @@ type daemon struct {
 	activated bool
 	wakeSock  atomic.Pointer[string]
 
+	lease    *lease       // a cluster node's lease (always claiming with SQLite)
 	feed     *events.Feed // job events as the store commits them
 	webhooks *events.Webhooks
 	stream   *events.Stream
@@ -177,7 +178,7 @@ func (d *daemon) openState(ctx context.Context, cfg *config.Config) error {
 			}
 		}
 	}
-	db, err := openDatabase(ctx, cfg)
+	db, err := openDatabase(ctx, cfg, d.opts.Version)
 	if err != nil {
 		return err
 	}
@@ -241,8 +242,10 @@ func (d *daemon) wire(ctx context.Context, cfg *config.Config) error {
 		return err
 	}
 	sched := d.sched
+	d.lease = newLease(d)
 	d.disp = dispatch.New(dispatch.Options{
-		Config: d.conf, Store: d.db.local, Eggs: d.eggs, Launcher: d.launcher.Launcher, Log: d.log,
+		MayClaim: d.lease.mayClaim,
+		Config:   d.conf, Store: d.db.local, Eggs: d.eggs, Launcher: d.launcher.Launcher, Log: d.log,
 		Hooks: &crawlHooks{rpc: rpc, log: d.log, chown: d.user.chown, wake: d.wakePath},
 		Env:   d.crawlEnv, MakeDir: d.user.mkdirAll,
 		// The scheduler writes to the store: not in the dispatch loop.
@@ -391,6 +394,9 @@ func (d *daemon) serve(ctx context.Context, cfg *config.Config, socks listen.Soc
 		goRun(func() { d.webhooks.Run(lctx) })
 	}
 	goRun(func() { d.rpc.Poll(dctx, 2*time.Second, runningJobs(d.db.local)) })
+	if d.db.keepLease != nil {
+		goRun(func() { d.lease.run(dctx, d.db.keepLease) })
+	}
 	if d.db.listen != nil {
 		// A job scheduled on another node, or a slot a cap held freed
 		// there, wakes this node's dispatcher at once.

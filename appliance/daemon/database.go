@@ -2,6 +2,9 @@ package daemon
 
 import (
 	"context"
+	"net"
+	"os"
+	"strconv"
 	"time"
 
 	"github.com/scrapyd-debian/scrapyd/appliance/archive"
@@ -39,17 +42,25 @@ type jobStore interface {
 // whenever any node changes the queue, and lead (nil with SQLite), which
 // says whether this node makes the recurring schedules' runs: one node of
 // a cluster does, or each run would be made once per node.
+//
+// keepLease (nil with SQLite) renews the node's lease and reaps dead
+// nodes until its context ends; nodes (nil with SQLite) lists the
+// cluster's nodes.
 type database struct {
-	all    jobStore
-	local  dispatch.Jobs
-	listen func(ctx context.Context, fn func())
-	lead   func(ctx context.Context) (context.Context, bool, error)
+	all       jobStore
+	local     dispatch.Jobs
+	listen    func(ctx context.Context, fn func())
+	lead      func(ctx context.Context) (context.Context, bool, error)
+	keepLease func(ctx context.Context, h pgstore.LeaseHooks)
+	nodes     func(ctx context.Context) ([]pgstore.Node, error)
 }
 
 // openDatabase opens the database option's store: SQLite in dbs_dir when
 // it is empty, PostgreSQL otherwise, this node claiming as node_name and
-// dating jobs by the database's clock.
-func openDatabase(ctx context.Context, cfg *config.Config) (database, error) {
+// dating jobs by the database's clock. A cluster node registers at once:
+// a second daemon with a node_name already alive refuses to start, and a
+// restart of the same node takes its running jobs over.
+func openDatabase(ctx context.Context, cfg *config.Config, version string) (database, error) {
 	if cfg.Database == "" {
 		st, err := store.Open(cfg.DbsDir)
 		if err != nil {
@@ -68,10 +79,32 @@ func openDatabase(ctx context.Context, cfg *config.Config) (database, error) {
 	// for systemd to restart the daemon.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	st, err := pgstore.Open(ctx, cfg.Database, pgstore.Options{Password: password, Node: cfg.NodeName, ServerClock: true})
+	st, err := pgstore.Open(ctx, cfg.Database, pgstore.Options{Password: password, Node: cfg.NodeName, ServerClock: true,
+		Lease: cfg.NodeLease, LostJobs: cfg.LostJobs, AdvertiseURL: advertiseURL(cfg), Version: version, MaxProc: cfg.Slots()})
 	if err != nil {
 		return database{}, err
 	}
+	if err := st.Register(ctx); err != nil {
+		st.Close()
+		return database{}, err
+	}
 	lead := func(ctx context.Context) (context.Context, bool, error) { return st.Lead(ctx, pgstore.SchedulerLock) }
-	return database{all: st, local: st.Local(), listen: st.Listen, lead: lead}, nil
+	return database{all: st, local: st.Local(), listen: st.Listen, lead: lead, keepLease: st.KeepLease, nodes: st.Nodes}, nil
+}
+
+// advertiseURL is how other nodes reach this one: advertise_url, or the
+// API's address (the host name when it listens on every address).
+func advertiseURL(cfg *config.Config) string {
+	if cfg.AdvertiseURL != "" {
+		return cfg.AdvertiseURL
+	}
+	host := cfg.BindAddress
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host, _ = os.Hostname()
+	}
+	scheme := "http"
+	if cfg.TLSCert != "" {
+		scheme = "https"
+	}
+	return scheme + "://" + net.JoinHostPort(host, strconv.Itoa(cfg.HTTPPort))
 }

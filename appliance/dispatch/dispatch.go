@@ -59,6 +59,9 @@ type Options struct {
 	// OnEnd, if set, is told of each job's end once it is recorded, with
 	// its outcome (the recurring schedules' retries). It must not block.
 	OnEnd func(j job.Job)
+	// MayClaim, if set, says whether the node may claim jobs now: a
+	// cluster node that cannot renew its lease must not.
+	MayClaim func() bool
 }
 
 // CrashPoints are the points of a start where a crash leaves a different
@@ -93,6 +96,7 @@ type slot struct {
 	j        job.Job
 	starting bool           // Launcher.Start has not returned (or its handle is not yet stored)
 	signal   syscall.Signal // a cancel's signal that waits for the start to end
+	stopped  string         // why StopAll killed the crawl: its end is recorded lost
 }
 
 type ended struct {
@@ -316,6 +320,9 @@ func (d *Dispatcher) reattach(ctx context.Context, j job.Job, first error) {
 func (d *Dispatcher) fill(ctx context.Context) {
 	for {
 		cfg := d.Config()
+		if d.MayClaim != nil && !d.MayClaim() {
+			return
+		}
 		d.mu.Lock()
 		if len(d.active)+d.claiming >= cfg.Slots() {
 			d.mu.Unlock()
@@ -378,8 +385,10 @@ func (d *Dispatcher) start(ctx context.Context, cfg *config.Config, s *slot) {
 		return
 	}
 	d.crash("launched")
-	if err := d.Store.Started(j.Seq, h.ID, h.PID); err != nil && !known {
-		// No record points at the crawl: it must not run untracked.
+	if err := d.Store.Started(j.Seq, h.ID, h.PID); err != nil && (!known || errors.Is(err, store.ErrFenced)) {
+		// No record points at the crawl: it must not run untracked. A
+		// fenced node's job may be another node's by now: it must not
+		// run twice.
 		log.Error("crawl started but its handle could not be stored; stopping it", "err", err)
 		d.Launcher.Signal(ctx, h, syscall.SIGKILL)
 		select {
@@ -591,6 +600,11 @@ func (d *Dispatcher) finish(e *ended) bool {
 		e.stats = &stats
 	}
 	log := d.Log.With("project", j.Project, "spider", j.Spider, "job", j.ID)
+	d.mu.Lock()
+	if s := d.active[j.Seq]; s != nil && s.stopped != "" && e.reason == "" {
+		e.reason, e.outcome = s.stopped, job.OutcomeLost
+	}
+	d.mu.Unlock()
 	var outcome job.Outcome
 	var code *int
 	attrs := []any{}
@@ -611,7 +625,15 @@ func (d *Dispatcher) finish(e *ended) bool {
 		code = exitCode(e.exit)
 		attrs = append(attrs, "finish_reason", reason)
 	}
-	if err := d.Store.End(j.Seq, time.Now(), code, outcome, *e.stats, cfg.FinishedToKeep); err != nil {
+	err := d.Store.End(j.Seq, time.Now(), code, outcome, *e.stats, cfg.FinishedToKeep)
+	if errors.Is(err, store.ErrFenced) {
+		// The cluster declared this node dead and decided the job's fate
+		// (lost, or queued again): this end must not overwrite it.
+		log.Warn("crawl ended, its end not recorded: the cluster reaped the job while this node could not renew its lease", append([]any{"outcome", outcome}, attrs...)...)
+		d.free(j.Seq)
+		return true
+	}
+	if err != nil {
 		log.Error("cannot record the crawl's end; trying again", "err", err, "retry_in", endRetry.String())
 		return false
 	}
@@ -621,15 +643,48 @@ func (d *Dispatcher) finish(e *ended) bool {
 		attrs = append(attrs, "exit", e.exit.String())
 	}
 	log.Info("crawl ended", append([]any{"outcome", outcome}, attrs...)...)
-	d.mu.Lock()
-	delete(d.active, j.Seq)
-	d.mu.Unlock()
-	d.changed()
+	d.free(j.Seq)
 	if d.OnEnd != nil {
 		j.Outcome = outcome
 		d.OnEnd(j)
 	}
 	return true
+}
+
+// free gives a job's slot back.
+func (d *Dispatcher) free(seq int64) {
+	d.mu.Lock()
+	delete(d.active, seq)
+	d.mu.Unlock()
+	d.changed()
+}
+
+// StopAll kills every crawl this node runs, for reason: a cluster node in
+// requeue mode that cannot renew its lease must stop its crawls before
+// another node may start them again. Their ends are recorded lost (or
+// dropped, fenced, once the cluster reaped them). A crawl still starting
+// is killed as soon as its start returns.
+func (d *Dispatcher) StopAll(ctx context.Context, reason string) {
+	d.mu.Lock()
+	var kill []job.Job
+	for _, s := range d.active {
+		if s.stopped != "" {
+			continue
+		}
+		s.stopped = reason
+		if s.starting {
+			s.signal = syscall.SIGKILL
+			continue
+		}
+		kill = append(kill, s.j)
+	}
+	d.mu.Unlock()
+	for _, j := range kill {
+		d.Log.Warn("stopping crawl", "project", j.Project, "spider", j.Spider, "job", j.ID, "reason", reason)
+		if err := d.signal(ctx, j, syscall.SIGKILL); err != nil {
+			d.Log.Error("cannot stop crawl", "job", j.ID, "err", err)
+		}
+	}
 }
 
 // exitCode is the exit status to record: the code, or 128+N for a crawl

@@ -28,6 +28,12 @@ var ErrDuplicate = errors.New("a pending or running job already has this id")
 // ErrNotFound: no such job.
 var ErrNotFound = errors.New("job not found")
 
+// ErrFenced: a cluster node's write was refused because the cluster
+// decided otherwise meanwhile (the node was declared dead, its epoch
+// bumped, its jobs reaped). The write must be dropped, never retried: what
+// it would overwrite is another node's decision.
+var ErrFenced = errors.New("fenced: this node was declared dead and its jobs were reaped")
+
 // FileName is the database's name inside dbs_dir.
 const FileName = "scrapyd.db"
 

@@ -14,6 +14,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -46,6 +47,14 @@ type Options struct {
 	// and date jobs by one clock. The contract tests pass it false: they
 	// check the times they give.
 	ServerClock bool
+	// What Register records of this node. Lease is node_lease (30 s when
+	// 0); LostJobs is lost_jobs (LostMark or LostRequeue), what reaping
+	// does to this node's running jobs should it die.
+	Lease        time.Duration
+	LostJobs     string
+	AdvertiseURL string
+	Version      string
+	MaxProc      int
 }
 
 // Store is a job store on PostgreSQL; safe for concurrent use.
@@ -57,6 +66,13 @@ type Store struct {
 	mu      sync.Mutex
 	counts  [3]int // the last counts read: Counts' answer while the database is away
 	onEvent func(last int64)
+
+	// The node's registration (nodes.go): its epoch (0: not registered,
+	// writes not fenced), and its own connection, which holds the node's
+	// lock and renews its lease.
+	epoch    atomic.Int64
+	nodeMu   sync.Mutex
+	nodeConn *pgx.Conn
 }
 
 // Open connects to the database at url, migrates it and returns the store.
@@ -68,6 +84,12 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	}
 	if opts.Password != "" {
 		cfg.ConnConfig.Password = opts.Password
+	}
+	if opts.Lease > 0 {
+		// A node cut off from the database in the middle of a
+		// transaction holds its row locks until the server gives up on
+		// it: within a lease, so that reaping it is not held up.
+		cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"] = fmt.Sprint(max(opts.Lease.Milliseconds(), 1000))
 	}
 	if cfg.MaxConns < 8 {
 		cfg.MaxConns = 8
@@ -93,8 +115,10 @@ func Redact(url string) string {
 	return fmt.Sprintf("postgresql://%s@%s:%d/%s", cfg.User, cfg.Host, cfg.Port, cfg.Database)
 }
 
-// Close closes the connections.
+// Close closes the connections. A registered node is marked stopped
+// cleanly first: its crawls keep running, for its next start to adopt.
 func (s *Store) Close() error {
+	s.stop()
 	s.pool.Close()
 	return nil
 }
@@ -142,7 +166,11 @@ type tx struct {
 // write runs fn in one transaction; events says whether fn may add events.
 // After the commit, OnEvent's function hears of the last event written.
 func (s *Store) write(events bool, fn func(*tx) error) error {
-	ctx := context.Background()
+	return s.writeCtx(context.Background(), events, fn)
+}
+
+// writeCtx is write bounded by ctx.
+func (s *Store) writeCtx(ctx context.Context, events bool, fn func(*tx) error) error {
 	var last int64
 	var wrote bool
 	err := pgx.BeginFunc(ctx, s.pool, func(t pgx.Tx) error {
@@ -259,6 +287,9 @@ func (s *Store) Enqueue(spec job.Spec, now time.Time) (job.Job, error) {
 func (s *Store) Claim(now time.Time, caps store.Caps) (*job.Job, error) {
 	var j *job.Job
 	err := s.write(false, func(t *tx) error {
+		if err := s.fence(t, true); err != nil {
+			return err
+		}
 		q := `SELECT ` + columns + ` FROM jobs WHERE state = 'pending'`
 		var args []any
 		if !caps.None() {
@@ -292,13 +323,16 @@ func (s *Store) Claim(now time.Time, caps store.Caps) (*job.Job, error) {
 		// start time is when the claim holds the row, so that claims are
 		// dated in the order they took their rows, but for the claims in
 		// flight at once.
-		if err := t.QueryRow(t.ctx, `UPDATE jobs SET state = 'running', started = COALESCE($1, clock_timestamp()), node = $2 WHERE seq = $3 RETURNING started`,
-			s.at(now), s.opts.Node, j.Seq).Scan(&j.Started); err != nil {
+		if err := t.QueryRow(t.ctx, `UPDATE jobs SET state = 'running', started = COALESCE($1, clock_timestamp()), node = $2, epoch = $3 WHERE seq = $4 RETURNING started`,
+			s.at(now), s.opts.Node, s.epoch.Load(), j.Seq).Scan(&j.Started); err != nil {
 			return err
 		}
 		j.State = job.Running
 		return nil
 	})
+	if errors.Is(err, errNoLease) {
+		return nil, nil // nothing is claimed until the lease is renewed
+	}
 	if err != nil {
 		return nil, fmt.Errorf("claim: %w", err)
 	}
@@ -336,55 +370,86 @@ func (s *Store) RunningCounts(ctx context.Context) (store.Running, error) {
 // Launching records the handle a claimed job's crawl will have, before it
 // is started; no event.
 func (s *Store) Launching(seq int64, handle string) error {
-	return s.exec(`UPDATE jobs SET handle = $1, pid = NULL WHERE seq = $2 AND state = 'running'`, handle, seq)
+	own, args := s.owned(3)
+	return s.nodeWrite(false, seq, func(t *tx) (int64, error) {
+		tag, err := t.Exec(t.ctx, `UPDATE jobs SET handle = $1, pid = NULL WHERE seq = $2 AND state = 'running'`+own, append([]any{handle, seq}, args...)...)
+		return tag.RowsAffected(), err
+	}, nil)
+}
+
+// nodeWrite runs update, a change to job seq this node claimed, in one
+// transaction, fenced: store.ErrFenced when the node was declared dead, or
+// the job is no longer its own (update changed no row, and done, if set,
+// does not say the row is this node's own earlier write). update adds
+// the condition s.owned gives to its statement and says how many rows it
+// changed.
+func (s *Store) nodeWrite(events bool, seq int64, update func(t *tx) (int64, error), done func(state string) bool) error {
+	return s.write(events, func(t *tx) error {
+		if err := s.fence(t, false); err != nil {
+			return err
+		}
+		n, err := update(t)
+		if err != nil || n > 0 {
+			return err
+		}
+		if done == nil {
+			done = func(string) bool { return false }
+		}
+		return s.fencedJob(t, seq, done)
+	})
 }
 
 // Started records the launch handle of a claimed job, with its started
 // event.
 func (s *Store) Started(seq int64, handle string, pid int) error {
-	return s.write(true, func(t *tx) error {
-		tag, err := t.Exec(t.ctx, `UPDATE jobs SET handle = $1, pid = $2 WHERE seq = $3 AND state = 'running'`, handle, nullInt(pid), seq)
+	own, args := s.owned(4)
+	return s.nodeWrite(true, seq, func(t *tx) (int64, error) {
+		tag, err := t.Exec(t.ctx, `UPDATE jobs SET handle = $1, pid = $2 WHERE seq = $3 AND state = 'running'`+own, append([]any{handle, nullInt(pid), seq}, args...)...)
 		if err != nil || tag.RowsAffected() != 1 {
-			return err
+			return tag.RowsAffected(), err
 		}
-		return t.addEvent(store.EventStarted, seq, "started", nil)
-	})
+		return 1, t.addEvent(store.EventStarted, seq, "started", nil)
+	}, nil)
 }
 
 // Requeue returns a claimed job that never got a handle to the queue,
 // keeping its place, and announces it.
 func (s *Store) Requeue(seq int64) error {
-	return s.write(false, func(t *tx) error {
-		tag, err := t.Exec(t.ctx, `UPDATE jobs SET state = 'pending', started = NULL, pid = NULL, node = '' WHERE seq = $1 AND state = 'running' AND handle IS NULL`, seq)
+	own, args := s.owned(2)
+	return s.nodeWrite(false, seq, func(t *tx) (int64, error) {
+		tag, err := t.Exec(t.ctx, `UPDATE jobs SET state = 'pending', started = NULL, pid = NULL, node = '', epoch = 0 WHERE seq = $1 AND state = 'running' AND handle IS NULL`+own, append([]any{seq}, args...)...)
 		if err != nil || tag.RowsAffected() != 1 {
-			return err
+			return tag.RowsAffected(), err
 		}
-		return t.notify()
-	})
+		return 1, t.notify()
+	}, nil)
 }
 
 // End records how a running job ended, then trims the finished history to
 // keep entries. It announces the end: a slot cap may now let another
 // node's claim through.
 func (s *Store) End(seq int64, ended time.Time, exit *int, outcome job.Outcome, stats string, keep int) error {
-	return s.write(true, func(t *tx) error {
-		tag, err := t.Exec(t.ctx, `UPDATE jobs SET state = 'finished', ended = COALESCE($1, now()), exit_code = $2, outcome = $3, stats = $4 WHERE seq = $5 AND state = 'running'`,
-			s.at(ended), exit, string(outcome), nullString(stats), seq)
+	own, args := s.owned(6)
+	// A row this node already finished is a second report of the same end.
+	again := func(state string) bool { return state == string(job.Finished) }
+	return s.nodeWrite(true, seq, func(t *tx) (int64, error) {
+		tag, err := t.Exec(t.ctx, `UPDATE jobs SET state = 'finished', ended = COALESCE($1, now()), exit_code = $2, outcome = $3, stats = $4 WHERE seq = $5 AND state = 'running'`+own,
+			append([]any{s.at(ended), exit, string(outcome), nullString(stats), seq}, args...)...)
 		if err != nil || tag.RowsAffected() != 1 {
-			return err // already ended: a second report of the same end
+			return tag.RowsAffected(), err
 		}
 		// Before the trim, which may delete the row.
 		if err := t.addEvent(store.EventFinished, seq, "ended", nil); err != nil {
-			return err
+			return 1, err
 		}
 		if _, err := t.Exec(t.ctx, `UPDATE job_counts SET finished = finished + 1`); err != nil {
-			return err
+			return 1, err
 		}
 		if err := trim(t, keep); err != nil {
-			return err
+			return 1, err
 		}
-		return t.notify()
-	})
+		return 1, t.notify()
+	}, again)
 }
 
 // trim deletes the finished jobs after the keep newest, and counts them

@@ -124,6 +124,31 @@ CREATE TABLE job_log_chunks (
 	data bytea NOT NULL,
 	PRIMARY KEY (seq, off)
 );`,
+	// 4: the nodes of the cluster and their leases (every time by the
+	// database's clock), and the epoch under which a node claimed each
+	// job: a node's write is fenced by its name and epoch, which reaping
+	// bumps. renewing_since is when the node's present unbroken run of
+	// renewals began (a reaper reaps only what expired while it renewed);
+	// lease is kept so that any node reaps by the dead node's own lease,
+	// lost_jobs by the dead node's own mode (requeue is safe only from a
+	// node that stops its crawls when it cannot renew).
+	`CREATE TABLE nodes (
+	name           text PRIMARY KEY,
+	epoch          bigint NOT NULL,
+	lease          interval NOT NULL,
+	lease_until    timestamptz NOT NULL,
+	renewing_since timestamptz NOT NULL,
+	advertise_url  text NOT NULL DEFAULT '',
+	max_proc       integer NOT NULL DEFAULT 0,
+	version        text NOT NULL DEFAULT '',
+	lost_jobs      text NOT NULL DEFAULT 'mark' CHECK (lost_jobs IN ('mark', 'requeue')),
+	started        timestamptz NOT NULL,
+	renewed        timestamptz NOT NULL,
+	stopped        boolean NOT NULL DEFAULT false,
+	reaped         boolean NOT NULL DEFAULT false
+);
+ALTER TABLE jobs ADD COLUMN epoch bigint NOT NULL DEFAULT 0;
+CREATE INDEX jobs_node ON jobs (node) WHERE state = 'running';`,
 }
 
 // schemaVersion is the schema this release writes.
