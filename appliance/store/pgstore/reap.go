@@ -78,7 +78,10 @@ func (s *Store) Reap(ctx context.Context, keep int) ([]Reaped, error) {
 func reapNode(t *tx, name string, keep int) (Reaped, error) {
 	r := Reaped{Node: name}
 	var mode string
-	if err := t.QueryRow(t.ctx, `UPDATE nodes SET epoch = epoch + 1, reaped = true WHERE name = $1 RETURNING lost_jobs`, name).Scan(&mode); err != nil {
+	// A node that stopped cleanly left its crawls running on purpose, and
+	// no daemon of its stops them now: they are never queued again.
+	if err := t.QueryRow(t.ctx, `UPDATE nodes SET epoch = epoch + 1, reaped = true WHERE name = $1
+		RETURNING CASE WHEN stopped THEN 'mark' ELSE lost_jobs END`, name).Scan(&mode); err != nil {
 		return r, err
 	}
 	tag, err := t.Exec(t.ctx, `UPDATE jobs SET state = 'pending', started = NULL, pid = NULL, node = '', epoch = 0
