@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -38,6 +39,7 @@ import (
 	"github.com/scrapyd-debian/scrapyd/appliance/recur"
 	"github.com/scrapyd-debian/scrapyd/appliance/scrapy"
 	"github.com/scrapyd-debian/scrapyd/appliance/service"
+	"github.com/scrapyd-debian/scrapyd/appliance/store/pgstore"
 	"github.com/scrapyd-debian/scrapyd/appliance/web"
 )
 
@@ -247,7 +249,7 @@ func (d *daemon) wire(ctx context.Context, cfg *config.Config) error {
 		MayClaim: d.lease.mayClaim,
 		Config:   d.conf, Store: d.db.local, Eggs: d.eggs, Launcher: d.launcher.Launcher, Log: d.log,
 		Hooks: &crawlHooks{rpc: rpc, log: d.log, chown: d.user.chown, wake: d.wakePath},
-		Env:   d.crawlEnv, MakeDir: d.user.mkdirAll,
+		Env:   d.crawlEnv, MakeDir: d.user.mkdirAll, Remote: d.db.remote,
 		// The scheduler writes to the store: not in the dispatch loop.
 		OnEnd: func(j job.Job) { go sched.Ended(context.Background(), j) },
 		OnChange: func() {
@@ -402,8 +404,16 @@ func (d *daemon) serve(ctx context.Context, cfg *config.Config, socks listen.Soc
 		// there, wakes this node's dispatcher at once.
 		// Another node's job events reach this node's /events and metrics
 		// at once too.
+		// A cancel asked on another node for a crawl here is sent to it.
+		cancels := pgstore.Cancels + cfg.NodeName
 		goRun(func() {
-			d.db.listen(dctx, func() {
+			d.db.listen(dctx, func(payload string) {
+				if strings.HasPrefix(payload, pgstore.Cancels) {
+					if payload == cancels {
+						go d.disp.DeliverCancels(dctx)
+					}
+					return
+				}
 				d.disp.Wake()
 				d.feed.Notify(0)
 			})

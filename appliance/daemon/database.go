@@ -39,20 +39,22 @@ type jobStore interface {
 // database is the opened job store: all (the cluster's, with PostgreSQL),
 // local (what this node's dispatcher and live-stats poll see: its own
 // running jobs), listen (nil with SQLite), which calls its function
-// whenever any node changes the queue, and lead (nil with SQLite), which
+// whenever any node changes the queue, with the announcement's payload
+// (pgstore.Cancels for cancel requests), and lead (nil with SQLite), which
 // says whether this node makes the recurring schedules' runs: one node of
 // a cluster does, or each run would be made once per node.
 //
 // keepLease (nil with SQLite) renews the node's lease and reaps dead
 // nodes until its context ends; nodes (nil with SQLite) lists the
-// cluster's nodes.
+// cluster's nodes; remote (nil with SQLite) carries cancels between nodes.
 type database struct {
 	all       jobStore
 	local     dispatch.Jobs
-	listen    func(ctx context.Context, fn func())
+	listen    func(ctx context.Context, fn func(payload string))
 	lead      func(ctx context.Context) (context.Context, bool, error)
 	keepLease func(ctx context.Context, h pgstore.LeaseHooks)
 	nodes     func(ctx context.Context) ([]pgstore.Node, error)
+	remote    dispatch.Remote
 }
 
 // openDatabase opens the database option's store: SQLite in dbs_dir when
@@ -89,7 +91,7 @@ func openDatabase(ctx context.Context, cfg *config.Config, version string) (data
 		return database{}, err
 	}
 	lead := func(ctx context.Context) (context.Context, bool, error) { return st.Lead(ctx, pgstore.SchedulerLock) }
-	return database{all: st, local: st.Local(), listen: st.Listen, lead: lead, keepLease: st.KeepLease, nodes: st.Nodes}, nil
+	return database{all: st, local: st.Local(), listen: st.ListenPayloads, lead: lead, keepLease: st.KeepLease, nodes: st.Nodes, remote: st.Local()}, nil
 }
 
 // advertiseURL is how other nodes reach this one: advertise_url, or the

@@ -62,6 +62,8 @@ type Options struct {
 	// MayClaim, if set, says whether the node may claim jobs now: a
 	// cluster node that cannot renew its lease must not.
 	MayClaim func() bool
+	// Remote, in a cluster, carries cancels to and from the other nodes.
+	Remote Remote
 }
 
 // CrashPoints are the points of a start where a crash leaves a different
@@ -89,6 +91,8 @@ type Dispatcher struct {
 	claiming int // slots reserved while a claim is in flight
 
 	adopted chan struct{} // closed once the crawls a previous daemon left are known
+
+	delivering sync.Mutex // one DeliverCancels at a time: a request is signalled once
 }
 
 // slot is one job holding a process slot: starting, then running.
@@ -149,6 +153,11 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			return nil
 		case <-d.wake:
 		case <-timer.C:
+			if d.Remote != nil {
+				// The safety net of cancel requests too: an announcement
+				// made while this node's listener was away is lost.
+				go d.DeliverCancels(ctx)
+			}
 		case e := <-d.ended:
 			d.end(ctx, e)
 		}
@@ -739,7 +748,8 @@ var ErrNotRunning = errors.New("job is not pending or running")
 // Cancel stops a job the way cancel.json does and returns its previous
 // state: a pending job is removed; a running one gets sig, and a second
 // cancel of a job already told to stop gets SIGKILL. A job still starting
-// gets the signal once its start is done.
+// gets the signal once its start is done. In a cluster, a job running on
+// another node is signalled by that node (see DeliverCancels).
 func (d *Dispatcher) Cancel(ctx context.Context, project, id string, sig syscall.Signal) (job.State, error) {
 	n, err := d.Store.CancelPending(project, id)
 	if err != nil {
@@ -758,6 +768,20 @@ func (d *Dispatcher) Cancel(ctx context.Context, project, id string, sig syscall
 		}
 	}
 	d.mu.Unlock()
+	if d.Remote != nil {
+		mine := make([]int64, len(slots))
+		for i, s := range slots {
+			mine[i] = s.j.Seq
+		}
+		n, err := d.Remote.RequestCancel(project, id, sig, mine)
+		if err != nil {
+			return prev, err
+		}
+		if n > 0 {
+			d.Log.Info("asked another node to cancel its crawl", "project", project, "job", id)
+			prev = job.Running
+		}
+	}
 	for _, s := range slots {
 		before, err := d.Store.MarkCancelled(s.j.Seq)
 		if err != nil {
@@ -783,6 +807,46 @@ func (d *Dispatcher) Cancel(ctx context.Context, project, id string, sig syscall
 		}
 	}
 	return prev, nil
+}
+
+// DeliverCancels signals this node's crawls that other nodes asked to
+// cancel (cancel.json on another node), each request once: a crawl still
+// starting gets its signal when its start is done. A request for a job
+// whose slot this node does not hold (yet) stays for the next look.
+func (d *Dispatcher) DeliverCancels(ctx context.Context) {
+	d.delivering.Lock()
+	defer d.delivering.Unlock()
+	reqs, err := d.Remote.CancelRequests(ctx)
+	if err != nil {
+		d.Log.Error("cannot read the cancels other nodes asked for", "err", err)
+		return
+	}
+	for _, r := range reqs {
+		d.mu.Lock()
+		s := d.active[r.Seq]
+		var j job.Job
+		starting := false
+		if s != nil {
+			j, starting = s.j, s.starting
+			if starting {
+				s.signal = r.Signal
+			}
+		}
+		d.mu.Unlock()
+		if s == nil {
+			continue
+		}
+		d.Log.Info("cancelling crawl, as another node asked", "project", j.Project, "spider", j.Spider, "job", j.ID, "signal", r.Signal.String(), "starting", starting)
+		if !starting {
+			if err := d.signal(ctx, j, r.Signal); err != nil {
+				d.Log.Error("cannot signal the crawl another node cancelled", "job", j.ID, "err", err)
+				continue
+			}
+		}
+		if err := d.Remote.CancelDelivered(r.Seq, r.Requests); err != nil {
+			d.Log.Error("cannot record a cancel's delivery", "job", j.ID, "err", err)
+		}
+	}
 }
 
 // signal sends sig to a started job's crawl; a crawl already gone is no error.

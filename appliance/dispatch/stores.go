@@ -2,6 +2,7 @@ package dispatch
 
 import (
 	"context"
+	"syscall"
 	"time"
 
 	"github.com/scrapyd-debian/scrapyd/appliance/config"
@@ -47,4 +48,16 @@ func Caps(cfg *config.Config) store.Caps {
 		out[p] = store.Cap{MaxProc: c.MaxProc, SpiderMaxProc: c.SpiderMaxProc}
 	}
 	return out
+}
+
+// Remote is how a cluster's nodes cancel each other's crawls through the
+// database (pgstore's node view); nil on a single node. RequestCancel asks
+// the nodes running a project's job id, but the jobs in skip, to signal
+// their crawls (sig, or SIGKILL for a job asked before) and says how many
+// it asked for; CancelRequests lists the requests this node has not
+// delivered yet, CancelDelivered records one's delivery.
+type Remote interface {
+	RequestCancel(project, id string, sig syscall.Signal, skip []int64) (int, error)
+	CancelRequests(ctx context.Context) ([]store.CancelRequest, error)
+	CancelDelivered(seq int64, requests int) error
 }

@@ -4,6 +4,7 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -110,4 +111,59 @@ func keys(m map[string]any) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// waitLog waits until a crawl's log holds text.
+func waitLog(t *testing.T, d *testkit.Daemon, spider, id, text string) {
+	t.Helper()
+	path := d.Path("var", "log", "scrapyd", "sample", spider, id+".log")
+	testkit.Eventually(t, waitCrawl, "the log of "+id+" to say "+strconv.Quote(text), func() bool {
+		raw, _ := os.ReadFile(path)
+		return strings.Contains(string(raw), text)
+	})
+}
+
+// TestClusterCancelAcrossNodes: cancel.json on one node reaches a crawl on
+// another through the database: the first cancel stops it gracefully
+// (Scrapy's own shutdown, outcome cancelled); a crawl that hangs in its
+// graceful shutdown is killed by a second cancel, sent to the other node
+// too. Each answer is Scrapyd's, prevstate "running".
+func TestClusterCancelAcrossNodes(t *testing.T) {
+	testkit.RequireScrapy(t)
+	t.Parallel()
+	// on2 hangs for ten minutes while closing: only a kill ends it.
+	n1, n2 := twoBusyNodes(t, "", url.Values{"linger": {"600"}})
+	cancel := func(d *testkit.Daemon, id string) {
+		t.Helper()
+		r := d.Post(t, "cancel.json", url.Values{"project": {"sample"}, "job": {id}})
+		if r["status"] != "ok" || r["prevstate"] != "running" || len(r) != 3 {
+			t.Fatalf("cancel.json for %s: %v", id, r)
+		}
+	}
+	// Graceful: node 2 cancels node 1's crawl once its engine runs (a
+	// signal sent before Scrapy's engine starts can be missed).
+	waitLog(t, n1, "slow", "on1", "slow page")
+	cancel(n2, "on1")
+	fin := waitState(t, n2, "on1", "finished")
+	if fin["outcome"] != "cancelled" || fin["exit_code"] == 137.0 || fin["node_name"] != "node1" {
+		t.Fatalf("on1 ended %v\n%s", fin, n1.Logs())
+	}
+	waitLog(t, n1, "slow", "on1", "shutting down gracefully")
+
+	// Forced: node 1 cancels node 2's stubborn crawl; Scrapy starts its
+	// graceful shutdown and hangs in it; the second cancel kills it.
+	waitLog(t, n2, "slow", "on2", "slow page")
+	cancel(n1, "on2")
+	waitLog(t, n2, "slow", "on2", "shutting down gracefully")
+	if jobIn(t, n1, "running", "on2") == nil {
+		t.Fatalf("on2 ended at its first cancel: %v", jobIn(t, n1, "finished", "on2"))
+	}
+	cancel(n1, "on2")
+	fin = waitState(t, n1, "on2", "finished")
+	if fin["outcome"] != "cancelled" || fin["exit_code"] != 137.0 {
+		t.Fatalf("on2 ended %v, want cancelled by SIGKILL (exit_code 137)\n%s", fin, n2.Logs())
+	}
+	if !strings.Contains(n2.Logs(), "as another node asked") {
+		t.Errorf("node 2's log does not say another node asked for the cancels:\n%s", n2.Logs())
+	}
 }

@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	_ "modernc.org/sqlite" // the pure-Go SQLite driver, registered as "sqlite"
@@ -617,4 +618,13 @@ func (s *Store) ForgetSpiders(project, version string) error {
 		return s.exec(`DELETE FROM spiders WHERE project = ?`, project)
 	}
 	return s.exec(`DELETE FROM spiders WHERE project = ? AND version = ?`, project, version)
+}
+
+// CancelRequest is a cancel another node asked for a crawl this node runs
+// (cluster mode): the signal to send, and how many requests the job has
+// had, which the delivery records.
+type CancelRequest struct {
+	Seq      int64
+	Signal   syscall.Signal
+	Requests int
 }

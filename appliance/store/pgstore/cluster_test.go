@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -257,7 +258,9 @@ func TestMigrationCountsFinished(t *testing.T) {
 	}
 	defer conn.Close(ctx)
 	// Back to version 1, with three finished jobs in it.
-	if _, err := conn.Exec(ctx, `DROP TABLE job_counts, job_log_chunks, job_logs, nodes; DROP INDEX jobs_node; ALTER TABLE jobs DROP COLUMN epoch; UPDATE schema_version SET version = 1;
+	if _, err := conn.Exec(ctx, `DROP TABLE job_counts, job_log_chunks, job_logs, nodes, cluster_secret; DROP INDEX jobs_node;
+		ALTER TABLE jobs DROP COLUMN epoch, DROP COLUMN cancel_requests, DROP COLUMN cancels_delivered, DROP COLUMN cancel_signal;
+		UPDATE schema_version SET version = 1;
 		INSERT INTO jobs (id, project, spider, state, scheduled, ended) SELECT 'f'||g, 'p', 's', 'finished', now(), now() FROM generate_series(1, 3) g`); err != nil {
 		t.Fatal(err)
 	}
@@ -333,5 +336,78 @@ func TestListByNode(t *testing.T) {
 	}
 	if j, err := ns[1].Find(ctx, "p", "b"); err != nil || j.Node != "node2" {
 		t.Fatalf("find b: %+v %v", j, err)
+	}
+}
+
+// A cancel asked on one node for a crawl another node runs is counted on
+// the job's row and announced to that node only; the first asks for the
+// caller's signal, a second for SIGKILL; once delivered, a request is no
+// longer listed. Jobs the asking node signals itself are skipped.
+func TestCancelRequests(t *testing.T) {
+	t.Parallel()
+	ns := nodes(t, 2)
+	ctx := context.Background()
+	for _, id := range []string{"a", "b"} {
+		if _, err := ns[0].Enqueue(job.Spec{ID: id, Project: "p", Spider: "s"}, time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, _ := ns[1].Claim(time.Time{}, nil)
+	b, _ := ns[0].Claim(time.Time{}, nil)
+	if a == nil || b == nil || a.ID != "a" {
+		t.Fatal(a, b)
+	}
+	heard := make(chan string, 10)
+	lctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go ns[1].ListenPayloads(lctx, func(p string) { heard <- p })
+	if p := <-heard; p != "" {
+		t.Fatalf("first call after connecting: %q", p)
+	}
+	if n, err := ns[0].RequestCancel("p", "b", syscall.SIGINT, []int64{b.Seq}); err != nil || n != 0 {
+		t.Fatalf("a cancel of a job the caller runs itself asked %d nodes, %v", n, err)
+	}
+	want := func(sig syscall.Signal, requests int) {
+		t.Helper()
+		reqs, err := ns[1].Local().CancelRequests(ctx)
+		if err != nil || len(reqs) != 1 || reqs[0].Seq != a.Seq || reqs[0].Signal != sig || reqs[0].Requests != requests {
+			t.Fatalf("node 2's requests: %+v %v; want %v (%d)", reqs, err, sig, requests)
+		}
+		if mine, err := ns[0].Local().CancelRequests(ctx); err != nil || len(mine) != 0 {
+			t.Fatalf("node 1's requests: %+v %v", mine, err)
+		}
+	}
+	if n, err := ns[0].RequestCancel("p", "a", syscall.SIGTERM, nil); err != nil || n != 1 {
+		t.Fatalf("cancel of a: %d %v", n, err)
+	}
+	if p := <-heard; p != pgstore.Cancels+"node2" {
+		t.Fatalf("announced %q", p)
+	}
+	want(syscall.SIGTERM, 1)
+	if err := ns[1].CancelDelivered(a.Seq, 1); err != nil {
+		t.Fatal(err)
+	}
+	if reqs, err := ns[1].Local().CancelRequests(ctx); err != nil || len(reqs) != 0 {
+		t.Fatalf("requests after delivery: %+v %v", reqs, err)
+	}
+	if n, err := ns[0].RequestCancel("p", "a", syscall.SIGINT, nil); err != nil || n != 1 {
+		t.Fatalf("second cancel of a: %d %v", n, err)
+	}
+	want(syscall.SIGKILL, 2)
+	if j, _ := ns[0].Find(ctx, "p", "a"); !j.Cancelled {
+		t.Fatal("the job is not marked cancelled: its end would not be a cancel")
+	}
+}
+
+// Every node gets the same cluster secret, made once.
+func TestClusterSecret(t *testing.T) {
+	t.Parallel()
+	ns := nodes(t, 2)
+	a, err := ns[0].ClusterSecret(context.Background())
+	if err != nil || len(a) != 64 {
+		t.Fatalf("secret %q %v", a, err)
+	}
+	if b, err := ns[1].ClusterSecret(context.Background()); err != nil || b != a {
+		t.Fatalf("node 2's secret %q %v, node 1's %q", b, err, a)
 	}
 }

@@ -13,6 +13,17 @@ import (
 // after each (re)connect, because announcements made while it was away
 // are lost. fn must not block for long: announcements queue behind it.
 func (s *Store) Listen(ctx context.Context, fn func()) {
+	s.ListenPayloads(ctx, func(string) { fn() })
+}
+
+// Cancels is the payload of an announcement that cancels were asked for
+// the crawls of the node named after it ("cancel node2").
+const Cancels = "cancel "
+
+// ListenPayloads is Listen with each announcement's payload: "" for a
+// change to the queue or an event, Cancels plus a node's name for cancel
+// requests to that node. After a (re)connect fn is called with "".
+func (s *Store) ListenPayloads(ctx context.Context, fn func(payload string)) {
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		connected := false
@@ -32,7 +43,7 @@ func (s *Store) Listen(ctx context.Context, fn func()) {
 }
 
 // listen is one connection's life.
-func (s *Store) listen(ctx context.Context, fn func(), connected *bool) error {
+func (s *Store) listen(ctx context.Context, fn func(string), connected *bool) error {
 	conn, err := pgx.ConnectConfig(ctx, s.cfg.ConnConfig)
 	if err != nil {
 		return err
@@ -42,11 +53,12 @@ func (s *Store) listen(ctx context.Context, fn func(), connected *bool) error {
 		return err
 	}
 	*connected = true
-	fn()
+	fn("")
 	for {
-		if _, err := conn.WaitForNotification(ctx); err != nil {
+		n, err := conn.WaitForNotification(ctx)
+		if err != nil {
 			return err
 		}
-		fn()
+		fn(n.Payload)
 	}
 }

@@ -149,6 +149,20 @@ CREATE TABLE job_log_chunks (
 );
 ALTER TABLE jobs ADD COLUMN epoch bigint NOT NULL DEFAULT 0;
 CREATE INDEX jobs_node ON jobs (node) WHERE state = 'running';`,
+	// 5: cancels across nodes (issue 15 point 6): a cancel.json on one
+	// node for a crawl on another counts a request on the job's row with
+	// the signal to send (a second cancel's is SIGKILL) and announces it;
+	// the crawl's node sends the signal and records how many requests it
+	// has delivered. And the cluster's secret, made once by the first node
+	// that needs it, which a node presents when it forwards a request
+	// about a crawl (its items, its web service) to the crawl's node.
+	`ALTER TABLE jobs ADD COLUMN cancel_requests integer NOT NULL DEFAULT 0,
+	ADD COLUMN cancels_delivered integer NOT NULL DEFAULT 0,
+	ADD COLUMN cancel_signal integer;
+CREATE TABLE cluster_secret (
+	only_one boolean PRIMARY KEY DEFAULT true CHECK (only_one),
+	secret   text NOT NULL
+);`,
 }
 
 // schemaVersion is the schema this release writes.
