@@ -92,10 +92,16 @@ type Config struct {
 	NodeLease    time.Duration
 	LostJobs     string
 	AdvertiseURL string
-	Python       string
-	Launcher     string // auto, exec or systemd
-	CrawlUser    string
-	UploadLimit  int64
+
+	// LogShipLimit is how much of each crawl's log its node ships to the
+	// database in cluster mode, for other nodes to serve; the rest stays
+	// on the node (a last line says so). 0 ships none.
+	LogShipLimit int64
+
+	Python      string
+	Launcher    string // auto, exec or systemd
+	CrawlUser   string
+	UploadLimit int64
 	// MetricsPublic opens /metrics to scrapers without credentials when
 	// auth is on (issue 17); the health probes are always open.
 	MetricsPublic bool

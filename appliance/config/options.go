@@ -82,6 +82,7 @@ var options = map[string]option{
 	"node_lease":                {"30", seconds(1, func(c *Config) *time.Duration { return &c.NodeLease }), atRegistration},
 	"lost_jobs":                 {"mark", field{lostJobs, ptrTo(func(c *Config) *string { return &c.LostJobs })}, atRegistration},
 	"advertise_url":             {"", field{advertiseURL, ptrTo(func(c *Config) *string { return &c.AdvertiseURL })}, atRegistration},
+	"log_ship_limit":            {"64M", size(func(c *Config) *int64 { return &c.LogShipLimit }), ""},
 	"python":                    {"/usr/bin/python3", executable(func(c *Config) *string { return &c.Python }), ""},
 	"launcher":                  {"auto", field{launcherKind, ptrTo(func(c *Config) *string { return &c.Launcher })}, "the launcher is chosen at start, and running crawls belong to it"},
 	"crawl_user":                {"scrapy", str(func(c *Config) *string { return &c.CrawlUser }), "the crawl user is resolved with the launcher at start"},

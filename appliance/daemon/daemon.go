@@ -33,6 +33,7 @@ import (
 	"github.com/scrapyd-debian/scrapyd/appliance/journal"
 	"github.com/scrapyd-debian/scrapyd/appliance/launch"
 	"github.com/scrapyd-debian/scrapyd/appliance/listen"
+	"github.com/scrapyd-debian/scrapyd/appliance/logship"
 	"github.com/scrapyd-debian/scrapyd/appliance/metrics"
 	"github.com/scrapyd-debian/scrapyd/appliance/notify"
 	"github.com/scrapyd-debian/scrapyd/appliance/pyenv"
@@ -122,6 +123,7 @@ type daemon struct {
 	rpc      *crawlrpc.Service
 	disp     *dispatch.Dispatcher
 	archiver *archive.Archiver
+	shipper  *logship.Shipper // nil on a single node
 	sched    *recur.Scheduler
 	reloader *reloader
 	metrics  *metrics.Metrics
@@ -245,6 +247,12 @@ func (d *daemon) wire(ctx context.Context, cfg *config.Config) error {
 	}
 	sched := d.sched
 	d.lease = newLease(d)
+	var exited func(job.Job)
+	if d.db.logs != nil {
+		// Cluster mode: crawl logs are shipped for every node to serve.
+		d.shipper = &logship.Shipper{Store: d.db.logs, Config: d.conf, Log: d.log, Chunk: pgstore.MaxLogChunk}
+		exited = d.shipper.Ended
+	}
 	d.disp = dispatch.New(dispatch.Options{
 		MayClaim: d.lease.mayClaim,
 		Config:   d.conf, Store: d.db.local, Eggs: d.eggs, Launcher: d.launcher.Launcher, Log: d.log,
@@ -252,6 +260,9 @@ func (d *daemon) wire(ctx context.Context, cfg *config.Config) error {
 		Env:   d.crawlEnv, MakeDir: d.user.mkdirAll, Remote: d.db.remote,
 		// The scheduler writes to the store: not in the dispatch loop.
 		OnEnd: func(j job.Job) { go sched.Ended(context.Background(), j) },
+		// Cluster mode: a crawl's last log bytes are shipped before its
+		// end is recorded.
+		Exited: exited,
 		OnChange: func() {
 			d.idle.Touch()
 			p, r, _ := st.Counts()
@@ -422,6 +433,9 @@ func (d *daemon) serve(ctx context.Context, cfg *config.Config, socks listen.Soc
 	goRun(func() { d.seedMetrics(dctx) })
 	goRun(func() { d.metrics.Follow(dctx, d.feed, d.metricsAfter) })
 	goRun(func() { d.archiver.Run(dctx) })
+	if d.shipper != nil {
+		goRun(func() { d.shipper.Run(dctx) })
+	}
 	goRun(func() {
 		if err := notify.Run(dctx); err != nil {
 			d.log.Error("watchdog", "err", err)

@@ -11,6 +11,7 @@ import (
 	"github.com/scrapyd-debian/scrapyd/appliance/config"
 	"github.com/scrapyd-debian/scrapyd/appliance/dispatch"
 	"github.com/scrapyd-debian/scrapyd/appliance/events"
+	"github.com/scrapyd-debian/scrapyd/appliance/logship"
 	"github.com/scrapyd-debian/scrapyd/appliance/metrics"
 	"github.com/scrapyd-debian/scrapyd/appliance/recur"
 	"github.com/scrapyd-debian/scrapyd/appliance/service"
@@ -55,6 +56,15 @@ type database struct {
 	keepLease func(ctx context.Context, h pgstore.LeaseHooks)
 	nodes     func(ctx context.Context) ([]pgstore.Node, error)
 	remote    dispatch.Remote
+	logs      sharedLogs // nil with SQLite
+}
+
+// sharedLogs are the crawl logs in a shared database: shipped by this
+// node, read back by any.
+type sharedLogs interface {
+	logship.Store
+	logship.Source
+	HasShippedLogs(ctx context.Context, seqs []int64) (map[int64]bool, error)
 }
 
 // openDatabase opens the database option's store: SQLite in dbs_dir when
@@ -91,7 +101,7 @@ func openDatabase(ctx context.Context, cfg *config.Config, version string) (data
 		return database{}, err
 	}
 	lead := func(ctx context.Context) (context.Context, bool, error) { return st.Lead(ctx, pgstore.SchedulerLock) }
-	return database{all: st, local: st.Local(), listen: st.ListenPayloads, lead: lead, keepLease: st.KeepLease, nodes: st.Nodes, remote: st.Local()}, nil
+	return database{all: st, local: st.Local(), listen: st.ListenPayloads, lead: lead, keepLease: st.KeepLease, nodes: st.Nodes, remote: st.Local(), logs: st}, nil
 }
 
 // advertiseURL is how other nodes reach this one: advertise_url, or the

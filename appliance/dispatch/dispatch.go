@@ -64,6 +64,12 @@ type Options struct {
 	MayClaim func() bool
 	// Remote, in a cluster, carries cancels to and from the other nodes.
 	Remote Remote
+	// Exited, if set, is called once a watched crawl has exited, on the
+	// crawl's own goroutine, before its end goes to the dispatch loop to be
+	// recorded: the log shipper sends the log's last bytes there, so that
+	// whoever sees the job finished finds its whole log. It may take a
+	// moment (bounded by itself); the dispatch loop never waits for it.
+	Exited func(j job.Job)
 }
 
 // CrashPoints are the points of a start where a crash leaves a different
@@ -308,6 +314,7 @@ func (d *Dispatcher) reattach(ctx context.Context, j job.Job, first error) {
 		case err == nil:
 			select {
 			case <-w.Done():
+				d.exited(j)
 				d.report(ctx, ended{j: j, exit: w.Exit(), reason: reason})
 			case <-ctx.Done():
 			}
@@ -558,8 +565,15 @@ func dirOf(p string) string {
 func (d *Dispatcher) await(ctx context.Context, j job.Job, w launch.Watch) {
 	select {
 	case <-w.Done():
+		d.exited(j)
 		d.report(ctx, ended{j: j, exit: w.Exit()})
 	case <-ctx.Done():
+	}
+}
+
+func (d *Dispatcher) exited(j job.Job) {
+	if d.Exited != nil {
+		d.Exited(j)
 	}
 }
 
