@@ -291,13 +291,25 @@ func (d *daemon) wire(ctx context.Context, cfg *config.Config) error {
 			return nil
 		}}
 	svc := &service.Service{Config: d.conf, Store: st, Eggs: d.eggs, Dispatch: d.disp, Lister: d.lister, Envs: d.envs, Install: d.install, Schedules: d.sched}
+	pages := web.Options{Config: d.conf, Service: svc, Stats: rpc.Live}
+	if logs := d.db.logs; logs != nil {
+		svc.ShippedLogs = logs.HasShippedLogs
+		reader := &logship.Reader{Source: logs}
+		pages.SharedLogs = func(ctx context.Context, project, spider, id string) (web.SharedLog, bool, error) {
+			l, ok, err := reader.Open(ctx, project, spider, id)
+			if !ok {
+				return nil, false, err
+			}
+			return l, true, nil
+		}
+	}
 	svc.Diagnose = func() service.Diagnostics {
 		return d.reloader.diagnose(service.Diagnostics{Launcher: d.launcher.Name(), Version: d.opts.Version, Warnings: securityWarnings(d.conf())})
 	}
 	d.app = api.New(api.Options{
 		Config: d.conf, Service: svc, Log: d.log, BodyLimit: int(cfg.UploadLimit),
 		Open: d.open, Observe: d.metrics.Request,
-		Routes: []func(fiber.Router){d.observeRoutes(d.metrics), rpc.Register, d.stream.Register, web.Register(web.Options{Config: d.conf, Service: svc, Stats: rpc.Live})},
+		Routes: []func(fiber.Router){d.observeRoutes(d.metrics), rpc.Register, d.stream.Register, web.Register(pages)},
 		Running: func(id string) []api.Field {
 			sum, ok := rpc.LiveSummary(id)
 			if !ok {

@@ -48,6 +48,10 @@ type Service struct {
 	Install func(cfg *config.Config) pyenv.Install
 	// Schedules runs the recurring schedules; nil: none (unit tests).
 	Schedules *recur.Scheduler
+	// ShippedLogs, when set (cluster mode), says which jobs have a log in
+	// the shared database: listjobs.json links those this node has no
+	// file of, since any node serves them.
+	ShippedLogs func(ctx context.Context, seqs []int64) (map[int64]bool, error)
 
 	flights sync.Map // spider-list key → *flight: one `scrapy list` per (project, version) at a time
 }
@@ -551,7 +555,42 @@ func (s *Service) Jobs(ctx context.Context, q JobsQuery) (Listing, error) {
 	for i := range finished {
 		l.Finished[i] = entry(&finished[i], true)
 	}
+	if err := s.linkShippedLogs(ctx, cfg, l.Running, l.Finished); err != nil {
+		return Listing{}, err
+	}
 	return l, nil
+}
+
+// linkShippedLogs gives the entries without a local log the link to the
+// log their node shipped to the shared database, when it did: one query
+// for the listing.
+func (s *Service) linkShippedLogs(ctx context.Context, cfg *config.Config, lists ...[]Entry) error {
+	if s.ShippedLogs == nil || cfg.LogsDir == "" {
+		return nil
+	}
+	var seqs []int64
+	for _, list := range lists {
+		for _, e := range list {
+			if e.LogURL == "" {
+				seqs = append(seqs, e.Job.Seq)
+			}
+		}
+	}
+	if len(seqs) == 0 {
+		return nil
+	}
+	shipped, err := s.ShippedLogs(ctx, seqs)
+	if err != nil {
+		return err
+	}
+	for _, list := range lists {
+		for i := range list {
+			if e := &list[i]; e.LogURL == "" && shipped[e.Job.Seq] {
+				e.LogURL, _ = jobfiles.URLs(cfg, e.Job.Project, e.Job.Spider, e.Job.ID)
+			}
+		}
+	}
+	return nil
 }
 
 // JobURLs returns a job's log and items links ("" when missing).

@@ -32,7 +32,9 @@ func itemsRoot(cfg *config.Config) string { return jobfiles.LocalItemsDir(cfg) }
 // listings with a Last modified column, files with Range support, and
 // .gz/.bz2 with their Content-Encoding. Every path is opened through
 // os.Root, so neither `..` nor a symlink can reach outside the directory.
-func (h *handlers) files(dirOf func(*config.Config) string) fiber.Handler {
+// A file the directory does not have is asked of elsewhere (the shared
+// database's crawl logs), when given.
+func (h *handlers) files(dirOf func(*config.Config) string, elsewhere func(c *fiber.Ctx, rel string) error) fiber.Handler {
 	return func(c *fiber.Ctx) error {
 		dir := dirOf(h.o.Config())
 		if dir == "" {
@@ -59,6 +61,9 @@ func (h *handlers) files(dirOf func(*config.Config) string) fiber.Handler {
 			if gz, err := root.Stat(rel + ".gz"); err == nil && gz.Mode().IsRegular() && !strings.HasSuffix(raw, "/") {
 				return serveCompressed(c, root, rel, gz)
 			}
+			if elsewhere != nil && !strings.HasSuffix(raw, "/") {
+				return elsewhere(c, rel)
+			}
 			return fiber.ErrNotFound
 		}
 		if info.IsDir() {
@@ -72,6 +77,31 @@ func (h *handlers) files(dirOf func(*config.Config) string) fiber.Handler {
 		}
 		return serveFile(c, root, rel, info)
 	}
+}
+
+// sharedLogFile serves logs_dir's P/S/ID.log from the shared database when
+// this node does not have it (cluster mode: the crawl ran on another
+// node), with the headers, ranges and conditions of a local file.
+func (h *handlers) sharedLogFile(c *fiber.Ctx, rel string) error {
+	parts := strings.Split(rel, "/")
+	if h.o.SharedLogs == nil || len(parts) != 3 {
+		return fiber.ErrNotFound
+	}
+	id, ok := strings.CutSuffix(parts[2], jobfiles.LogExt)
+	if !ok || id == "" {
+		return fiber.ErrNotFound
+	}
+	l, ok, err := h.o.SharedLogs(c.UserContext(), parts[0], parts[1], id)
+	if err != nil {
+		return fmt.Errorf("the crawl log cannot be read from the database: %w", err)
+	}
+	if !ok {
+		return fiber.ErrNotFound
+	}
+	ctype, _ := contentType(rel)
+	return serve(c, ctype, "", l.ModTime(), l.Size(), func(start, n int64) (io.ReadCloser, error) {
+		return io.NopCloser(io.NewSectionReader(l, start, n)), nil
+	})
 }
 
 // redirectToDir answers a directory asked for without its trailing slash

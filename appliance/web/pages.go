@@ -160,7 +160,7 @@ func (h *handlers) jobPage(c *fiber.Ctx) error {
 	if paths.Items != "" {
 		items = &lineCounter{path: paths.Items}
 	}
-	logText, offset, truncated := readTail(paths.Log, logTail, j.State != job.Finished)
+	logText, offset, truncated := h.jobTail(c.UserContext(), j, paths.Log, j.State != job.Finished)
 	logURL, itemsURL := jobfiles.URLs(cfg, j.Project, j.Spider, j.ID)
 	b := h.base(c, cfg, j.Spider+" "+j.ID)
 	var env *pyenv.Info

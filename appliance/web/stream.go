@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"encoding/json"
 	"io"
 	"os"
@@ -70,13 +71,32 @@ func readTail(path string, max int64, live bool) (text string, offset int64, tru
 		if err != nil {
 			return "", 0, false
 		}
-		if start = info.Size() - max; start < 0 {
-			start = 0
-		}
-		data, _ = io.ReadAll(io.NewSectionReader(f, start, info.Size()-start))
+		data, start = sectionTail(f, info.Size(), max)
 	} else if data, start, err = gzipTail(jobfiles.Compressed(path), max); err != nil {
 		return "", 0, false
 	}
+	return trimTail(data, start, live)
+}
+
+// sharedTail is readTail of a log read from the shared database.
+func sharedTail(l SharedLog, max int64, live bool) (text string, offset int64, truncated bool) {
+	data, start := sectionTail(l, l.Size(), max)
+	return trimTail(data, start, live)
+}
+
+// sectionTail is the last max bytes of size and where they start.
+func sectionTail(r io.ReaderAt, size, max int64) ([]byte, int64) {
+	start := size - max
+	if start < 0 {
+		start = 0
+	}
+	data, _ := io.ReadAll(io.NewSectionReader(r, start, size-start))
+	return data, start
+}
+
+// trimTail starts a log's tail read from start at a line, and, while the
+// job is live, ends it at one.
+func trimTail(data []byte, start int64, live bool) (text string, offset int64, truncated bool) {
 	if start > 0 {
 		truncated = true
 		if i := bytes.IndexByte(data, '\n'); i >= 0 {
@@ -153,7 +173,7 @@ func (h *handlers) followLog(c *fiber.Ctx) error {
 	done := c.Context().Done()       // closed when the server shuts down
 	ctx := c.UserContext()
 	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
-		f := &follower{w: w, path: paths.Log, off: max(from, 0)}
+		f := &follower{w: w, path: paths.Log, off: max(from, 0), shared: h.sharedLogOf(ctx, j)}
 		defer f.close()
 		last := ""
 		send := func(event string) bool {
@@ -215,6 +235,10 @@ type follower struct {
 	off   int64
 	buf   []byte
 	wrote bool
+	// shared, when set, opens the log from the shared database while this
+	// node has no file of it (the crawl runs on another node): opened
+	// again at every poll, to see what was shipped since.
+	shared func() (SharedLog, bool)
 }
 
 func (f *follower) close() {
@@ -226,12 +250,17 @@ func (f *follower) close() {
 // lines sends every complete line past the offset (and, with all, an
 // unterminated last one); false means the client is gone.
 func (f *follower) lines(all bool) bool {
+	var r io.ReaderAt = f.f
 	if f.f == nil {
 		if f.path == "" {
 			return true
 		}
 		var err error
-		if f.f, err = os.Open(f.path); err != nil {
+		if f.f, err = os.Open(f.path); err == nil {
+			r = f.f
+		} else if l, ok := f.sharedLog(); ok {
+			r = l
+		} else {
 			return true // not written yet: the crawl has not started
 		}
 	}
@@ -239,7 +268,7 @@ func (f *follower) lines(all bool) bool {
 		f.buf = make([]byte, chunk)
 	}
 	for {
-		n, _ := f.f.ReadAt(f.buf, f.off)
+		n, _ := r.ReadAt(f.buf, f.off)
 		data := f.buf[:n]
 		end := bytes.LastIndexByte(data, '\n') + 1
 		if end == 0 && n == len(f.buf) {
@@ -276,6 +305,13 @@ func (f *follower) lines(all bool) bool {
 	}
 }
 
+func (f *follower) sharedLog() (SharedLog, bool) {
+	if f.shared == nil {
+		return nil, false
+	}
+	return f.shared()
+}
+
 func (f *follower) event(name, data string) bool {
 	f.w.WriteString("event: " + name + "\ndata: " + data + "\n\n")
 	f.wrote = true
@@ -287,4 +323,30 @@ func (f *follower) event(name, data string) bool {
 func (f *follower) comment() bool {
 	f.w.WriteString(": keep-alive\n\n")
 	return f.w.Flush() == nil
+}
+
+// sharedLogOf opens a job's log from the shared database (nil on a single
+// node): for a page of a crawl another node runs.
+func (h *handlers) sharedLogOf(ctx context.Context, j *job.Job) func() (SharedLog, bool) {
+	if h.o.SharedLogs == nil {
+		return nil
+	}
+	project, spider, id := j.Project, j.Spider, j.ID
+	return func() (SharedLog, bool) {
+		l, ok, err := h.o.SharedLogs(ctx, project, spider, id)
+		return l, ok && err == nil
+	}
+}
+
+// jobTail is readTail of a job's log: its file on this node, else the log
+// shipped to the shared database.
+func (h *handlers) jobTail(ctx context.Context, j *job.Job, path string, live bool) (text string, offset int64, truncated bool) {
+	if path != "" && !exists(path) && !exists(jobfiles.Compressed(path)) {
+		if open := h.sharedLogOf(ctx, j); open != nil {
+			if l, ok := open(); ok {
+				return sharedTail(l, logTail, live)
+			}
+		}
+	}
+	return readTail(path, logTail, live)
 }

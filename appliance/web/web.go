@@ -7,10 +7,12 @@
 package web
 
 import (
+	"context"
 	"embed"
 	"errors"
 	"fmt"
 	"html/template"
+	"io"
 	"io/fs"
 	"net/url"
 	"strings"
@@ -34,6 +36,19 @@ type Options struct {
 	// full too, but lose digits past 2^53). It is the hook for the crawl
 	// web service and must be fast: the job page and its live stream call it.
 	Stats func(jobID string) map[string]any
+	// SharedLogs, when set (cluster mode), opens a crawl log its node
+	// shipped to the shared database: the /logs/ file, the job page and
+	// its live log use it for a log this node does not have. ok is false
+	// when the database has none.
+	SharedLogs func(ctx context.Context, project, spider, id string) (log SharedLog, ok bool, err error)
+}
+
+// SharedLog is a crawl log read from the shared database, as far as it
+// was shipped when it was opened (open it again to see more).
+type SharedLog interface {
+	io.ReaderAt
+	Size() int64
+	ModTime() time.Time
 }
 
 //go:embed templates/*.html
@@ -70,10 +85,10 @@ func Register(o Options) func(fiber.Router) {
 		r.Get("/assets/*", h.asset)
 		r.Get("/logs/stats.json", h.logParserStats)
 		r.Get("/logs/:project/:spider/:file", h.logParserJobFile)
-		r.Get("/logs", h.files(logsRoot))
-		r.Get("/logs/*", h.files(logsRoot))
-		r.Get("/items", h.files(itemsRoot))
-		r.Get("/items/*", h.files(itemsRoot))
+		r.Get("/logs", h.files(logsRoot, h.sharedLogFile))
+		r.Get("/logs/*", h.files(logsRoot, h.sharedLogFile))
+		r.Get("/items", h.files(itemsRoot, nil))
+		r.Get("/items/*", h.files(itemsRoot, nil))
 	}
 }
 
