@@ -63,10 +63,12 @@ var rules = map[string]struct{ imports, through string }{
 	"appliance/store/storetest": {imports: "job store"},
 	"appliance/store/memstore":  {imports: "job store"},
 	// The job store on PostgreSQL (cluster mode), and its tests' databases.
-	"appliance/store/pgstore":        {imports: "job store"},
+	"appliance/store/pgstore":        {imports: "egg job store", through: "durable ziplimit"},
 	"appliance/store/pgstore/pgtest": {},
 	"appliance/egg/eggtest":          {imports: "egg", through: "durable ziplimit"},
 	"appliance/egg/memegg":           {imports: "egg", through: "durable ziplimit"},
+	// The cluster's egg store: copies of the database's eggs in eggs_dir.
+	"appliance/egg/eggcache": {imports: "durable egg", through: "ziplimit"},
 
 	// Crawl logs shipped to a shared database, and read back (cluster mode).
 	"appliance/logship": {imports: "config job jobfiles store"},

@@ -106,6 +106,12 @@ func (s *Store) Find(project, version string) (Version, error) {
 	if err != nil {
 		return Version{}, err
 	}
+	return Match(vs, version)
+}
+
+// Match finds a version among vs (oldest first) as Find does: by its name
+// as uploaded, else by its Sanitize stem; "" is the latest.
+func Match(vs []Version, version string) (Version, error) {
 	if len(vs) == 0 {
 		return Version{}, ErrNotFound
 	}
@@ -118,11 +124,30 @@ func (s *Store) Find(project, version string) (Version, error) {
 		}
 	}
 	for _, v := range vs {
-		if filepath.Base(v.Path) == Sanitize(version)+".egg" {
+		if Sanitize(v.Name) == Sanitize(version) {
 			return v, nil
 		}
 	}
 	return Version{}, ErrNotFound
+}
+
+// Record is a version as a shared store (a cluster's database) lists it:
+// SHA256 is what a node's cached copy of the egg must hold.
+type Record struct {
+	Project, Version string
+	SHA256           string
+	Env              string
+	Uploaded         time.Time
+}
+
+// Upload is a checked upload as a shared store keeps it (SHA256 the
+// Data's, Env its environment's id).
+type Upload struct {
+	Record
+	Data         []byte
+	Spiders      []string
+	Requirements string
+	Wheels       []byte // the wheelhouse zip; nil for none
 }
 
 // Staged is an upload kept but not yet visible as a version: its spiders
@@ -132,11 +157,25 @@ type Staged interface {
 	Path() string
 	// UseEnv records the version's Python environment (pyenv), at Commit.
 	UseEnv(id string)
+	// UseDetails records what the upload's check found, for a store that
+	// keeps it with the egg (a cluster's); the disk store keeps none.
+	UseDetails(d Details)
 	// Commit makes it the given version, replacing a version of the same
 	// Sanitize name (and the environment that one named).
 	Commit(version string) error
 	// Abort drops it.
 	Abort()
+}
+
+// Details are what an upload's check found: a cluster's store commits the
+// spider list with the egg, in one transaction, and keeps the requirements
+// and wheels so that another node can build the version's environment.
+// The disk store needs none of it (the job store caches spider lists; the
+// environment is built where the egg is).
+type Details struct {
+	Spiders      []string
+	Requirements string
+	Wheels       string // the staged wheelhouse's path; "" for none
 }
 
 // staged is an upload written to disk in the staging directory.
@@ -190,6 +229,8 @@ func (st *staged) Path() string { return st.path }
 func (st *staged) Abort() { os.Remove(st.path) }
 
 func (st *staged) UseEnv(id string) { st.env = id }
+
+func (st *staged) UseDetails(Details) {}
 
 // Commit writes the side files first (a version replaced by one without
 // requirements loses its .env), then renames the egg into place, then

@@ -1,6 +1,7 @@
 // Package eggtest is the contract of an egg store: what the service and the
 // dispatcher rely on, as tests that every implementation must pass
-// (egg.Store on disk, memegg.Store; a shared store for a cluster next).
+// (egg.Store on disk, memegg.Store, and eggcache.Store: a cluster's eggs
+// in PostgreSQL with copies on each node).
 package eggtest
 
 import (

@@ -110,6 +110,8 @@ func (st *staged) Abort() { os.Remove(st.path) }
 
 func (st *staged) UseEnv(id string) { st.env = id }
 
+func (st *staged) UseDetails(egg.Details) {}
+
 // Commit adds the version, replacing one of the same egg.Sanitize stem (as
 // on disk, where both are the same file).
 func (st *staged) Commit(version string) error {

@@ -24,10 +24,15 @@ const Cancels = "cancel "
 // change to the queue or an event, Cancels plus a node's name for cancel
 // requests to that node. After a (re)connect fn is called with "".
 func (s *Store) ListenPayloads(ctx context.Context, fn func(payload string)) {
+	s.listenOn(ctx, Channel, fn)
+}
+
+// listenOn is ListenPayloads on any channel.
+func (s *Store) listenOn(ctx context.Context, channel string, fn func(payload string)) {
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		connected := false
-		if err := s.listen(ctx, fn, &connected); err == nil || ctx.Err() != nil {
+		if err := s.listen(ctx, channel, fn, &connected); err == nil || ctx.Err() != nil {
 			return
 		}
 		if connected {
@@ -43,13 +48,13 @@ func (s *Store) ListenPayloads(ctx context.Context, fn func(payload string)) {
 }
 
 // listen is one connection's life.
-func (s *Store) listen(ctx context.Context, fn func(string), connected *bool) error {
+func (s *Store) listen(ctx context.Context, channel string, fn func(string), connected *bool) error {
 	conn, err := pgx.ConnectConfig(ctx, s.cfg.ConnConfig)
 	if err != nil {
 		return err
 	}
 	defer conn.Close(context.Background())
-	if _, err := conn.Exec(ctx, `LISTEN `+Channel); err != nil {
+	if _, err := conn.Exec(ctx, `LISTEN `+channel); err != nil {
 		return err
 	}
 	*connected = true

@@ -163,6 +163,23 @@ CREATE TABLE cluster_secret (
 	only_one boolean PRIMARY KEY DEFAULT true CHECK (only_one),
 	secret   text NOT NULL
 );`,
+	// 6: the cluster's eggs (issue 15 point 4). One egg per project and
+	// egg.Sanitize stem, as eggs_dir holds one file per stem (an upload of
+	// "1_0" replaces "1.0"); version is the name as uploaded. sha256 is
+	// what a node's cached copy must hold; env names the Python
+	// environment, built on each node from requirements and wheels.
+	`CREATE TABLE eggs (
+	project      text NOT NULL,
+	stem         text NOT NULL,
+	version      text NOT NULL,
+	data         bytea NOT NULL,
+	sha256       text NOT NULL,
+	env          text NOT NULL DEFAULT '',
+	requirements text NOT NULL DEFAULT '',
+	wheels       bytea,
+	uploaded     timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (project, stem)
+);`,
 }
 
 // schemaVersion is the schema this release writes.
