@@ -89,8 +89,8 @@ var rules = map[string]struct{ imports, through string }{
 	"appliance/metrics": {imports: "crawlrpc job store"},
 
 	// Wiring: only the daemon sees every part, only cmd/scrapyd the daemon.
-	"appliance/daemon": {imports: "api archive config confine crawlrpc dispatch egg events health idle job jobfiles journal launch launch/process launch/runas launch/systemd listen logship metrics notify pyenv reach recur scrapy service store store/pgstore web", through: "durable logscan logstats ziplimit"},
-	"cmd/scrapyd":      {imports: "config daemon", through: "api archive durable logscan logship logstats confine crawlrpc dispatch egg events health idle job jobfiles journal launch launch/process launch/runas launch/systemd listen metrics notify pyenv reach recur scrapy service store store/pgstore web ziplimit"},
+	"appliance/daemon": {imports: "api archive config confine crawlrpc dispatch egg egg/eggcache events health idle job jobfiles journal launch launch/process launch/runas launch/systemd listen logship metrics notify pyenv reach recur scrapy service store store/pgstore web", through: "durable logscan logstats ziplimit"},
+	"cmd/scrapyd":      {imports: "config daemon", through: "api archive durable logscan logship logstats confine crawlrpc dispatch egg egg/eggcache events health idle job jobfiles journal launch launch/process launch/runas launch/systemd listen metrics notify pyenv reach recur scrapy service store store/pgstore web ziplimit"},
 
 	// The client side shares nothing with the server but job's names.
 	"appliance/client": {imports: "job"},

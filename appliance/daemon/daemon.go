@@ -25,7 +25,6 @@ import (
 	"github.com/scrapyd-debian/scrapyd/appliance/confine"
 	"github.com/scrapyd-debian/scrapyd/appliance/crawlrpc"
 	"github.com/scrapyd-debian/scrapyd/appliance/dispatch"
-	"github.com/scrapyd-debian/scrapyd/appliance/egg"
 	"github.com/scrapyd-debian/scrapyd/appliance/events"
 	"github.com/scrapyd-debian/scrapyd/appliance/idle"
 	"github.com/scrapyd-debian/scrapyd/appliance/job"
@@ -115,7 +114,7 @@ type daemon struct {
 
 	store    jobStore
 	db       database
-	eggs     *egg.Store
+	eggs     eggStore
 	envs     *pyenv.Store
 	user     *crawlUser // nil when the daemon is not root
 	crawlEnv []string
@@ -190,8 +189,7 @@ func (d *daemon) openState(ctx context.Context, cfg *config.Config) error {
 	d.db, d.store, d.closers = db, st, append(d.closers, func() { st.Close() })
 	d.feed = events.NewFeed(st)
 	st.OnEvent(d.feed.Notify)
-	d.eggs = &egg.Store{Dir: cfg.EggsDir}
-	d.eggs.CleanStaging()
+	d.eggs = d.openEggs(cfg)
 	// Environments no version uses any more (a crash between a delete and
 	// its collection), and half-built ones, go at start.
 	d.envs = &pyenv.Store{Dir: cfg.EnvsDir}
@@ -442,6 +440,7 @@ func (d *daemon) serve(ctx context.Context, cfg *config.Config, socks listen.Soc
 			})
 		})
 	}
+	goRun(func() { d.reconcileEggs(dctx) })
 	goRun(func() { d.seedMetrics(dctx) })
 	goRun(func() { d.metrics.Follow(dctx, d.feed, d.metricsAfter) })
 	goRun(func() { d.archiver.Run(dctx) })

@@ -10,6 +10,7 @@ import (
 	"github.com/scrapyd-debian/scrapyd/appliance/archive"
 	"github.com/scrapyd-debian/scrapyd/appliance/config"
 	"github.com/scrapyd-debian/scrapyd/appliance/dispatch"
+	"github.com/scrapyd-debian/scrapyd/appliance/egg/eggcache"
 	"github.com/scrapyd-debian/scrapyd/appliance/events"
 	"github.com/scrapyd-debian/scrapyd/appliance/logship"
 	"github.com/scrapyd-debian/scrapyd/appliance/metrics"
@@ -43,20 +44,24 @@ type jobStore interface {
 // whenever any node changes the queue, with the announcement's payload
 // (pgstore.Cancels for cancel requests), and lead (nil with SQLite), which
 // says whether this node makes the recurring schedules' runs: one node of
-// a cluster does, or each run would be made once per node.
+// a cluster does, or each run would be made once per node. eggs (nil with
+// SQLite) keeps the cluster's eggs, and listenEggs calls its function
+// whenever any node changes them.
 //
 // keepLease (nil with SQLite) renews the node's lease and reaps dead
 // nodes until its context ends; nodes (nil with SQLite) lists the
 // cluster's nodes; remote (nil with SQLite) carries cancels between nodes.
 type database struct {
-	all       jobStore
-	local     dispatch.Jobs
-	listen    func(ctx context.Context, fn func(payload string))
-	lead      func(ctx context.Context) (context.Context, bool, error)
-	keepLease func(ctx context.Context, h pgstore.LeaseHooks)
-	nodes     func(ctx context.Context) ([]pgstore.Node, error)
-	remote    dispatch.Remote
-	logs      sharedLogs // nil with SQLite
+	all        jobStore
+	local      dispatch.Jobs
+	listen     func(ctx context.Context, fn func(payload string))
+	lead       func(ctx context.Context) (context.Context, bool, error)
+	keepLease  func(ctx context.Context, h pgstore.LeaseHooks)
+	nodes      func(ctx context.Context) ([]pgstore.Node, error)
+	remote     dispatch.Remote
+	logs       sharedLogs // nil with SQLite
+	eggs       eggcache.DB
+	listenEggs func(ctx context.Context, fn func())
 }
 
 // sharedLogs are the crawl logs in a shared database: shipped by this
@@ -101,7 +106,7 @@ func openDatabase(ctx context.Context, cfg *config.Config, version string) (data
 		return database{}, err
 	}
 	lead := func(ctx context.Context) (context.Context, bool, error) { return st.Lead(ctx, pgstore.SchedulerLock) }
-	return database{all: st, local: st.Local(), listen: st.ListenPayloads, lead: lead, keepLease: st.KeepLease, nodes: st.Nodes, remote: st.Local(), logs: st}, nil
+	return database{all: st, local: st.Local(), listen: st.ListenPayloads, lead: lead, keepLease: st.KeepLease, nodes: st.Nodes, remote: st.Local(), logs: st, eggs: st, listenEggs: st.ListenEggs}, nil
 }
 
 // advertiseURL is how other nodes reach this one: advertise_url, or the

@@ -197,6 +197,29 @@ func (s *Store) Ensure(ctx context.Context, spec Spec, in Install) (*Env, error)
 	return env, durable.SyncDir(s.Dir)
 }
 
+// Rebuild builds environment id on this node from the spec another node
+// built it from (a cluster: the version's upload came in there). It must
+// come out as id, which it does when this node's python, pip_index_url and
+// pip_options are the uploading node's; an environment built under
+// another id is left to Collect, as no version names it.
+func (s *Store) Rebuild(ctx context.Context, id string, spec Spec, in Install) error {
+	env, err := s.Ensure(ctx, spec, in)
+	if err != nil {
+		return err
+	}
+	defer env.Release()
+	if env.ID != id {
+		return fmt.Errorf("the version's requirements make environment %s on this node, not %s: this node's python, pip_index_url or pip_options differ from those of the node the version was uploaded to", env.ID, id)
+	}
+	return nil
+}
+
+// Has says whether environment id is built.
+func (s *Store) Has(id string) bool {
+	_, err := os.Stat(filepath.Join(s.Dir, filepath.Base(id), infoFile))
+	return err == nil
+}
+
 // install makes the virtual environment in dir and installs into it, as
 // confined commands: venv over the configured interpreter (without its own
 // pip: Debian's, among the system packages, installs into the environment

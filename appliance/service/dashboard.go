@@ -58,7 +58,7 @@ func (s *Service) Dashboard(ctx context.Context, runs int) (Dashboard, error) {
 		return d, err
 	}
 	for _, p := range projects {
-		v, err := s.Eggs.Find(p, "")
+		v, err := s.version(p, "")
 		if err != nil {
 			continue
 		}

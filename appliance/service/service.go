@@ -78,6 +78,17 @@ func (s *Service) projectExists(cfg *config.Config, project string) bool {
 	return err == nil && slices.Contains(projects, project)
 }
 
+// version finds a version as Eggs.Find does, from the listing alone: a
+// cluster's store fetches the egg (and builds its environment) at Find,
+// which only what reads the file needs.
+func (s *Service) version(project, version string) (egg.Version, error) {
+	vs, err := s.Eggs.Versions(project)
+	if err != nil {
+		return egg.Version{}, err
+	}
+	return egg.Match(vs, version)
+}
+
 // DaemonStatus returns the pending, running and finished counts.
 func (s *Service) DaemonStatus() (pending, running, finished int) { return s.Store.Counts() }
 
@@ -155,7 +166,15 @@ func (s *Service) AddVersion(ctx context.Context, project, version string, up *U
 	if err != nil {
 		return 0, listError(err)
 	}
-	replaced, _ := s.Eggs.Find(project, version)
+	details := egg.Details{Spiders: names}
+	if env != nil {
+		details.Requirements = up.Deps.Requirements
+		if up.Deps.Wheels != nil {
+			details.Wheels = up.Deps.Wheels.path
+		}
+	}
+	up.staged.UseDetails(details)
+	replaced, _ := s.version(project, version)
 	if err := up.staged.Commit(version); err != nil {
 		return 0, err
 	}
@@ -188,7 +207,7 @@ func (s *Service) Spiders(ctx context.Context, project, version string) ([]strin
 		names, err := s.Lister(cfg).List(ctx, scrapy.Project{Name: project, SettingsModule: mod})
 		return names, listError(err)
 	}
-	v, err := s.Eggs.Find(project, version)
+	v, err := s.version(project, version)
 	if errors.Is(err, egg.ErrNotFound) {
 		if version != "" && s.projectExists(cfg, project) {
 			return nil, versionNotFound(version)
@@ -213,6 +232,15 @@ func (s *Service) Spiders(ctx context.Context, project, version string) ([]strin
 		return f.names, f.err
 	}
 	defer func() { s.flights.Delete(key); close(f.done) }()
+	// The egg's file (a cluster's node fetches it now).
+	name := v.Name
+	if v, err = s.Eggs.Find(project, name); errors.Is(err, egg.ErrNotFound) {
+		err = versionNotFound(name) // deleted meanwhile
+	}
+	if err != nil {
+		f.err = err
+		return nil, err
+	}
 	mod, err := egg.SettingsModuleOf(v.Path)
 	if err != nil {
 		f.err = &Error{Message: err.Error()}
@@ -409,7 +437,7 @@ func (s *Service) DeleteVersion(project, version string) error {
 	if err := checkName("project", project); err != nil {
 		return err
 	}
-	v, err := s.Eggs.Find(project, version)
+	v, err := s.version(project, version)
 	if errors.Is(err, egg.ErrNotFound) || version == "" {
 		return versionNotFound(version)
 	}

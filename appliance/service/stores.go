@@ -38,7 +38,9 @@ type Eggs interface {
 	Projects() ([]string, error)
 	Versions(project string) ([]egg.Version, error)
 	// Find matches a version as uploaded or by its egg.Sanitize stem; ""
-	// is the latest.
+	// is the latest. Its Path is a file holding the egg: a cluster's store
+	// fetches it (and builds the version's environment) here, so lookups
+	// that need no file use Versions and egg.Match.
 	Find(project, version string) (egg.Version, error)
 	// Stage writes an egg read from r to disk, not yet visible.
 	Stage(project string, r io.Reader) (egg.Staged, error)
