@@ -151,8 +151,8 @@ func TestPostgresOneNode(t *testing.T) {
 // TestPostgresJobStartsOnAnotherNode: two daemons on one database, each
 // with one slot and poll_interval = 60. Node 1's slot is taken; a job
 // scheduled on node 1 starts on node 2 at once: node 2's dispatcher is
-// woken by the schedule's NOTIFY, not by its poll. Eggs are deployed to
-// every node (they are not in the database yet).
+// woken by the schedule's NOTIFY, not by its poll. The egg was uploaded to
+// node 1 only: node 2 fetches it from the database.
 func TestPostgresJobStartsOnAnotherNode(t *testing.T) {
 	testkit.RequireScrapy(t)
 	t.Parallel()
@@ -166,7 +166,6 @@ func TestPostgresJobStartsOnAnotherNode(t *testing.T) {
 	t.Cleanup(func() { syscall.Kill(-pid, syscall.SIGKILL) })
 
 	n2 := testkit.StartDaemon(t, testkit.Options{Conf: conf + "node2"})
-	n2.Upload(t, "sample", "1.0", egg)
 	// Node 2 started after node 1's crawl: it must not adopt it.
 	if r := jobIn(t, n2, "running", long); r == nil || int(r["pid"].(float64)) != pid {
 		t.Fatalf("node 2 lists node 1's crawl as %v", r)
@@ -244,7 +243,6 @@ func TestPostgresOneNodeMakesScheduledRuns(t *testing.T) {
 	// Node 2 starts with the schedule in the database, as node 1 does
 	// after a restart.
 	n2 := testkit.StartDaemon(t, testkit.Options{Conf: conf + "node2"})
-	uploadSample(t, n2, "sample")
 	testkit.Eventually(t, waitCrawl, "four runs of the schedule", func() bool { return len(scheduleRuns(t, n2, "sample", id)) >= 4 })
 	n1.Post(t, "delschedule.json", url.Values{"project": {"sample"}, "schedule": {id}})
 	seen := map[time.Time]string{}
