@@ -2,7 +2,8 @@
 # A throwaway PostgreSQL 15 cluster for the tests (issue 15 point 8):
 #
 #   pg-cluster.sh start [DIR]   initdb and start a cluster in DIR (default: a
-#                               new temporary directory); prints its URL
+#                               new temporary directory); prints its URL.
+#                               PG_OPTIONS adds server options (-c name=value)
 #   pg-cluster.sh url DIR       prints the URL of the cluster in DIR
 #   pg-cluster.sh stop DIR      stops it (immediate: nothing in it matters)
 #                               and removes DIR
@@ -49,10 +50,11 @@ free_port() {
 	done
 }
 
-# server_start starts the server of the cluster in $1 on port $2.
+# server_start starts the server of the cluster in $1 on port $2, with
+# the options start was given in PG_OPTIONS (kept in $1/options for up).
 server_start() {
 	as_owner "$BIN/pg_ctl" -D "$1/data" -l "$1/server.log" -w -t 60 start \
-		-o "-p $2 -k $1 -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" >/dev/null
+		-o "-p $2 -k $1 -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 $(cat "$1/options")" >/dev/null
 }
 
 # server_stop stops the server of the cluster in $1, in mode $2.
@@ -84,6 +86,7 @@ start)
 	chmod 700 "$dir"
 	as_owner "$BIN/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --no-sync >"$dir/initdb.log" 2>&1 ||
 		{ cat "$dir/initdb.log" >&2; exit 1; }
+	printf '%s\n' "${PG_OPTIONS:-}" >"$dir/options"
 	tries=0
 	while :; do
 		port=$(free_port)

@@ -22,6 +22,10 @@ func TestCluster(t *testing.T) {
 				t.Fatalf("%s answered %d", url, got)
 			}
 		}
+		// A crash loses no acknowledged commit, as in production.
+		if got := query(t, s.URL, `SELECT (current_setting('synchronous_commit') = 'on')::int`); got != 1 {
+			t.Fatal("synchronous_commit is off: a crash would lose acknowledged commits")
+		}
 		run(t, s.URL, `CREATE TABLE kept (n int); INSERT INTO kept VALUES (7)`)
 		for _, mode := range []Mode{Fast, Immediate} {
 			s.Down(t, mode)
