@@ -1,10 +1,12 @@
 package service
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/scrapyd-debian/scrapyd/appliance/job"
+	"github.com/scrapyd-debian/scrapyd/appliance/store"
 )
 
 // Error is an application error as Scrapyd reports it: HTTP 200,
@@ -29,6 +31,17 @@ func spiderNotFound(s string) *Error  { return errorf("spider '%s' not found", s
 
 func scheduleNotFound(project, id string) *Error {
 	return errorf("schedule '%s' not found in project '%s'", id, project)
+}
+
+// notScheduled says a shared database that cannot be reached (restarting,
+// or the network to it down) refused a schedule, and that nothing was
+// scheduled: the client may try again. Other errors are returned as they
+// are.
+func notScheduled(err error) error {
+	if errors.Is(err, store.ErrUnavailable) {
+		return errorf("nothing was scheduled: %v", err)
+	}
+	return err
 }
 
 func duplicateJob(id string) *Error {

@@ -269,7 +269,7 @@ type ScheduleRequest struct {
 func (s *Service) Schedule(ctx context.Context, r ScheduleRequest) (string, error) {
 	spec, err := s.spec(ctx, r)
 	if err != nil {
-		return "", err
+		return "", notScheduled(err)
 	}
 	if spec.ID == "" {
 		spec.ID = job.NewID()
@@ -278,7 +278,7 @@ func (s *Service) Schedule(ctx context.Context, r ScheduleRequest) (string, erro
 		if errors.Is(err, store.ErrDuplicate) {
 			return "", duplicateJob(spec.ID)
 		}
-		return "", err
+		return "", notScheduled(err)
 	}
 	s.Dispatch.Wake()
 	return spec.ID, nil

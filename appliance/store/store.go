@@ -35,6 +35,11 @@ var ErrNotFound = errors.New("job not found")
 // it would overwrite is another node's decision.
 var ErrFenced = errors.New("fenced: this node was declared dead and its jobs were reaped")
 
+// ErrUnavailable: the database could not be reached (a shared database
+// restarting, a network down); nothing was changed, and the same call may
+// work later. The embedded SQLite store never returns it.
+var ErrUnavailable = errors.New("the job database is unavailable")
+
 // FileName is the database's name inside dbs_dir.
 const FileName = "scrapyd.db"
 

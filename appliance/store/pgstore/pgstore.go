@@ -171,6 +171,23 @@ func (s *Store) write(events bool, fn func(*tx) error) error {
 
 // writeCtx is write bounded by ctx.
 func (s *Store) writeCtx(ctx context.Context, events bool, fn func(*tx) error) error {
+	var err error
+	for try := 0; try < s.staleTries(); try++ {
+		if err = s.writeOnce(ctx, events, fn); !pgconn.SafeToRetry(err) {
+			break
+		}
+	}
+	return unavailable(err)
+}
+
+// staleTries is how many times a write is tried while it fails without
+// having reached the database, on a pooled connection the database closed
+// when it restarted (the pool pings only connections idle for a second):
+// each failed try drops one, so one more than the pool holds is enough.
+func (s *Store) staleTries() int { return int(s.cfg.MaxConns) + 1 }
+
+// writeOnce is writeCtx's one try.
+func (s *Store) writeOnce(ctx context.Context, events bool, fn func(*tx) error) error {
 	var last int64
 	var wrote bool
 	err := pgx.BeginFunc(ctx, s.pool, func(t pgx.Tx) error {
@@ -213,8 +230,13 @@ func (s *Store) writeCtx(ctx context.Context, events bool, fn func(*tx) error) e
 
 // exec runs one statement in its own transaction.
 func (s *Store) exec(q string, args ...any) error {
-	_, err := s.pool.Exec(context.Background(), q, args...)
-	return err
+	var err error
+	for try := 0; try < s.staleTries(); try++ {
+		if _, err = s.pool.Exec(context.Background(), q, args...); !pgconn.SafeToRetry(err) {
+			break
+		}
+	}
+	return unavailable(err)
 }
 
 // notify announces a change to the queue in the transaction: delivered
@@ -525,7 +547,7 @@ func (s *Store) Spiders(ctx context.Context, project, version string) ([]string,
 		return nil, false, nil
 	}
 	if err != nil {
-		return nil, false, fmt.Errorf("spider cache: %w", err)
+		return nil, false, fmt.Errorf("spider cache: %w", unavailable(err))
 	}
 	names := []string{}
 	if err := json.Unmarshal([]byte(raw), &names); err != nil {

@@ -119,11 +119,11 @@ func list(ctx context.Context, q querier, state job.State, f store.Filter, node 
 	sql, args := query(state, f, node)
 	rows, err := q.Query(ctx, sql, args...)
 	if err != nil {
-		return nil, fmt.Errorf("list %s jobs: %w", state, err)
+		return nil, fmt.Errorf("list %s jobs: %w", state, unavailable(err))
 	}
 	jobs, err := scanJobs(rows)
 	if err != nil {
-		return nil, fmt.Errorf("list %s jobs: %w", state, err)
+		return nil, fmt.Errorf("list %s jobs: %w", state, unavailable(err))
 	}
 	return jobs, nil
 }
@@ -153,7 +153,7 @@ func (s *Store) Snapshot(ctx context.Context, f, finished store.Filter, want map
 		return nil
 	})
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("snapshot: %w", err)
+		return nil, nil, nil, fmt.Errorf("snapshot: %w", unavailable(err))
 	}
 	return pending, running, done, nil
 }
@@ -171,11 +171,11 @@ func (s *Store) Find(ctx context.Context, project, id string) (*job.Job, error) 
 	q += ` ORDER BY CASE state WHEN 'finished' THEN 0 WHEN 'running' THEN 1 ELSE 2 END, ended DESC NULLS LAST, seq DESC LIMIT 1`
 	rows, err := s.pool.Query(ctx, q, args...)
 	if err != nil {
-		return nil, fmt.Errorf("find job %s: %w", id, err)
+		return nil, fmt.Errorf("find job %s: %w", id, unavailable(err))
 	}
 	list, err := scanJobs(rows)
 	if err != nil {
-		return nil, fmt.Errorf("find job %s: %w", id, err)
+		return nil, fmt.Errorf("find job %s: %w", id, unavailable(err))
 	}
 	if len(list) == 0 {
 		return nil, store.ErrNotFound
