@@ -24,6 +24,13 @@ const (
 // same node_name finds it taken.
 const nodeLockClass = 0x5c7a9d18
 
+// A node whose lock is held tries lockAttempts times, lockRetry apart,
+// before it is refused.
+const (
+	lockAttempts = 15
+	lockRetry    = 200 * time.Millisecond
+)
+
 // ErrNodeAlive: another live daemon holds this node_name.
 var ErrNodeAlive = errors.New("node name in use")
 
@@ -143,12 +150,16 @@ func (s *Store) lockNode(ctx context.Context) error {
 			FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid LEFT JOIN nodes n ON n.name = $3
 			WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1::int::oid AND l.objid = ($2::int::bigint & 4294967295)::oid AND l.objsubid = 2
 			LIMIT 1`, int32(nodeLockClass), key, s.opts.Node).Scan(&pid, &until, &stale)
-		if errors.Is(err, pgx.ErrNoRows) && attempt < 3 {
+		if errors.Is(err, pgx.ErrNoRows) && attempt < lockAttempts {
 			continue // released meanwhile
 		}
-		if err == nil && stale && attempt < 3 {
-			conn.Exec(ctx, `SELECT pg_terminate_backend($1)`, pid)
-			time.Sleep(100 * time.Millisecond)
+		if err == nil && attempt < lockAttempts {
+			if stale {
+				conn.Exec(ctx, `SELECT pg_terminate_backend($1)`, pid)
+			}
+			// A killed run's connection ends a moment after it (the
+			// server reads the close): a restart at once waits for it.
+			time.Sleep(lockRetry)
 			continue
 		}
 		conn.Close(context.Background())
