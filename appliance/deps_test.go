@@ -85,12 +85,14 @@ var rules = map[string]struct{ imports, through string }{
 	"appliance/service": {imports: "config dispatch egg job jobfiles pyenv recur scrapy store", through: "confine durable launch ziplimit"},
 	"appliance/api":     {imports: "config job service", through: "confine dispatch durable egg jobfiles launch pyenv recur scrapy store ziplimit"},
 	"appliance/web":     {imports: "config egg job jobfiles logstats pyenv service", through: "confine dispatch durable launch logscan recur scrapy store ziplimit"},
+	// Cluster mode: a request about a crawl on another node, sent there.
+	"appliance/forward": {imports: "crawlrpc jobfiles", through: "config"},
 	// Metrics read the job store at each scrape and are told the rest.
 	"appliance/metrics": {imports: "crawlrpc job store"},
 
 	// Wiring: only the daemon sees every part, only cmd/scrapyd the daemon.
-	"appliance/daemon": {imports: "api archive config confine crawlrpc dispatch egg egg/eggcache events health idle job jobfiles journal launch launch/process launch/runas launch/systemd listen logship metrics notify pyenv reach recur scrapy service store store/pgstore web", through: "durable logscan logstats ziplimit"},
-	"cmd/scrapyd":      {imports: "config daemon", through: "api archive durable logscan logship logstats confine crawlrpc dispatch egg egg/eggcache events health idle job jobfiles journal launch launch/process launch/runas launch/systemd listen metrics notify pyenv reach recur scrapy service store store/pgstore web ziplimit"},
+	"appliance/daemon": {imports: "api archive config confine crawlrpc dispatch egg egg/eggcache events forward health idle job jobfiles journal launch launch/process launch/runas launch/systemd listen logship metrics notify pyenv reach recur scrapy service store store/pgstore web", through: "durable logscan logstats ziplimit"},
+	"cmd/scrapyd":      {imports: "config daemon", through: "api archive durable logscan logship logstats confine crawlrpc dispatch egg egg/eggcache events forward health idle job jobfiles journal launch launch/process launch/runas launch/systemd listen metrics notify pyenv reach recur scrapy service store store/pgstore web ziplimit"},
 
 	// The client side shares nothing with the server but job's names.
 	"appliance/client": {imports: "job"},

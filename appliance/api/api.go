@@ -41,6 +41,11 @@ type Options struct {
 	// the route that answered it ("other" for an auth refusal or an
 	// unknown path), its status code and how long it took.
 	Observe func(route string, code int, d time.Duration)
+	// Peer, in cluster mode, checks a request's cluster secret: peer when
+	// another node forwarded it (it needs no user credentials: that node
+	// checked them), forged when it carries a wrong secret, which is
+	// refused whatever else it carries.
+	Peer func(c *fiber.Ctx) (peer, forged bool)
 }
 
 // Field is one extra key of a JSON answer.
@@ -75,7 +80,7 @@ func New(o Options) *fiber.App {
 	}
 	app.Use(singleSlashes)
 	app.Use(bodies(limit))
-	app.Use(authenticate(o.Config, o.Open))
+	app.Use(authenticate(o.Config, o.Open, o.Peer))
 	a := &handlers{o: o}
 	for _, e := range a.endpoints() {
 		e := e
@@ -150,9 +155,19 @@ func notFound(c *fiber.Ctx) error {
 // authenticate guards every path, OPTIONS included, when both username and
 // password are set (Scrapyd's rule), but those open says are open. Both
 // are compared in constant time, as digests, so that neither their content
-// nor their length leaks.
-func authenticate(cfg func() *config.Config, open func(path string) bool) fiber.Handler {
+// nor their length leaks. In cluster mode a request another node forwarded
+// passes on its cluster secret (peer), and one with a wrong secret is
+// refused even with auth off.
+func authenticate(cfg func() *config.Config, open func(path string) bool, peer func(c *fiber.Ctx) (peer, forged bool)) fiber.Handler {
 	return func(c *fiber.Ctx) error {
+		if peer != nil {
+			switch ok, forged := peer(c); {
+			case forged:
+				return unauthorized(c)
+			case ok:
+				return c.Next()
+			}
+		}
 		conf := cfg()
 		if !conf.AuthEnabled() || (open != nil && open(c.Path())) {
 			return c.Next()
@@ -161,11 +176,16 @@ func authenticate(cfg func() *config.Config, open func(path string) bool) fiber.
 		if ok && equal(user, conf.Username)&equal(pass, conf.Password) == 1 {
 			return c.Next()
 		}
-		c.Locals(unrouted, true)
-		c.Set(fiber.HeaderWWWAuthenticate, `basic realm="Scrapyd"`)
-		c.Set(fiber.HeaderContentType, "text/html")
-		return c.Status(fiber.StatusUnauthorized).SendString("Unauthorized")
+		return unauthorized(c)
 	}
+}
+
+// unauthorized is Scrapyd's refusal, 401 with its challenge.
+func unauthorized(c *fiber.Ctx) error {
+	c.Locals(unrouted, true)
+	c.Set(fiber.HeaderWWWAuthenticate, `basic realm="Scrapyd"`)
+	c.Set(fiber.HeaderContentType, "text/html")
+	return c.Status(fiber.StatusUnauthorized).SendString("Unauthorized")
 }
 
 func equal(a, b string) int {

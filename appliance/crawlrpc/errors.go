@@ -24,6 +24,7 @@ const (
 	codeNoSuchResource   = -32002 // HTTP 404: not in the table, or not in webservice_resources
 	codeMethodNotAllowed = -32003 // HTTP 405: e.g. POST to a read-only resource
 	codeDisabled         = -32004 // HTTP 404: webservice_enabled is off
+	codeNodeUnreachable  = -32005 // HTTP 502: the crawl runs on another node of the cluster, which cannot be reached
 )
 
 // rpcError is the "error" member of a JSON-RPC response. Data carries the
@@ -92,3 +93,7 @@ var (
 	// was killed, or was not prepared by this service).
 	ErrNoStats = errors.New("no final stats")
 )
+
+func errNodeUnreachable(msg string) routeError {
+	return routeError{http.StatusBadGateway, rpcError{Code: codeNodeUnreachable, Message: msg}}
+}

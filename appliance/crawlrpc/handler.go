@@ -22,6 +22,13 @@ func (s *Service) Register(r fiber.Router) {
 	r.All("/webservice/:job/*", s.handle)
 }
 
+// Unreachable answers a call to a crawl on another node of the cluster
+// that could not be forwarded there (appliance/forward), in the web
+// service's own error envelope: msg says which node and why.
+func Unreachable(c *fiber.Ctx, jobID, msg string) error {
+	return errNodeUnreachable(msg).reply().send(c)
+}
+
 // reply is one answer, decided before anything is written so that it can
 // be logged and sent in one place.
 type reply struct {

@@ -26,6 +26,7 @@ import (
 	"github.com/scrapyd-debian/scrapyd/appliance/crawlrpc"
 	"github.com/scrapyd-debian/scrapyd/appliance/dispatch"
 	"github.com/scrapyd-debian/scrapyd/appliance/events"
+	"github.com/scrapyd-debian/scrapyd/appliance/forward"
 	"github.com/scrapyd-debian/scrapyd/appliance/idle"
 	"github.com/scrapyd-debian/scrapyd/appliance/job"
 	"github.com/scrapyd-debian/scrapyd/appliance/jobfiles"
@@ -304,10 +305,18 @@ func (d *daemon) wire(ctx context.Context, cfg *config.Config) error {
 	svc.Diagnose = func() service.Diagnostics {
 		return d.reloader.diagnose(service.Diagnostics{Launcher: d.launcher.Name(), Version: d.opts.Version, Warnings: securityWarnings(d.conf())})
 	}
+	routes := []func(fiber.Router){d.observeRoutes(d.metrics)}
+	var peer func(*fiber.Ctx) (bool, bool)
+	if d.db.place != nil {
+		// Before the local routes: a crawl's items and web service are
+		// on its node.
+		fwd := d.forwarder(cfg)
+		routes, peer = append(routes, fwd.Register), fwd.Peer
+	}
 	d.app = api.New(api.Options{
 		Config: d.conf, Service: svc, Log: d.log, BodyLimit: int(cfg.UploadLimit),
-		Open: d.open, Observe: d.metrics.Request,
-		Routes: []func(fiber.Router){d.observeRoutes(d.metrics), rpc.Register, d.stream.Register, web.Register(pages)},
+		Open: d.open, Observe: d.metrics.Request, Peer: peer,
+		Routes: append(routes, rpc.Register, d.stream.Register, web.Register(pages)),
 		Running: func(id string) []api.Field {
 			sum, ok := rpc.LiveSummary(id)
 			if !ok {
@@ -318,6 +327,16 @@ func (d *daemon) wire(ctx context.Context, cfg *config.Config) error {
 		},
 	})
 	return nil
+}
+
+// forwarder sends requests about a crawl on another node to that node.
+func (d *daemon) forwarder(cfg *config.Config) *forward.Forwarder {
+	place := d.db.place
+	return forward.New(forward.Options{Self: cfg.NodeName, Secret: d.db.secret, Log: d.log,
+		Locate: func(ctx context.Context, project, id string) (forward.Place, error) {
+			p, err := place(ctx, project, id)
+			return forward.Place{Node: p.Node, URL: p.URL, Running: p.Running}, err
+		}})
 }
 
 // lister is how spiders are listed under c: `scrapy list` as the crawl

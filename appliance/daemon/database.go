@@ -50,7 +50,9 @@ type jobStore interface {
 //
 // keepLease (nil with SQLite) renews the node's lease and reaps dead
 // nodes until its context ends; nodes (nil with SQLite) lists the
-// cluster's nodes; remote (nil with SQLite) carries cancels between nodes.
+// cluster's nodes; remote (nil with SQLite) carries cancels between nodes;
+// place (nil with SQLite) says which node runs or ran a job, and secret is
+// the cluster's, which nodes present to each other.
 type database struct {
 	all        jobStore
 	local      dispatch.Jobs
@@ -62,6 +64,8 @@ type database struct {
 	logs       sharedLogs // nil with SQLite
 	eggs       eggcache.DB
 	listenEggs func(ctx context.Context, fn func())
+	place      func(ctx context.Context, project, id string) (pgstore.Placement, error)
+	secret     string
 }
 
 // sharedLogs are the crawl logs in a shared database: shipped by this
@@ -105,8 +109,14 @@ func openDatabase(ctx context.Context, cfg *config.Config, version string) (data
 		st.Close()
 		return database{}, err
 	}
+	secret, err := st.ClusterSecret(ctx)
+	if err != nil {
+		st.Close()
+		return database{}, err
+	}
 	lead := func(ctx context.Context) (context.Context, bool, error) { return st.Lead(ctx, pgstore.SchedulerLock) }
-	return database{all: st, local: st.Local(), listen: st.ListenPayloads, lead: lead, keepLease: st.KeepLease, nodes: st.Nodes, remote: st.Local(), logs: st, eggs: st, listenEggs: st.ListenEggs}, nil
+	return database{all: st, local: st.Local(), listen: st.ListenPayloads, lead: lead, keepLease: st.KeepLease, nodes: st.Nodes, remote: st.Local(), logs: st, eggs: st, listenEggs: st.ListenEggs,
+		place: st.Place, secret: secret}, nil
 }
 
 // advertiseURL is how other nodes reach this one: advertise_url, or the

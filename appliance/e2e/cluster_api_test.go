@@ -1,13 +1,20 @@
 package e2e
 
 import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
 	"net/url"
 	"os"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/scrapyd-debian/scrapyd/appliance/store/pgstore/pgtest"
 	"github.com/scrapyd-debian/scrapyd/appliance/testkit"
@@ -23,11 +30,11 @@ func twoBusyNodes(t *testing.T, extra string, args2 url.Values) (n1, n2 *testkit
 	db := pgtest.DB(t)
 	egg := testkit.SampleEgg(t)
 	conf := "max_proc = 1\npoll_interval = 60\ndatabase = " + db + "\n" + extra + "\nnode_name = "
-	n1 = testkit.StartDaemon(t, testkit.Options{Conf: conf + "node1"})
+	n1 = withCreds(testkit.StartDaemon(t, testkit.Options{Conf: conf + "node1"}), extra)
 	n1.Upload(t, "sample", "1.0", egg)
 	schedule(t, n1, url.Values{"project": {"sample"}, "spider": {"slow"}, "jobid": {"on1"}})
 	killAtEnd(t, waitState(t, n1, "on1", "running"))
-	n2 = testkit.StartDaemon(t, testkit.Options{Conf: conf + "node2"})
+	n2 = withCreds(testkit.StartDaemon(t, testkit.Options{Conf: conf + "node2"}), extra)
 	n2.Upload(t, "sample", "1.0", egg)
 	form := url.Values{"project": {"sample"}, "spider": {"slow"}, "jobid": {"on2"}}
 	for k, v := range args2 {
@@ -36,6 +43,15 @@ func twoBusyNodes(t *testing.T, extra string, args2 url.Values) (n1, n2 *testkit
 	schedule(t, n1, form)
 	killAtEnd(t, waitState(t, n2, "on2", "running"))
 	return n1, n2
+}
+
+// withCreds makes d's calls carry the credentials when extra sets them
+// (username = u, password = p).
+func withCreds(d *testkit.Daemon, extra string) *testkit.Daemon {
+	if strings.Contains(extra, "username = u") {
+		d.URL = strings.Replace(d.URL, "http://", "http://u:p@", 1)
+	}
+	return d
 }
 
 // killAtEnd kills a running entry's crawl (its process group) when the
@@ -166,4 +182,150 @@ func TestClusterCancelAcrossNodes(t *testing.T) {
 	if !strings.Contains(n2.Logs(), "as another node asked") {
 		t.Errorf("node 2's log does not say another node asked for the cancels:\n%s", n2.Logs())
 	}
+}
+
+// fetch sends a request and returns its status, headers and body.
+func fetch(t *testing.T, method, u string, header http.Header, body string) (int, http.Header, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, u, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, resp.Header, string(data)
+}
+
+// clusterSecret reads the cluster's secret from the database, as a node
+// does.
+func clusterSecret(t *testing.T, db string) string {
+	t.Helper()
+	conn, err := pgx.Connect(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var secret string
+	if err := conn.QueryRow(context.Background(), `SELECT secret FROM cluster_secret`).Scan(&secret); err != nil {
+		t.Fatal(err)
+	}
+	return secret
+}
+
+// TestClusterForwardsItemsAndWebService: a crawl's items file and its web
+// service, asked of node 1 for a crawl on node 2, answer as node 2 does:
+// node 1 forwards them with the cluster's secret instead of the user's
+// credentials. Node 2 refuses a wrong secret whatever credentials come
+// with it, asks a request without one for credentials, and serves the
+// right one without. A node that cannot be reached gets a clear error.
+func TestClusterForwardsItemsAndWebService(t *testing.T) {
+	testkit.RequireScrapy(t)
+	t.Parallel()
+	n1, n2 := twoBusyNodes(t, "username = u\npassword = p", nil)
+	db := dbOf(t, n1)
+	waitLog(t, n2, "slow", "on2", "slow page 3")
+	// A JSON-RPC write through node 1 is read back from node 2: the call
+	// reached the crawl on node 2.
+	rpc := func(d *testkit.Daemon, path, call string) map[string]any {
+		t.Helper()
+		code, _, body := fetch(t, "POST", d.URL+"/webservice/on2/"+path, nil, call)
+		var out map[string]any
+		if err := json.Unmarshal([]byte(body), &out); err != nil || code != http.StatusOK {
+			t.Fatalf("%s %s: HTTP %d %s", path, call, code, body)
+		}
+		return out
+	}
+	if r := rpc(n1, "stats", `{"jsonrpc": "2.0", "method": "set_value", "params": ["cluster_probe", 42], "id": 1}`); r["error"] != nil {
+		t.Fatalf("set_value through node 1: %v", r)
+	}
+	if r := rpc(n2, "stats", `{"jsonrpc": "2.0", "method": "get_value", "params": ["cluster_probe"], "id": 2}`); r["result"] != 42.0 {
+		t.Fatalf("get_value on node 2 after a set_value through node 1: %v", r)
+	}
+	via1 := rpc(n1, "crawler/spiders", `{"jsonrpc": "2.0", "method": "list", "id": 3}`)
+	if via2 := rpc(n2, "crawler/spiders", `{"jsonrpc": "2.0", "method": "list", "id": 3}`); !reflect.DeepEqual(via1, via2) {
+		t.Fatalf("spiders list through node 1: %v; on node 2: %v", via1, via2)
+	}
+
+	// Items: Scrapy writes them in blocks while it runs; once the crawl
+	// ended, its file is whole, the same through node 1, whole or a range.
+	n1.Post(t, "cancel.json", url.Values{"project": {"sample"}, "job": {"on2"}})
+	if fin := waitState(t, n1, "on2", "finished"); fin["outcome"] != "cancelled" {
+		t.Fatalf("on2 ended %v", fin)
+	}
+	items := "/items/sample/slow/on2.jl"
+	_, _, whole1 := fetch(t, "GET", n1.URL+items, nil, "")
+	_, _, whole2 := fetch(t, "GET", n2.URL+items, nil, "")
+	if whole1 != whole2 || !strings.Contains(whole1, `{"page": 3}`) {
+		t.Fatalf("the finished crawl's items through node 1 (%d bytes) and on node 2 (%d bytes) differ", len(whole1), len(whole2))
+	}
+	rng := http.Header{"Range": {"bytes=5-20"}}
+	code1, h1, body1 := fetch(t, "GET", n1.URL+items, rng, "")
+	code2, h2, body2 := fetch(t, "GET", n2.URL+items, rng, "")
+	if code1 != http.StatusPartialContent || code1 != code2 || body1 != body2 || h1.Get("Content-Range") == "" || h1.Get("Content-Range") != h2.Get("Content-Range") {
+		t.Fatalf("a range of the items through node 1: %d %q %q; from node 2: %d %q %q", code1, h1.Get("Content-Range"), body1, code2, h2.Get("Content-Range"), body2)
+	}
+
+	// The secret, straight to node 2 (without the user's credentials).
+	plain := strings.Replace(n2.URL, "u:p@", "", 1)
+	secret := clusterSecret(t, db)
+	for _, c := range []struct {
+		what   string
+		header http.Header
+		creds  bool
+		want   int
+	}{
+		{"a forged secret", http.Header{"X-Scrapyd-Cluster-Secret": {"forged"}}, false, http.StatusUnauthorized},
+		{"a forged secret with the user's credentials", http.Header{"X-Scrapyd-Cluster-Secret": {secret[:63] + "x"}}, true, http.StatusUnauthorized},
+		{"no secret and no credentials", nil, false, http.StatusUnauthorized},
+		{"the cluster's secret", http.Header{"X-Scrapyd-Cluster-Secret": {secret}}, false, http.StatusPartialContent},
+	} {
+		base := plain
+		if c.creds {
+			base = n2.URL
+		}
+		h := http.Header{"Range": {"bytes=5-20"}}
+		for k, v := range c.header {
+			h[k] = v
+		}
+		if code, _, body := fetch(t, "GET", base+items, h, ""); code != c.want || (c.want == http.StatusUnauthorized && body != "Unauthorized") {
+			t.Errorf("node 2 given %s: HTTP %d %q, want %d", c.what, code, body, c.want)
+		}
+	}
+
+	// With node 2 down, node 1 says so.
+	n2.Stop()
+	testkit.Eventually(t, waitCrawl, "node 2 to stop", func() bool {
+		_, err := http.Get(plain + "/daemonstatus.json")
+		return err != nil
+	})
+	code, _, body := fetch(t, "GET", n1.URL+items, nil, "")
+	if code != http.StatusBadGateway || !strings.Contains(body, "on node node2, which cannot be reached at http://127.0.0.1:") {
+		t.Fatalf("items of a node that is down: HTTP %d %s", code, body)
+	}
+}
+
+// dbOf is a node's database URL, from its configuration.
+func dbOf(t *testing.T, d *testkit.Daemon) string {
+	t.Helper()
+	raw, err := os.ReadFile(d.Path("etc", "scrapyd", "conf.d", "50-test.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if v, ok := strings.CutPrefix(line, "database = "); ok {
+			return v
+		}
+	}
+	t.Fatal("no database in the node's configuration")
+	return ""
 }

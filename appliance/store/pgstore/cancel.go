@@ -105,3 +105,33 @@ func (s *Store) ClusterSecret(ctx context.Context) (string, error) {
 	}
 	return secret, nil
 }
+
+// Placement is where a job's crawl runs or ran, for a request about it on
+// another node (its items, its web service).
+type Placement struct {
+	Node    string
+	URL     string // the node's advertise_url ("" when it has none)
+	Running bool
+}
+
+// Place finds the node that runs the job with this id (project "": any),
+// or else ran its newest finished run, with that node's advertise_url;
+// store.ErrNotFound when no node ran it.
+func (s *Store) Place(ctx context.Context, project, id string) (Placement, error) {
+	q := `SELECT j.node, COALESCE(n.advertise_url, ''), j.state = 'running' FROM jobs j LEFT JOIN nodes n ON n.name = j.node
+		WHERE j.id = $1 AND j.state != 'pending' AND j.node != ''`
+	args := []any{id}
+	if project != "" {
+		q += ` AND j.project = $2`
+		args = append(args, project)
+	}
+	var p Placement
+	err := s.pool.QueryRow(ctx, q+` ORDER BY j.state = 'running' DESC, j.ended DESC NULLS LAST, j.seq DESC LIMIT 1`, args...).Scan(&p.Node, &p.URL, &p.Running)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Placement{}, store.ErrNotFound
+	}
+	if err != nil {
+		return Placement{}, fmt.Errorf("place job %s: %w", id, err)
+	}
+	return p, nil
+}
