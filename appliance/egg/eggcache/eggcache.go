@@ -70,37 +70,18 @@ type Store struct {
 	// version that names one (this node cannot run it).
 	Envs Envs
 
-	mu    sync.Mutex
-	locks map[string]*keyLock // one fetch (or build) per egg or environment at a time
-}
-
-type keyLock struct {
-	sync.Mutex
-	users int
+	// locks holds a *sync.Mutex per egg path or environment: one fetch
+	// (or build) of each at a time. One per version this node ever
+	// fetched: few enough to keep.
+	locks sync.Map
 }
 
 // lock takes the lock of key.
 func (s *Store) lock(key string) (unlock func()) {
-	s.mu.Lock()
-	if s.locks == nil {
-		s.locks = map[string]*keyLock{}
-	}
-	l := s.locks[key]
-	if l == nil {
-		l = &keyLock{}
-		s.locks[key] = l
-	}
-	l.users++
-	s.mu.Unlock()
-	l.Lock()
-	return func() {
-		l.Unlock()
-		s.mu.Lock()
-		if l.users--; l.users == 0 {
-			delete(s.locks, key)
-		}
-		s.mu.Unlock()
-	}
+	m, _ := s.locks.LoadOrStore(key, new(sync.Mutex))
+	mu := m.(*sync.Mutex)
+	mu.Lock()
+	return mu.Unlock
 }
 
 // stagingDir is egg.Store's: uploads and fetches are written there, on the
@@ -374,7 +355,10 @@ func (s *Store) Delete(project, version string) error {
 	if err := s.DB.DeleteEgg(ctx, project, v.Name); err != nil {
 		return err
 	}
-	return s.Reconcile(ctx)
+	// Deleted: a copy left here by a failure is removed when this node
+	// hears its own announcement, or after its next reconnect.
+	s.Reconcile(ctx)
+	return nil
 }
 
 // DeleteProject removes a project's versions, and this node's copies.
@@ -384,7 +368,8 @@ func (s *Store) DeleteProject(project string) error {
 	if err := s.DB.DeleteEggProject(ctx, project); err != nil {
 		return err
 	}
-	return s.Reconcile(ctx)
+	s.Reconcile(ctx)
+	return nil
 }
 
 // Reconcile removes this node's copies of eggs the database no longer

@@ -283,3 +283,53 @@ func TestEnvironmentBuiltWhereFetched(t *testing.T) {
 		t.Fatalf("a node without environments: %v", err)
 	}
 }
+
+// counting counts the eggs a node reads from the database.
+type counting struct {
+	eggcache.DB
+	mu    sync.Mutex
+	reads int
+}
+
+func (c *counting) EggData(ctx context.Context, project, version string) ([]byte, string, error) {
+	c.mu.Lock()
+	c.reads++
+	c.mu.Unlock()
+	return c.DB.EggData(ctx, project, version)
+}
+
+// Crawls of one version starting at once on a node that has no copy yet
+// fetch it once, and each finds the whole egg at its path.
+func TestConcurrentFindsFetchOnce(t *testing.T) {
+	db := open(t)
+	one := &eggcache.Store{DB: db, Dir: t.TempDir()}
+	data := strings.Repeat("egg bytes ", 100000)
+	upload(t, one, "p", "1", data, egg.Details{}, "")
+	c := &counting{DB: db}
+	two := &eggcache.Store{DB: c, Dir: t.TempDir()}
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			v, err := two.Find("p", "1")
+			if err == nil {
+				if got, rerr := os.ReadFile(v.Path); rerr != nil || string(got) != data {
+					err = errors.New("a crawl found a partial or missing copy")
+				}
+			}
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c.reads != 1 {
+		t.Fatalf("the egg was read from the database %d times", c.reads)
+	}
+}
