@@ -69,13 +69,21 @@ func checkName(param, value string) error {
 	return nil
 }
 
-// projectExists: a project has eggs, or is a [settings] project.
-func (s *Service) projectExists(cfg *config.Config, project string) bool {
+// checkProject: nil when a project has eggs or is a [settings] project,
+// projectNotFound when it has neither; a shared database that cannot be
+// reached is said as such: the project may well exist.
+func (s *Service) checkProject(cfg *config.Config, project string) error {
 	if _, ok := cfg.Settings[project]; ok {
-		return true
+		return nil
 	}
 	projects, err := s.Eggs.Projects()
-	return err == nil && slices.Contains(projects, project)
+	if errors.Is(err, store.ErrUnavailable) {
+		return err
+	}
+	if err != nil || !slices.Contains(projects, project) {
+		return projectNotFound(project)
+	}
+	return nil
 }
 
 // version finds a version as Eggs.Find does, from the listing alone: a
@@ -209,10 +217,14 @@ func (s *Service) Spiders(ctx context.Context, project, version string) ([]strin
 	}
 	v, err := s.version(project, version)
 	if errors.Is(err, egg.ErrNotFound) {
-		if version != "" && s.projectExists(cfg, project) {
+		err := s.checkProject(cfg, project)
+		if version != "" && err == nil {
 			return nil, versionNotFound(version)
 		}
-		return nil, projectNotFound(project)
+		if err == nil {
+			err = projectNotFound(project)
+		}
+		return nil, err
 	}
 	if err != nil {
 		return nil, err
@@ -327,8 +339,8 @@ func (s *Service) spec(ctx context.Context, r ScheduleRequest) (job.Spec, error)
 	if err := checkArgSizes(spec); err != nil {
 		return job.Spec{}, err
 	}
-	if !s.projectExists(cfg, r.Project) {
-		return job.Spec{}, projectNotFound(r.Project)
+	if err := s.checkProject(cfg, r.Project); err != nil {
+		return job.Spec{}, err
 	}
 	spiders, err := s.Spiders(ctx, r.Project, r.Version)
 	if err != nil {
@@ -382,8 +394,8 @@ func (s *Service) Cancel(ctx context.Context, project, id, signal string) (job.S
 	if err := checkName("project", project); err != nil {
 		return "", err
 	}
-	if !s.projectExists(cfg, project) {
-		return "", projectNotFound(project)
+	if err := s.checkProject(cfg, project); err != nil {
+		return "", err
 	}
 	sig := syscall.SIGINT
 	if signal != "" {
@@ -398,8 +410,10 @@ func (s *Service) Cancel(ctx context.Context, project, id, signal string) (job.S
 // Status finds a job as status.json does: finished first, then running,
 // then pending. A nil job means unknown.
 func (s *Service) Status(ctx context.Context, id, project string) (*job.Job, error) {
-	if project != "" && !s.projectExists(s.Config(), project) {
-		return nil, projectNotFound(project)
+	if project != "" {
+		if err := s.checkProject(s.Config(), project); err != nil {
+			return nil, err
+		}
 	}
 	j, err := s.Store.Find(ctx, project, id)
 	if errors.Is(err, store.ErrNotFound) {
@@ -537,8 +551,8 @@ func (s *Service) Jobs(ctx context.Context, q JobsQuery) (Listing, error) {
 		if err := checkName("project", q.Project); err != nil {
 			return Listing{}, err
 		}
-		if !s.projectExists(cfg, q.Project) {
-			return Listing{}, projectNotFound(q.Project)
+		if err := s.checkProject(cfg, q.Project); err != nil {
+			return Listing{}, err
 		}
 	}
 	want := map[job.State]bool{job.Pending: true, job.Running: true, job.Finished: true}

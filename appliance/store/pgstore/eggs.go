@@ -62,11 +62,11 @@ func eggNotify(ctx context.Context, t pgx.Tx) error {
 func (s *Store) EggProjects(ctx context.Context) ([]string, error) {
 	rows, err := s.pool.Query(ctx, `SELECT DISTINCT project FROM eggs ORDER BY project`)
 	if err != nil {
-		return nil, fmt.Errorf("list projects: %w", err)
+		return nil, fmt.Errorf("list projects: %w", unavailable(err))
 	}
 	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
-		return nil, fmt.Errorf("list projects: %w", err)
+		return nil, fmt.Errorf("list projects: %w", unavailable(err))
 	}
 	return out, nil
 }
@@ -77,7 +77,7 @@ func (s *Store) EggRecords(ctx context.Context, project string) ([]egg.Record, e
 	rows, err := s.pool.Query(ctx, `SELECT project, version, sha256, env, uploaded FROM eggs
 		WHERE $1 = '' OR project = $1`, project)
 	if err != nil {
-		return nil, fmt.Errorf("list versions: %w", err)
+		return nil, fmt.Errorf("list versions: %w", unavailable(err))
 	}
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (egg.Record, error) {
 		var r egg.Record
@@ -85,7 +85,7 @@ func (s *Store) EggRecords(ctx context.Context, project string) ([]egg.Record, e
 		return r, err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("list versions: %w", err)
+		return nil, fmt.Errorf("list versions: %w", unavailable(err))
 	}
 	return out, nil
 }
@@ -99,7 +99,7 @@ func (s *Store) EggData(ctx context.Context, project, version string) (data []by
 		return nil, "", egg.ErrNotFound
 	}
 	if err != nil {
-		return nil, "", fmt.Errorf("read egg: %w", err)
+		return nil, "", fmt.Errorf("read egg: %w", unavailable(err))
 	}
 	return data, sha256, nil
 }
@@ -112,7 +112,7 @@ func (s *Store) EggDeps(ctx context.Context, project, version string) (requireme
 		return "", nil, egg.ErrNotFound
 	}
 	if err != nil {
-		return "", nil, fmt.Errorf("read egg: %w", err)
+		return "", nil, fmt.Errorf("read egg: %w", unavailable(err))
 	}
 	return requirements, wheels, nil
 }
