@@ -125,3 +125,32 @@ func osexec(name string, args ...string) (string, error) {
 	out, err := osExec.Command(name, args...).CombinedOutput()
 	return string(out), err
 }
+
+// TestRebuildOnAnotherNode: a node that fetched a version builds its
+// environment from the same spec under the same id; one whose settings make
+// another id says so, and what it built is no version's (Collect removes it).
+func TestRebuildOnAnotherNode(t *testing.T) {
+	testkit.RequireScrapy(t)
+	spec := Spec{Requirements: []byte("greeter==1.0\n"), Wheels: wheelhouse(t, map[string][]byte{testkit.WheelName("greeter", "1.0"): greeter(t, "1.0", "'hello'")})}
+	uploader := &Store{Dir: t.TempDir()}
+	env, err := uploader.Ensure(context.Background(), spec, childInstall(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.Release()
+	other := &Store{Dir: t.TempDir()}
+	if other.Has(env.ID) {
+		t.Fatal("Has before any build")
+	}
+	if err := other.Rebuild(context.Background(), env.ID, spec, childInstall(t)); err != nil || !other.Has(env.ID) {
+		t.Fatalf("Rebuild = %v, Has = %v", err, other.Has(env.ID))
+	}
+	third := &Store{Dir: t.TempDir()}
+	err = third.Rebuild(context.Background(), "0123456789abcdef", spec, childInstall(t))
+	if err == nil || !strings.Contains(err.Error(), "not 0123456789abcdef") || !strings.Contains(err.Error(), "pip_index_url") {
+		t.Fatalf("Rebuild under settings that make another id: %v", err)
+	}
+	if removed := third.Collect(func() (map[string]bool, error) { return map[string]bool{"0123456789abcdef": true}, nil }, false); len(removed) != 1 {
+		t.Fatalf("Collect removed %v, want the environment no version names", removed)
+	}
+}

@@ -333,3 +333,35 @@ func TestConcurrentFindsFetchOnce(t *testing.T) {
 		t.Fatalf("the egg was read from the database %d times", c.reads)
 	}
 }
+
+// A node that was away when a version was deleted (stopped, or its
+// listening connection broken) removes its copy when it listens again:
+// the listener's first call, at each (re)connect, reconciles.
+func TestCopiesOfVersionsDeletedWhileAwayGoOnListening(t *testing.T) {
+	db := open(t)
+	one := &eggcache.Store{DB: db, Dir: t.TempDir()}
+	two := &eggcache.Store{DB: db, Dir: t.TempDir()}
+	upload(t, one, "p", "1", "p 1", egg.Details{}, "")
+	upload(t, one, "p", "2", "p 2", egg.Details{}, "")
+	if err := two.Delete("p", "1"); err != nil {
+		t.Fatal(err)
+	}
+	copy1 := filepath.Join(one.Dir, "p", "1.egg")
+	if read(t, copy1) != "p 1" {
+		t.Fatal("node 1 heard the delete without listening")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	heard := make(chan struct{}, 100)
+	go db.ListenEggs(ctx, func() {
+		one.Reconcile(ctx)
+		heard <- struct{}{}
+	})
+	<-heard
+	if _, err := os.Stat(copy1); !os.IsNotExist(err) {
+		t.Fatalf("the copy of the version deleted meanwhile: %v", err)
+	}
+	if read(t, filepath.Join(one.Dir, "p", "2.egg")) != "p 2" {
+		t.Fatal("the copy of a kept version went")
+	}
+}
