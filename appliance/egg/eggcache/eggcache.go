@@ -8,7 +8,9 @@
 //
 // A copy is marked by a hidden side file holding its hash
 // (.<stem>.sha256): Reconcile removes only marked copies the database no
-// longer names, never an egg this package did not write.
+// longer names, never an egg the cluster does not know. An egg found in
+// place with the stored hash (one a single node had before its eggs were
+// imported) is marked when first used.
 package eggcache
 
 import (
@@ -166,6 +168,11 @@ func (s *Store) fetch(ctx context.Context, r egg.Record) error {
 	unlock := s.lock(path)
 	defer unlock()
 	if sum, err := fileSum(path); err == nil && sum == r.SHA256 {
+		// An egg that was here before the cluster (a node that imported
+		// its eggs) becomes a marked copy: a delete removes it too.
+		if _, err := os.Stat(s.marker(r.Project, egg.Sanitize(r.Version))); os.IsNotExist(err) {
+			return durable.WriteFile(s.marker(r.Project, egg.Sanitize(r.Version)), []byte(sum))
+		}
 		return nil
 	}
 	data, sum, err := s.DB.EggData(ctx, r.Project, r.Version)
@@ -411,7 +418,10 @@ func (s *Store) Reconcile(ctx context.Context) error {
 			if err := os.Remove(filepath.Join(dir, stem+".egg")); err != nil && !os.IsNotExist(err) {
 				errs = append(errs, err)
 			} else {
-				os.Remove(filepath.Join(dir, e.Name()))
+				// egg.Store's side files go with the egg they describe.
+				for _, side := range []string{e.Name(), "." + stem + ".version", "." + stem + ".env"} {
+					os.Remove(filepath.Join(dir, side))
+				}
 			}
 			unlock()
 		}

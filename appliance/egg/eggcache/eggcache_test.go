@@ -365,3 +365,31 @@ func TestCopiesOfVersionsDeletedWhileAwayGoOnListening(t *testing.T) {
 		t.Fatal("the copy of a kept version went")
 	}
 }
+
+// An egg a single node had in place, with the bytes the cluster stores for
+// it (its eggs imported), is used as it is and, once used, removed by a
+// delete with egg.Store's side files; one the cluster does not know stays.
+func TestEggFoundInPlaceIsAdopted(t *testing.T) {
+	db := open(t)
+	one := &eggcache.Store{DB: db, Dir: t.TempDir()}
+	two := &eggcache.Store{DB: db, Dir: t.TempDir()}
+	os.MkdirAll(filepath.Join(one.Dir, "p"), 0o755)
+	for name, data := range map[string]string{"3.egg": "p 3", ".3.version": "3", "4.egg": "p 4"} {
+		os.WriteFile(filepath.Join(one.Dir, "p", name), []byte(data), 0o644)
+	}
+	upload(t, two, "p", "3", "p 3", egg.Details{}, "")
+	v, err := one.Find("p", "3")
+	if err != nil || v.Path != filepath.Join(one.Dir, "p", "3.egg") || read(t, v.Path) != "p 3" {
+		t.Fatalf("Find = %+v, %v", v, err)
+	}
+	if err := two.Delete("p", "3"); err != nil {
+		t.Fatal(err)
+	}
+	if err := one.Reconcile(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ents, _ := os.ReadDir(filepath.Join(one.Dir, "p"))
+	if len(ents) != 1 || ents[0].Name() != "4.egg" {
+		t.Fatalf("after the delete node 1's eggs_dir/p holds %v, want only the egg the cluster does not know", ents)
+	}
+}
