@@ -44,9 +44,11 @@ func fetchLog(t *testing.T, d *testkit.Daemon, path, rng string) (*http.Response
 // node 1, which has no file of it, serves its log from the database. While
 // it runs, following it through node 1 (Range from the last offset, as
 // scrapydctl log -f and Gerapy do; the job page's live stream; scrapydctl
-// log -f itself) shows its lines as they come; once it has ended, the log
-// read from node 1, whole or by range, is byte for byte node 2's file, with
-// the headers node 2 serves it with.
+// log -f itself) shows its lines as they come, also across a kill -9 and
+// restart of node 2's daemon, which adopts the crawl and ships on from the
+// shipped size; once it has ended, the log read from node 1, whole or by
+// range, is byte for byte node 2's file, with the headers node 2 serves it
+// with.
 func TestClusterLogFromAnyNode(t *testing.T) {
 	testkit.RequireScrapy(t)
 	t.Parallel()
@@ -55,7 +57,7 @@ func TestClusterLogFromAnyNode(t *testing.T) {
 	// Node 2 alone at first, so that the crawl runs there.
 	n2 := testkit.StartDaemon(t, testkit.Options{Conf: testkit.NodeConf("max_proc = 1\n", db, "node2")})
 	n2.Upload(t, "sample", "1.0", egg)
-	id := schedule(t, n2, url.Values{"project": {"sample"}, "spider": {"slow"}, "pages": {"40"}})
+	id := schedule(t, n2, url.Values{"project": {"sample"}, "spider": {"slow"}, "pages": {"60"}})
 	pid := int(waitState(t, n2, id, "running")["pid"].(float64))
 	t.Cleanup(func() { syscall.Kill(-pid, syscall.SIGKILL) })
 	n1 := testkit.StartDaemon(t, testkit.Options{Conf: testkit.NodeConf("max_proc = 1\n", db, "node1")})
@@ -116,7 +118,7 @@ func TestClusterLogFromAnyNode(t *testing.T) {
 	// Following by Range through node 1 while the crawl runs: the log
 	// grows there as it grows on node 2.
 	var followed string
-	seenWhileRunning := 0
+	seenWhileRunning, restarted := 0, false
 	testkit.Eventually(t, waitCrawl, "the crawl's end, its log followed through node 1", func() bool {
 		running := jobIn(t, n1, "running", id) != nil
 		resp, body := fetchLog(t, n1, path, fmt.Sprintf("bytes=%d-", len(followed)))
@@ -133,10 +135,20 @@ func TestClusterLogFromAnyNode(t *testing.T) {
 		if running {
 			seenWhileRunning = strings.Count(followed, "slow page")
 		}
+		if running && !restarted && seenWhileRunning >= 5 {
+			// Node 2's daemon dies mid-crawl and starts again: it
+			// adopts the crawl and ships on from what was shipped.
+			restarted = true
+			n2.Kill()
+			n2 = testkit.StartDaemon(t, testkit.Options{Root: n2.Root, Conf: testkit.NodeConf("max_proc = 1\n", db, "node2")})
+		}
 		time.Sleep(200 * time.Millisecond)
 		return !running && jobIn(t, n1, "finished", id) != nil
 	})
 	t.Logf("%d of the crawl's page lines came through node 1 while it ran", seenWhileRunning)
+	if !restarted {
+		t.Error("the crawl ended before node 2's daemon was restarted")
+	}
 	if seenWhileRunning == 0 {
 		t.Errorf("no line of the crawl came through node 1 while it ran:\n%s", followed)
 	}
@@ -194,8 +206,8 @@ func TestClusterLogFromAnyNode(t *testing.T) {
 		}
 	}
 	// listjobs.json on node 1 links the log.
-	if fin := jobIn(t, n1, "finished", id); fin["log_url"] != path {
-		t.Errorf("node 1 lists the crawl with log_url %v, want %s", fin["log_url"], path)
+	if fin := jobIn(t, n1, "finished", id); fin["log_url"] != path || fin["outcome"] != "finished" {
+		t.Errorf("node 1 lists the crawl with log_url %v, outcome %v; want %s, finished (adopted by the restarted node 2)", fin["log_url"], fin["outcome"], path)
 	}
 
 	// The job page's live log and scrapydctl log -f through node 1 ended

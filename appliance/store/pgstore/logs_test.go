@@ -17,7 +17,7 @@ import (
 )
 
 // running schedules a job on s and claims it there.
-func running(t *testing.T, s *pgstore.Store, id string) job.Job {
+func running(t testing.TB, s *pgstore.Store, id string) job.Job {
 	t.Helper()
 	if _, err := s.Enqueue(job.Spec{ID: id, Project: "p", Spider: "s"}, time.Time{}); err != nil {
 		t.Fatal(err)
