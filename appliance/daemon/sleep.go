@@ -48,6 +48,11 @@ func (d *daemon) startIdle() {
 	})
 	d.idle.Busy(d.archiver.Busy)
 	d.idle.Busy(d.webhooks.Busy)
+	if d.shipper != nil {
+		// Cluster mode: this node's running crawls' logs are shipped
+		// while they run, which a sleeping daemon would not do.
+		d.idle.Busy(d.shipper.Busy)
+	}
 }
 
 // waitIdle closes the channel it returns once the daemon has been idle

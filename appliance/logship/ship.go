@@ -88,6 +88,14 @@ func (s *Shipper) job(seq int64, off int64) *shipping {
 	return j
 }
 
+// Busy says whether a log is being shipped: a crawl of this node runs, or
+// the last bytes of one that ended are not shipped yet.
+func (s *Shipper) Busy() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.jobs) > 0
+}
+
 func (s *Shipper) forget(seq int64) {
 	s.mu.Lock()
 	delete(s.jobs, seq)

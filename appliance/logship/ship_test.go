@@ -143,6 +143,9 @@ func TestShipGrowingLog(t *testing.T) {
 	if got := f.served(t); got != "first line\nsecond line\n" {
 		t.Fatalf("after one round: %q", got)
 	}
+	if !f.s.Busy() {
+		t.Fatal("not busy while a crawl's log is shipped")
+	}
 	f.write(t, "third")
 	f.m.lose = true
 	if err := f.s.round(ctx); err == nil {
@@ -159,8 +162,8 @@ func TestShipGrowingLog(t *testing.T) {
 	if got := f.served(t); got != want {
 		t.Fatalf("whole log %q, want %q", got, want)
 	}
-	if list, _ := f.m.LogsToShip(ctx); len(list) != 0 {
-		t.Fatalf("still to ship after the end: %+v", list)
+	if list, _ := f.m.LogsToShip(ctx); len(list) != 0 || f.s.Busy() {
+		t.Fatalf("still to ship after the end: %+v (busy %v)", list, f.s.Busy())
 	}
 }
 
