@@ -121,15 +121,31 @@ func (a *handlers) daemonStatus(c *fiber.Ctx, p *params) (obj, error) {
 }
 
 // diagnostics is what daemonstatus.json used to add to Scrapyd's answer:
-// config_error is null while the configuration files are valid.
+// config_error is null while the configuration files are valid. In
+// cluster mode, nodes lists every node of the cluster (its slots, running
+// jobs, lease, version); daemonstatus.json counts the whole cluster.
 func (a *handlers) diagnostics(c *fiber.Ctx, p *params) (obj, error) {
 	d := a.o.Service.Diagnostics()
 	var configError any
 	if d.ConfigError != "" {
 		configError = d.ConfigError
 	}
-	return obj{{"launcher", d.Launcher}, {"version", d.Version}, {"config_error", configError},
-		{"restart_needed", nonNil(d.RestartNeeded)}, {"warnings", nonNil(d.Warnings)}}, nil
+	out := obj{{"launcher", d.Launcher}, {"version", d.Version}, {"config_error", configError},
+		{"restart_needed", nonNil(d.RestartNeeded)}, {"warnings", nonNil(d.Warnings)}}
+	nodes, cluster, err := a.o.Service.Nodes(c.UserContext())
+	if err != nil {
+		return nil, err
+	}
+	if cluster {
+		list := make([]obj, len(nodes))
+		for i, n := range nodes {
+			list[i] = obj{{"name", n.Name}, {"slots", n.Slots}, {"running", n.Running}, {"alive", n.Alive},
+				{"lease", n.Lease.Seconds()}, {"lease_until", pyTime(n.LeaseUntil)}, {"version", n.Version},
+				{"advertise_url", n.AdvertiseURL}, {"started", pyTime(n.Started)}, {"stopped", n.Stopped}, {"reaped", n.Reaped}}
+		}
+		out = append(out, kv{"nodes", list})
+	}
+	return out, nil
 }
 
 func (a *handlers) addVersion(c *fiber.Ctx, p *params) (obj, error) {

@@ -302,6 +302,9 @@ func (d *daemon) wire(ctx context.Context, cfg *config.Config) error {
 			return l, true, nil
 		}
 	}
+	if d.db.nodes != nil {
+		svc.ListNodes = d.listNodes
+	}
 	svc.Diagnose = func() service.Diagnostics {
 		return d.reloader.diagnose(service.Diagnostics{Launcher: d.launcher.Name(), Version: d.opts.Version, Warnings: securityWarnings(d.conf())})
 	}
@@ -327,6 +330,24 @@ func (d *daemon) wire(ctx context.Context, cfg *config.Config) error {
 		},
 	})
 	return nil
+}
+
+// listNodes is the cluster's nodes with their running jobs counted.
+func (d *daemon) listNodes(ctx context.Context) ([]service.Node, error) {
+	nodes, err := d.db.nodes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	running, err := d.db.running(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]service.Node, len(nodes))
+	for i, n := range nodes {
+		out[i] = service.Node{Name: n.Name, Slots: n.MaxProc, Running: running[n.Name], Lease: n.Lease, LeaseUntil: n.LeaseUntil,
+			Version: n.Version, AdvertiseURL: n.AdvertiseURL, Started: n.Started, Alive: n.Alive, Stopped: n.Stopped, Reaped: n.Reaped}
+	}
+	return out, nil
 }
 
 // forwarder sends requests about a crawl on another node to that node.

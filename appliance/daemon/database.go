@@ -52,7 +52,8 @@ type jobStore interface {
 // nodes until its context ends; nodes (nil with SQLite) lists the
 // cluster's nodes; remote (nil with SQLite) carries cancels between nodes;
 // place (nil with SQLite) says which node runs or ran a job, and secret is
-// the cluster's, which nodes present to each other.
+// the cluster's, which nodes present to each other; running (nil with
+// SQLite) counts each node's running jobs.
 type database struct {
 	all        jobStore
 	local      dispatch.Jobs
@@ -65,6 +66,7 @@ type database struct {
 	eggs       eggcache.DB
 	listenEggs func(ctx context.Context, fn func())
 	place      func(ctx context.Context, project, id string) (pgstore.Placement, error)
+	running    func(ctx context.Context) (map[string]int, error)
 	secret     string
 }
 
@@ -116,7 +118,7 @@ func openDatabase(ctx context.Context, cfg *config.Config, version string) (data
 	}
 	lead := func(ctx context.Context) (context.Context, bool, error) { return st.Lead(ctx, pgstore.SchedulerLock) }
 	return database{all: st, local: st.Local(), listen: st.ListenPayloads, lead: lead, keepLease: st.KeepLease, nodes: st.Nodes, remote: st.Local(), logs: st, eggs: st, listenEggs: st.ListenEggs,
-		place: st.Place, secret: secret}, nil
+		place: st.Place, secret: secret, running: st.RunningByNode}, nil
 }
 
 // advertiseURL is how other nodes reach this one: advertise_url, or the

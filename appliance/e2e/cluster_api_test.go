@@ -73,8 +73,9 @@ func entryIDs(l map[string]any, state string) []string {
 // TestClusterListJobsNodes: in cluster mode every node lists the whole
 // cluster, each running and finished entry naming the node that runs or
 // ran it (pending ones none), ?node= narrows the listing to one node's
-// crawls, the answer's own node_name is the answering node, and
-// daemonstatus.json counts the cluster with exactly Scrapyd's keys.
+// crawls, the answer's own node_name is the answering node,
+// daemonstatus.json counts the cluster with exactly Scrapyd's keys, and
+// diagnostics.json details each node.
 func TestClusterListJobsNodes(t *testing.T) {
 	testkit.RequireScrapy(t)
 	t.Parallel()
@@ -102,6 +103,22 @@ func TestClusterListJobsNodes(t *testing.T) {
 		}
 		if st := d.Get(t, "daemonstatus.json", nil); st["pending"] != 1.0 || st["running"] != 2.0 || len(st) != 5 {
 			t.Errorf("daemonstatus.json from %s: %v", l["node_name"], st)
+		}
+	}
+	// diagnostics.json details each node (daemonstatus.json keeps
+	// Scrapyd's keys, with the cluster's totals).
+	for _, d := range []*testkit.Daemon{n1, n2} {
+		diag := d.Get(t, "diagnostics.json", nil)
+		nodes, _ := diag["nodes"].([]any)
+		if len(nodes) != 2 {
+			t.Fatalf("diagnostics.json nodes: %v", diag)
+		}
+		for i, e := range nodes {
+			n := e.(map[string]any)
+			if n["name"] != []string{"node1", "node2"}[i] || n["slots"] != 1.0 || n["running"] != 1.0 || n["alive"] != true ||
+				n["version"] != diag["version"] || n["lease"] != 30.0 || n["lease_until"] == nil || !strings.HasPrefix(n["advertise_url"].(string), "http://127.0.0.1:") {
+				t.Errorf("diagnostics.json from %s, node %d: %v", diag["node_name"], i+1, n)
+			}
 		}
 	}
 	for node, want := range map[string]string{"node1": "on1", "node2": "on2", "node3": ""} {

@@ -48,6 +48,8 @@ type Service struct {
 	Install func(cfg *config.Config) pyenv.Install
 	// Schedules runs the recurring schedules; nil: none (unit tests).
 	Schedules *recur.Scheduler
+	// ListNodes, in cluster mode, lists the cluster's nodes (see Nodes).
+	ListNodes func(ctx context.Context) ([]Node, error)
 	// ShippedLogs, when set (cluster mode), says which jobs have a log in
 	// the shared database: listjobs.json links those this node has no
 	// file of, since any node serves them.

@@ -81,6 +81,7 @@ func Register(o Options) func(fiber.Router) {
 		r.Get("/projects/:project", h.projectPage)
 		r.Post("/projects/:project/schedule", sameOrigin, h.schedule)
 		r.Get("/schedules", h.schedulesPage)
+		r.Get("/nodes", h.nodesPage)
 		r.Post("/schedules/:project/:id/:action", sameOrigin, h.changeSchedule)
 		r.Get("/assets/*", h.asset)
 		r.Get("/logs/stats.json", h.logParserStats)
@@ -112,10 +113,11 @@ type base struct {
 	Title      string
 	LocalItems bool
 	HasLogs    bool
+	Cluster    bool // cluster mode: the nodes page is linked from every page
 }
 
 func (h *handlers) base(c *fiber.Ctx, cfg *config.Config, title string) base {
-	return base{Prefix: h.prefix(c), Title: title, LocalItems: jobfiles.LocalItemsDir(cfg) != "", HasLogs: cfg.LogsDir != ""}
+	return base{Prefix: h.prefix(c), Title: title, LocalItems: jobfiles.LocalItemsDir(cfg) != "", HasLogs: cfg.LogsDir != "", Cluster: h.o.Service.ListNodes != nil}
 }
 
 func render(c *fiber.Ctx, status int, name string, data any) error {

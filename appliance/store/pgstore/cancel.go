@@ -135,3 +135,23 @@ func (s *Store) Place(ctx context.Context, project, id string) (Placement, error
 	}
 	return p, nil
 }
+
+// RunningByNode counts the running jobs of each node (claimed ones
+// still starting included).
+func (s *Store) RunningByNode(ctx context.Context) (map[string]int, error) {
+	rows, err := s.pool.Query(ctx, `SELECT node, count(*) FROM jobs WHERE state = 'running' GROUP BY node`)
+	if err != nil {
+		return nil, fmt.Errorf("running jobs by node: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var node string
+		var n int
+		if err := rows.Scan(&node, &n); err != nil {
+			return nil, fmt.Errorf("running jobs by node: %w", err)
+		}
+		out[node] = n
+	}
+	return out, rows.Err()
+}
