@@ -25,7 +25,7 @@ func (s *Store) AddEgg(ctx context.Context, u egg.Upload) error {
 		names = []string{}
 	}
 	raw, _ := json.Marshal(names)
-	return pgx.BeginFunc(ctx, s.pool, func(t pgx.Tx) error {
+	err := pgx.BeginFunc(ctx, s.pool, func(t pgx.Tx) error {
 		stem := egg.Sanitize(u.Version)
 		var old string
 		err := t.QueryRow(ctx, `SELECT version FROM eggs WHERE project = $1 AND stem = $2 FOR UPDATE`, u.Project, stem).Scan(&old)
@@ -51,6 +51,7 @@ func (s *Store) AddEgg(ctx context.Context, u egg.Upload) error {
 		}
 		return eggNotify(ctx, t)
 	})
+	return unavailable(err)
 }
 
 func eggNotify(ctx context.Context, t pgx.Tx) error {
@@ -120,7 +121,7 @@ func (s *Store) EggDeps(ctx context.Context, project, version string) (requireme
 // DeleteEgg removes one version (by its name or stem) and its spider
 // list, and announces it; egg.ErrNotFound when there is none.
 func (s *Store) DeleteEgg(ctx context.Context, project, version string) error {
-	return pgx.BeginFunc(ctx, s.pool, func(t pgx.Tx) error {
+	err := pgx.BeginFunc(ctx, s.pool, func(t pgx.Tx) error {
 		var name string
 		err := t.QueryRow(ctx, `DELETE FROM eggs WHERE project = $1 AND stem = $2 RETURNING version`,
 			project, egg.Sanitize(version)).Scan(&name)
@@ -135,12 +136,13 @@ func (s *Store) DeleteEgg(ctx context.Context, project, version string) error {
 		}
 		return eggNotify(ctx, t)
 	})
+	return unavailable(err)
 }
 
 // DeleteEggProject removes a project's versions and spider lists, and
 // announces it; egg.ErrNotFound when it has none.
 func (s *Store) DeleteEggProject(ctx context.Context, project string) error {
-	return pgx.BeginFunc(ctx, s.pool, func(t pgx.Tx) error {
+	err := pgx.BeginFunc(ctx, s.pool, func(t pgx.Tx) error {
 		tag, err := t.Exec(ctx, `DELETE FROM eggs WHERE project = $1`, project)
 		if err != nil {
 			return err
@@ -153,6 +155,7 @@ func (s *Store) DeleteEggProject(ctx context.Context, project string) error {
 		}
 		return eggNotify(ctx, t)
 	})
+	return unavailable(err)
 }
 
 // ListenEggs calls fn for every change to the eggs, by any node, until
