@@ -91,19 +91,11 @@ func openDatabase(ctx context.Context, cfg *config.Config, version string) (data
 		}
 		return database{all: st, local: st}, nil
 	}
-	var password string
-	if cfg.DatabasePasswordFile != "" {
-		var err error
-		if password, err = pgstore.ReadPasswordFile(cfg.DatabasePasswordFile); err != nil {
-			return database{}, cfg.PathError("database_password_file", cfg.DatabasePasswordFile, err)
-		}
-	}
 	// A database that does not answer at start fails the start, in time
 	// for systemd to restart the daemon.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	st, err := pgstore.Open(ctx, cfg.Database, pgstore.Options{Password: password, Node: cfg.NodeName, ServerClock: true,
-		Lease: cfg.NodeLease, LostJobs: cfg.LostJobs, AdvertiseURL: advertiseURL(cfg), Version: version, MaxProc: cfg.Slots()})
+	st, err := openPostgres(ctx, cfg, version)
 	if err != nil {
 		return database{}, err
 	}
@@ -136,4 +128,19 @@ func advertiseURL(cfg *config.Config) string {
 		scheme = "https"
 	}
 	return scheme + "://" + net.JoinHostPort(host, strconv.Itoa(cfg.HTTPPort))
+}
+
+// openPostgres opens the database option's PostgreSQL store as this node's
+// (node_name, its lease and slots), with the database_password_file's
+// password; it does not register the node.
+func openPostgres(ctx context.Context, cfg *config.Config, version string) (*pgstore.Store, error) {
+	var password string
+	if cfg.DatabasePasswordFile != "" {
+		var err error
+		if password, err = pgstore.ReadPasswordFile(cfg.DatabasePasswordFile); err != nil {
+			return nil, cfg.PathError("database_password_file", cfg.DatabasePasswordFile, err)
+		}
+	}
+	return pgstore.Open(ctx, cfg.Database, pgstore.Options{Password: password, Node: cfg.NodeName, ServerClock: true,
+		Lease: cfg.NodeLease, LostJobs: cfg.LostJobs, AdvertiseURL: advertiseURL(cfg), Version: version, MaxProc: cfg.Slots()})
 }

@@ -8,10 +8,12 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -278,5 +280,106 @@ func TestCluster300Jobs(t *testing.T) {
 				t.Errorf("status.json of %s differs between nodes:\n%s\n%s", id, got, want)
 			}
 		}
+	}
+}
+
+// withoutNodeNames drops the node_name keys of listjobs.json's entries,
+// which a cluster's answer has and a single node's has not.
+func withoutNodeNames(l map[string]any) map[string]any {
+	out := map[string]any{}
+	for k, v := range l {
+		out[k] = v
+		list, ok := v.([]any)
+		if !ok {
+			continue
+		}
+		entries := make([]any, len(list))
+		for i, e := range list {
+			m := map[string]any{}
+			for ek, ev := range e.(map[string]any) {
+				if ek != "node_name" {
+					m[ek] = ev
+				}
+			}
+			entries[i] = m
+		}
+		out[k] = entries
+	}
+	return out
+}
+
+// clusterImport runs `scrapyd cluster import` on a node's root, with its
+// environment (its port: the import refuses while a daemon answers).
+func clusterImport(t *testing.T, d *testkit.Daemon) (string, error) {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(testkit.Binaries(t), "scrapyd"), "--root", d.Root, "cluster", "import")
+	cmd.Env = d.Env
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// TestClusterImport: a single node with a finished job, a running crawl,
+// two pending jobs and a recurring schedule is stopped, imported into a
+// database with `scrapyd cluster import`, and started on it: it lists the
+// same jobs, adopts its crawl and records its end, then runs the pending
+// jobs in their order. An import while the daemon runs, and a second one,
+// are refused.
+func TestClusterImport(t *testing.T) {
+	testkit.RequireScrapy(t)
+	t.Parallel()
+	db := pgtest.DB(t)
+	conf := "max_proc = 1\npoll_interval = 60\n"
+	d := testkit.StartDaemon(t, testkit.Options{Conf: conf})
+	d.Upload(t, "sample", "1.0", testkit.SampleEgg(t))
+	done := schedule(t, d, url.Values{"project": {"sample"}, "spider": {"params"}, "jobid": {"done"}})
+	waitState(t, d, done, "finished")
+	// About 30 s of pages: it runs through the import, and ends by itself.
+	long := schedule(t, d, url.Values{"project": {"sample"}, "spider": {"slow"}, "jobid": {"long"}, "pages": {"150"}})
+	pid := int(waitState(t, d, long, "running")["pid"].(float64))
+	t.Cleanup(func() { syscall.Kill(-pid, syscall.SIGKILL) })
+	for _, p := range []struct{ id, prio string }{{"p1", "0"}, {"p2", "5"}} {
+		schedule(t, d, url.Values{"project": {"sample"}, "spider": {"params"}, "jobid": {p.id}, "priority": {p.prio}})
+	}
+	sched := addSchedule(t, d, url.Values{"project": {"sample"}, "spider": {"params"}, "every": {"1h"}})
+	before := shape(t, d.Get(t, "listjobs.json", nil))
+
+	clusterConf := testkit.NodeConf(conf, db, "node1")
+	if err := os.WriteFile(d.Path("etc", "scrapyd", "conf.d", "50-test.conf"), []byte("[scrapyd]\n"+clusterConf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := clusterImport(t, d); err == nil || !strings.Contains(out, "stop it first") {
+		t.Fatalf("import while the daemon runs: %v\n%s", err, out)
+	}
+	d.Stop()
+	out, err := clusterImport(t, d)
+	if err != nil || !strings.Contains(out, "2 pending, 1 running, 1 finished jobs") {
+		t.Fatalf("import: %v\n%s", err, out)
+	}
+	if out, err := clusterImport(t, d); err == nil || !strings.Contains(out, "already imported") {
+		t.Fatalf("second import: %v\n%s", err, out)
+	}
+
+	n := testkit.StartDaemon(t, testkit.Options{Root: d.Root, Conf: clusterConf})
+	if after := shape(t, withoutNodeNames(n.Get(t, "listjobs.json", nil))); after != before {
+		t.Fatalf("listjobs.json after the import:\n%s\nbefore:\n%s", after, before)
+	}
+	if r := jobIn(t, n, "running", long); r == nil || int(r["pid"].(float64)) != pid {
+		t.Fatalf("the running crawl was not adopted: %v\n%s", r, n.Logs())
+	}
+	if s, _ := n.Get(t, "listschedules.json", url.Values{"project": {"sample"}})["schedules"].([]any); len(s) != 1 || s[0].(map[string]any)["id"] != sched {
+		t.Fatalf("schedules after the import: %v", s)
+	}
+	// The egg is the cluster's: a node that never saw an upload lists it.
+	n2 := testkit.StartDaemon(t, testkit.Options{Conf: testkit.NodeConf(conf, db, "node2")})
+	if v := n2.Get(t, "listversions.json", url.Values{"project": {"sample"}}); fmt.Sprint(v["versions"]) != "[1.0]" {
+		t.Fatalf("listversions.json on another node after the import: %v", v)
+	}
+	testkit.Eventually(t, 2*time.Minute, "the adopted crawl to end", func() bool { return jobIn(t, n, "finished", long) != nil })
+	if fin := jobIn(t, n, "finished", long); fin["outcome"] != "finished" {
+		t.Fatalf("the adopted crawl ended %v\n%s", fin, n.Logs())
+	}
+	p1, p2 := waitState(t, n, "p1", "finished"), waitState(t, n, "p2", "finished")
+	if p2["start_time"].(string) > p1["start_time"].(string) {
+		t.Fatalf("p1 (priority 0) started at %v, before p2 (priority 5) at %v", p1["start_time"], p2["start_time"])
 	}
 }

@@ -633,3 +633,32 @@ type CancelRequest struct {
 	Signal   syscall.Signal
 	Requests int
 }
+
+// SpiderList is one project version's cached spider list.
+type SpiderList struct {
+	Project, Version string
+	Names            []string
+}
+
+// SpiderLists returns the whole spider cache (a node's store moving into a
+// cluster's database: `scrapyd cluster import`).
+func (s *Store) SpiderLists(ctx context.Context) ([]SpiderList, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT project, version, names FROM spiders ORDER BY project, version`)
+	if err != nil {
+		return nil, fmt.Errorf("spider cache: %w", err)
+	}
+	defer rows.Close()
+	var out []SpiderList
+	for rows.Next() {
+		var l SpiderList
+		var raw string
+		if err := rows.Scan(&l.Project, &l.Version, &raw); err != nil {
+			return nil, fmt.Errorf("spider cache: %w", err)
+		}
+		if err := json.Unmarshal([]byte(raw), &l.Names); err != nil {
+			return nil, fmt.Errorf("spider cache: %w", err)
+		}
+		out = append(out, l)
+	}
+	return out, rows.Err()
+}

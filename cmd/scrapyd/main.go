@@ -1,6 +1,8 @@
 // Command scrapyd is the Scrapyd daemon: it serves Scrapyd's JSON API and
 // web pages and runs crawls. Serving is the default action; `scrapyd config
-// show` and `scrapyd config check` inspect the configuration files.
+// show` and `scrapyd config check` inspect the configuration files, and
+// `scrapyd cluster import` moves a single node's store into a cluster's
+// database.
 package main
 
 import (
@@ -50,6 +52,11 @@ func newApp() *cli.App {
 				Name:        "config",
 				Usage:       "inspect the configuration files",
 				Subcommands: []*cli.Command{showCommand("show"), checkCommand("check")},
+			},
+			{
+				Name:        "cluster",
+				Usage:       "cluster mode on PostgreSQL (the database option)",
+				Subcommands: []*cli.Command{importCommand()},
 			},
 			showCommand("show-config"),
 			checkCommand("check-config"),
@@ -150,6 +157,23 @@ func checkCommand(name string) *cli.Command {
 			}
 			fmt.Fprintf(c.App.Writer, "configuration OK (%d files read)\n", len(cfg.Files))
 			return nil
+		},
+	}
+}
+
+// importCommand moves a single node's store into the cluster's database
+// (daemon.ImportToCluster).
+func importCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "import",
+		Usage: "move this node's single-node store (queue, running crawls, history, spider cache, schedules) into the database option's PostgreSQL, as node_name's; run it with the daemon stopped, once",
+		Flags: configFlags(),
+		Action: func(c *cli.Context) error {
+			cfg, err := load(c)
+			if err != nil {
+				return err
+			}
+			return daemon.ImportToCluster(c.Context, cfg, c.App.Writer)
 		},
 	}
 }

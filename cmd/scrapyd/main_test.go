@@ -166,3 +166,27 @@ func TestFlagsWin(t *testing.T) {
 		t.Errorf("a bad --port: exit %d, %q", code, stderr)
 	}
 }
+
+// TestClusterImportNeeds: `scrapyd cluster import` refuses, changing
+// nothing, without a database to import into or a store to import
+// (TestClusterImport in appliance/e2e imports one).
+func TestClusterImportNeeds(t *testing.T) {
+	for _, c := range []struct {
+		name, conf, stderr string
+	}{
+		{"no database option", "", "scrapyd: cluster import: set the database option to the cluster's PostgreSQL URL first (the import writes there)\n"},
+		{"no store", "database = postgresql://nowhere.invalid/scrapyd\n",
+			"scrapyd: cluster import: no single-node store to import: stat $ROOT/var/lib/scrapyd/dbs/scrapyd.db: no such file or directory\n"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			root := tree(t, map[string]string{"etc/scrapyd/scrapyd.conf": "[scrapyd]\nhttp_port = 1\n" + c.conf})
+			stdout, stderr, code := scrapyd(t, root, "--root", "$ROOT", "cluster", "import")
+			if stdout != "" || stderr != c.stderr || code != 1 {
+				t.Errorf("got %d %q %q, want 1 %q", code, stdout, stderr, c.stderr)
+			}
+			if _, err := os.Stat(filepath.Join(root, "var/lib/scrapyd/dbs")); err == nil {
+				t.Error("the refused import made a store")
+			}
+		})
+	}
+}

@@ -251,13 +251,20 @@ func (s *Store) ActiveRuns(ctx context.Context, id string) (int, error) {
 
 // SaveSchedule adds a schedule or replaces the one with its id.
 func (s *Store) SaveSchedule(sc job.Schedule) error {
-	return s.exec(`INSERT INTO schedules (id, project, spider, definition, created, next_run, last_run, last_job, paused, retry_at, retry_attempt, queued)
+	_, err := s.pool.Exec(context.Background(), saveSchedule, scheduleArgs(sc)...)
+	return err
+}
+
+// saveSchedule adds or replaces a schedule, with scheduleArgs.
+const saveSchedule = `INSERT INTO schedules (id, project, spider, definition, created, next_run, last_run, last_job, paused, retry_at, retry_attempt, queued)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 		ON CONFLICT (id) DO UPDATE SET project = excluded.project, spider = excluded.spider, definition = excluded.definition,
 		next_run = excluded.next_run, last_run = excluded.last_run, last_job = excluded.last_job, paused = excluded.paused,
-		retry_at = excluded.retry_at, retry_attempt = excluded.retry_attempt, queued = excluded.queued`,
-		sc.ID, sc.Project, sc.Spider, store.EncodeDefinition(sc), sc.Created, nullTime(sc.NextRun), nullTime(sc.LastRun),
-		sc.LastJob, sc.Paused, nullTime(sc.RetryAt), sc.RetryAttempt, sc.Queued)
+		retry_at = excluded.retry_at, retry_attempt = excluded.retry_attempt, queued = excluded.queued`
+
+func scheduleArgs(sc job.Schedule) []any {
+	return []any{sc.ID, sc.Project, sc.Spider, store.EncodeDefinition(sc), sc.Created, nullTime(sc.NextRun), nullTime(sc.LastRun),
+		sc.LastJob, sc.Paused, nullTime(sc.RetryAt), sc.RetryAttempt, sc.Queued}
 }
 
 func nullTime(t time.Time) any {

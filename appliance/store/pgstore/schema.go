@@ -180,6 +180,13 @@ CREATE TABLE cluster_secret (
 	uploaded     timestamptz NOT NULL DEFAULT now(),
 	PRIMARY KEY (project, stem)
 );`,
+	// 7: the single nodes' stores imported into the database (`scrapyd
+	// cluster import`), so that a second import of one is refused.
+	`CREATE TABLE imports (
+	node     text PRIMARY KEY,
+	imported timestamptz NOT NULL DEFAULT now(),
+	jobs     integer NOT NULL
+);`,
 }
 
 // schemaVersion is the schema this release writes.
