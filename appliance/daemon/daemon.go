@@ -258,7 +258,12 @@ func (d *daemon) wire(ctx context.Context, cfg *config.Config) error {
 		Hooks: &crawlHooks{rpc: rpc, log: d.log, chown: d.user.chown, wake: d.wakePath},
 		Env:   d.crawlEnv, MakeDir: d.user.mkdirAll, Remote: d.db.remote,
 		// The scheduler writes to the store: not in the dispatch loop.
-		OnEnd: func(j job.Job) { go sched.Ended(context.Background(), j) },
+		OnEnd: func(j job.Job) {
+			go sched.Ended(context.Background(), j)
+			if d.db.setItems != nil {
+				go d.recordItems(j)
+			}
+		},
 		// Cluster mode: a crawl's last log bytes are shipped before its
 		// end is recorded.
 		Exited: exited,
@@ -330,6 +335,17 @@ func (d *daemon) wire(ctx context.Context, cfg *config.Config) error {
 		},
 	})
 	return nil
+}
+
+// recordItems records, in cluster mode, that a crawl that ended here left
+// an items file, which every node then links.
+func (d *daemon) recordItems(j job.Job) {
+	if !jobfiles.HasItems(d.conf(), j.Project, j.Spider, j.ID) {
+		return
+	}
+	if err := d.db.setItems(j.Seq); err != nil {
+		d.log.Warn("cannot record the crawl's items file: other nodes will not link it", "job", j.ID, "err", err)
+	}
 }
 
 // listNodes is the cluster's nodes with their running jobs counted.

@@ -53,7 +53,8 @@ type jobStore interface {
 // cluster's nodes; remote (nil with SQLite) carries cancels between nodes;
 // place (nil with SQLite) says which node runs or ran a job, and secret is
 // the cluster's, which nodes present to each other; running (nil with
-// SQLite) counts each node's running jobs.
+// SQLite) counts each node's running jobs; setItems (nil with SQLite)
+// records that a finished crawl left an items file here.
 type database struct {
 	all        jobStore
 	local      dispatch.Jobs
@@ -67,6 +68,7 @@ type database struct {
 	listenEggs func(ctx context.Context, fn func())
 	place      func(ctx context.Context, project, id string) (pgstore.Placement, error)
 	running    func(ctx context.Context) (map[string]int, error)
+	setItems   func(seq int64) error
 	secret     string
 }
 
@@ -110,7 +112,7 @@ func openDatabase(ctx context.Context, cfg *config.Config, version string) (data
 	}
 	lead := func(ctx context.Context) (context.Context, bool, error) { return st.Lead(ctx, pgstore.SchedulerLock) }
 	return database{all: st, local: st.Local(), listen: st.ListenPayloads, lead: lead, keepLease: st.KeepLease, nodes: st.Nodes, remote: st.Local(), logs: st, eggs: st, listenEggs: st.ListenEggs,
-		place: st.Place, secret: secret, running: st.RunningByNode}, nil
+		place: st.Place, secret: secret, running: st.RunningByNode, setItems: st.SetItems}, nil
 }
 
 // advertiseURL is how other nodes reach this one: advertise_url, or the

@@ -121,7 +121,10 @@ func TestClusterListJobsNodes(t *testing.T) {
 			}
 		}
 	}
-	for node, want := range map[string]string{"node1": "on1", "node2": "on2", "node3": ""} {
+	if l := n1.Get(t, "listjobs.json", url.Values{"node": {"node3"}}); l["status"] != "error" || l["message"] != "node 'node3' not found" {
+		t.Errorf("listjobs.json?node=node3: %v", l)
+	}
+	for node, want := range map[string]string{"node1": "on1", "node2": "on2"} {
 		l := n1.Get(t, "listjobs.json", url.Values{"node": {node}})
 		if got := strings.Join(entryIDs(l, "running"), ","); got != want || len(entryIDs(l, "pending")) != 0 {
 			t.Errorf("listjobs.json?node=%s: running %q, pending %v; want running %q and no pending", node, got, l["pending"], want)
@@ -240,7 +243,8 @@ func clusterSecret(t *testing.T, db string) string {
 }
 
 // TestClusterForwardsItemsAndWebService: a crawl's items file and its web
-// service, asked of node 1 for a crawl on node 2, answer as node 2 does:
+// service, asked of node 1 for a crawl on node 2, answer as node 2 does
+// (and node 1's listjobs.json links the items file once the crawl ended):
 // node 1 forwards them with the cluster's secret instead of the user's
 // credentials. Node 2 refuses a wrong secret whatever credentials come
 // with it, asks a request without one for credentials, and serves the
@@ -280,6 +284,14 @@ func TestClusterForwardsItemsAndWebService(t *testing.T) {
 		t.Fatalf("on2 ended %v", fin)
 	}
 	items := "/items/sample/slow/on2.jl"
+	// Every node links it, once node 2 recorded it at the crawl's end.
+	testkit.Eventually(t, waitCrawl, "node 1 to link node 2's items file", func() bool {
+		fin := jobIn(t, n1, "finished", "on2")
+		return fin != nil && fin["items_url"] == items
+	})
+	if fin := jobIn(t, n2, "finished", "on2"); fin["items_url"] != items {
+		t.Fatalf("node 2 links its items file as %v", fin["items_url"])
+	}
 	_, _, whole1 := fetch(t, "GET", n1.URL+items, nil, "")
 	_, _, whole2 := fetch(t, "GET", n2.URL+items, nil, "")
 	if whole1 != whole2 || !strings.Contains(whole1, `{"page": 3}`) {

@@ -74,6 +74,10 @@ type Job struct {
 	// the one that runs or ran its crawl. "" while pending, and always
 	// with the single-node store.
 	Node string
+	// Items: in cluster mode, its node found its items file when the crawl
+	// ended, so that every node links it (the file stays on that node,
+	// and other nodes forward requests for it).
+	Items bool
 }
 
 // NewID returns a fresh job id: 32 lowercase hex characters, the shape

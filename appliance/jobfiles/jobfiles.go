@@ -103,6 +103,21 @@ func URLs(cfg *config.Config, project, spider, id string) (logURL, itemsURL stri
 	return logURL, itemsURL
 }
 
+// HasItems says whether a job's items file exists in a local items_dir,
+// plain or Compressed.
+func HasItems(cfg *config.Config, project, spider, id string) bool {
+	p := Of(cfg, project, spider, id).Items
+	if p == "" {
+		return false
+	}
+	for _, name := range []string{p, Compressed(p)} {
+		if _, err := os.Stat(name); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
 // LogParserURL is the link of LogParser's per-job JSON, beside the log
 // (/logs/P/S/JOB.json, which the web pages answer from the job store);
 // "" when logs are not served.

@@ -28,6 +28,7 @@ func Invalid(name, why string) *Error { return errorf("%s is invalid: %s", name,
 func projectNotFound(p string) *Error { return errorf("project '%s' not found", p) }
 func versionNotFound(v string) *Error { return errorf("version '%s' not found", v) }
 func spiderNotFound(s string) *Error  { return errorf("spider '%s' not found", s) }
+func nodeNotFound(n string) *Error    { return errorf("node '%s' not found", n) }
 
 func scheduleNotFound(project, id string) *Error {
 	return errorf("schedule '%s' not found in project '%s'", id, project)

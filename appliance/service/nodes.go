@@ -31,3 +31,18 @@ func (s *Service) Nodes(ctx context.Context) (nodes []Node, cluster bool, err er
 	nodes, err = s.ListNodes(ctx)
 	return nodes, true, err
 }
+
+// checkNode refuses a node name no node of the cluster has had, as an
+// unknown project is refused.
+func (s *Service) checkNode(ctx context.Context, name string) error {
+	nodes, cluster, err := s.Nodes(ctx)
+	if err != nil || !cluster {
+		return err
+	}
+	for _, n := range nodes {
+		if n.Name == name {
+			return nil
+		}
+	}
+	return nodeNotFound(name)
+}

@@ -557,6 +557,11 @@ func (s *Service) Jobs(ctx context.Context, q JobsQuery) (Listing, error) {
 			return Listing{}, err
 		}
 	}
+	if q.Node != "" {
+		if err := s.checkNode(ctx, q.Node); err != nil {
+			return Listing{}, err
+		}
+	}
 	want := map[job.State]bool{job.Pending: true, job.Running: true, job.Finished: true}
 	if q.State != "" {
 		want = map[job.State]bool{q.State: true}
@@ -574,6 +579,10 @@ func (s *Service) Jobs(ctx context.Context, q JobsQuery) (Listing, error) {
 		e := Entry{Job: j, Env: envs(j.Project, j.Version)}
 		if withFiles {
 			e.LogURL, e.ItemsURL = files.URLs(cfg, j.Project, j.Spider, j.ID)
+			if e.ItemsURL == "" && j.Items {
+				// On its node (cluster mode), which this one forwards to.
+				_, e.ItemsURL = jobfiles.URLs(cfg, j.Project, j.Spider, j.ID)
+			}
 		}
 		return e
 	}

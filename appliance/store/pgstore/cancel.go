@@ -155,3 +155,9 @@ func (s *Store) RunningByNode(ctx context.Context) (map[string]int, error) {
 	}
 	return out, rows.Err()
 }
+
+// SetItems records that a finished job's crawl left an items file on its
+// node.
+func (s *Store) SetItems(seq int64) error {
+	return s.exec(`UPDATE jobs SET items = true WHERE seq = $1 AND state = 'finished'`, seq)
+}

@@ -11,7 +11,7 @@ import (
 	"github.com/scrapyd-debian/scrapyd/appliance/store"
 )
 
-const columns = `seq, id, project, spider, version, settings, args, priority, state, scheduled, started, ended, pid, handle, exit_code, outcome, cancelled, stats, schedule, due, attempt, node`
+const columns = `seq, id, project, spider, version, settings, args, priority, state, scheduled, started, ended, pid, handle, exit_code, outcome, cancelled, stats, schedule, due, attempt, node, items`
 
 // finishedOrder is the history's order, newest first (Scrapyd's), and that
 // of its indexes.
@@ -36,7 +36,7 @@ func scanJobs(rows pgx.Rows) ([]job.Job, error) {
 			handle, outcome, stats *string
 		)
 		if err := rows.Scan(&j.Seq, &j.ID, &j.Project, &j.Spider, &j.Version, &settings, &args, &j.Priority, &state,
-			&j.Scheduled, &started, &ended, &pid, &handle, &exit, &outcome, &j.Cancelled, &stats, &j.Schedule, &due, &j.Attempt, &j.Node); err != nil {
+			&j.Scheduled, &started, &ended, &pid, &handle, &exit, &outcome, &j.Cancelled, &stats, &j.Schedule, &due, &j.Attempt, &j.Node, &j.Items); err != nil {
 			return nil, err
 		}
 		j.State = job.State(state)

@@ -187,6 +187,10 @@ CREATE TABLE cluster_secret (
 	imported timestamptz NOT NULL DEFAULT now(),
 	jobs     integer NOT NULL
 );`,
+	// 8: whether a finished crawl left an items file on its node, which
+	// that node records at the crawl's end: every node then links the
+	// file, and forwards a request for it to the node (issue 15 point 5).
+	`ALTER TABLE jobs ADD COLUMN items boolean NOT NULL DEFAULT false;`,
 }
 
 // schemaVersion is the schema this release writes.
