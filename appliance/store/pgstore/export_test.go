@@ -8,3 +8,6 @@ func (s *Store) Crash() {
 	s.nodeMu.Unlock()
 	s.pool.Close()
 }
+
+// LastSuccessesQuery is LastSuccesses' statement, for its plan.
+const LastSuccessesQuery = lastSuccesses

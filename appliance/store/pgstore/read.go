@@ -207,11 +207,25 @@ func (s *Store) ActiveByProject(ctx context.Context) ([]store.ProjectCount, erro
 	return out, nil
 }
 
+// lastSuccesses walks the index jobs_successes from spider to spider
+// (PostgreSQL has no skip scan: GROUP BY would read every success in it)
+// and reads each one's newest end at the end of its range: one probe per
+// spider however long the history. The outcome is written out, not a
+// parameter, so that the partial index matches in every plan.
+const lastSuccesses = `WITH RECURSIVE spiders (project, spider) AS (
+	(SELECT project, spider FROM jobs WHERE state = 'finished' AND outcome = 'finished' ORDER BY project, spider LIMIT 1)
+	UNION ALL
+	SELECT n.project, n.spider FROM spiders s, LATERAL (SELECT project, spider FROM jobs
+		WHERE state = 'finished' AND outcome = 'finished' AND (project, spider) > (s.project, s.spider)
+		ORDER BY project, spider LIMIT 1) n
+)
+SELECT project, spider, (SELECT max(ended) FROM jobs j WHERE state = 'finished' AND outcome = 'finished'
+	AND j.project = s.project AND j.spider = s.spider) FROM spiders s`
+
 // LastSuccesses returns, per project and spider in the history, when its
 // newest successful crawl ended.
 func (s *Store) LastSuccesses(ctx context.Context) ([]store.SpiderSuccess, error) {
-	rows, err := s.pool.Query(ctx, `SELECT project, spider, max(ended) FROM jobs
-		WHERE state = 'finished' AND outcome = $1 GROUP BY project, spider`, string(job.OutcomeFinished))
+	rows, err := s.pool.Query(ctx, lastSuccesses)
 	if err != nil {
 		return nil, fmt.Errorf("last successes: %w", err)
 	}

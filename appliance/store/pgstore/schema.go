@@ -191,6 +191,10 @@ CREATE TABLE cluster_secret (
 	// that node records at the crawl's end: every node then links the
 	// file, and forwards a request for it to the node (issue 15 point 5).
 	`ALTER TABLE jobs ADD COLUMN items boolean NOT NULL DEFAULT false;`,
+	// 9: each spider's last success, read at every start (LastSuccesses):
+	// one index probe per spider, as in SQLite, instead of a scan of the
+	// history's rows.
+	`CREATE INDEX jobs_successes ON jobs (project, spider, ended) WHERE state = 'finished' AND outcome = 'finished';`,
 }
 
 // schemaVersion is the schema this release writes.
