@@ -226,6 +226,12 @@ func (s *Shipper) send(ctx context.Context, sh *shipping, l store.ShippedLog, fi
 			if f, err = openAt(path, sh.off); err != nil {
 				return err
 			}
+			if f == nil && sh.off == 0 {
+				// No log, and none shipped: nothing is recorded, so
+				// that no node links a log that does not exist.
+				sh.done = final
+				return nil
+			}
 		}
 		n := 0
 		if f != nil {

@@ -123,14 +123,19 @@ func scanShipped(r pgx.CollectableRow) (store.ShippedLog, error) {
 }
 
 // LogsToShip lists the logs this node has to ship: its running crawls'
-// (adopted ones resume where the shipped log ends), and those of its
-// crawls that ended before their last bytes were shipped.
+// (adopted ones resume where the shipped log ends), those of its crawls
+// that ended before their last bytes were shipped, and those of its jobs
+// that ended in the last hour with nothing shipped (a start that failed
+// writes its reason in the log; a crawl too short to be seen running).
 func (s *Store) LogsToShip(ctx context.Context) ([]store.ShippedLog, error) {
 	rows, err := s.pool.Query(ctx, `SELECT `+shippedColumns+` FROM jobs j LEFT JOIN job_logs l USING (seq)
 		WHERE j.state = 'running' AND j.node = $1 AND NOT COALESCE(l.done AND l.node = j.node, false)
 		UNION ALL
 		SELECT `+shippedColumns+` FROM job_logs l JOIN jobs j USING (seq)
-		WHERE NOT l.done AND j.state = 'finished' AND j.node = $1`, s.opts.Node)
+		WHERE NOT l.done AND j.state = 'finished' AND j.node = $1
+		UNION ALL
+		SELECT `+shippedColumns+` FROM jobs j LEFT JOIN job_logs l USING (seq)
+		WHERE j.state = 'finished' AND j.ended > now() - interval '1 hour' AND j.node = $1 AND l.seq IS NULL`, s.opts.Node)
 	if err != nil {
 		return nil, fmt.Errorf("logs to ship: %w", err)
 	}

@@ -167,6 +167,15 @@ func TestLogsToShip(t *testing.T) {
 	if list, err := ns[0].LogsToShip(ctx); err != nil || len(list) != 1 || list[0].Seq != a.Seq {
 		t.Fatalf("to ship once b's end is shipped: %+v %v", list, err)
 	}
+	// A job that ended with nothing shipped (its start failed, or its
+	// crawl was too short to be seen running) is listed too.
+	d := running(t, ns[0], "d")
+	if err := ns[0].End(d.Seq, time.Time{}, nil, job.OutcomeFailed, "", 100); err != nil {
+		t.Fatal(err)
+	}
+	if list, err := ns[0].LogsToShip(ctx); err != nil || len(list) != 2 || list[1].Seq != d.Seq || list[1].State != job.Finished {
+		t.Fatalf("to ship after d ended unshipped: %+v %v", list, err)
+	}
 }
 
 // A job deleted from the history (finished_to_keep) takes its shipped log
