@@ -18,26 +18,14 @@ import (
 	"github.com/scrapyd-debian/scrapyd/appliance/testkit"
 )
 
-// fetchLog GETs a /logs/ path with an optional Range header.
-func fetchLog(t *testing.T, d *testkit.Daemon, path, rng string) (*http.Response, string) {
+// fetchLog GETs a /logs/ path from d with an optional Range header.
+func fetchLog(t *testing.T, d *testkit.Daemon, path, rng string) (int, http.Header, string) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, d.URL+path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := http.Header{}
 	if rng != "" {
-		req.Header.Set("Range", rng)
+		h.Set("Range", rng)
 	}
-	resp, err := d.Client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp, string(body)
+	return fetch(t, http.MethodGet, d.URL+path, h, "")
 }
 
 // TestClusterLogFromAnyNode (issue 15 point 5): a crawl runs on node 2;
@@ -121,16 +109,16 @@ func TestClusterLogFromAnyNode(t *testing.T) {
 	seenWhileRunning, restarted := 0, false
 	testkit.Eventually(t, waitCrawl, "the crawl's end, its log followed through node 1", func() bool {
 		running := jobIn(t, n1, "running", id) != nil
-		resp, body := fetchLog(t, n1, path, fmt.Sprintf("bytes=%d-", len(followed)))
-		switch resp.StatusCode {
+		status, _, body := fetchLog(t, n1, path, fmt.Sprintf("bytes=%d-", len(followed)))
+		switch status {
 		case http.StatusPartialContent, http.StatusOK:
-			if resp.StatusCode == http.StatusOK && len(followed) > 0 {
-				t.Fatalf("a ranged request answered whole: %s", resp.Status)
+			if status == http.StatusOK && len(followed) > 0 {
+				t.Fatalf("a ranged request answered whole: %d", status)
 			}
 			followed += body
 		case http.StatusRequestedRangeNotSatisfiable, http.StatusNotFound:
 		default:
-			t.Fatalf("GET %s from node 1: %s %s", path, resp.Status, body)
+			t.Fatalf("GET %s from node 1: %d %s", path, status, body)
 		}
 		if running {
 			seenWhileRunning = strings.Count(followed, "slow page")
@@ -157,7 +145,7 @@ func TestClusterLogFromAnyNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The rest, after the end was seen: the last bytes were shipped before it.
-	if resp, body := fetchLog(t, n1, path, fmt.Sprintf("bytes=%d-", len(followed))); resp.StatusCode == http.StatusPartialContent {
+	if status, _, body := fetchLog(t, n1, path, fmt.Sprintf("bytes=%d-", len(followed))); status == http.StatusPartialContent {
 		followed += body
 	}
 	if followed != string(want) {
@@ -181,28 +169,28 @@ func TestClusterLogFromAnyNode(t *testing.T) {
 		{"bytes=-300", 206, size - 300, size},
 		{fmt.Sprintf("bytes=%d-", size), 416, 0, 0},
 	} {
-		r1, b1 := fetchLog(t, n1, path, c.rng)
-		r2, b2 := fetchLog(t, n2, path, c.rng)
-		if r1.StatusCode != c.status || r2.StatusCode != c.status {
-			t.Errorf("Range %q: node 1 %s, node 2 %s, want %d", c.rng, r1.Status, r2.Status, c.status)
+		s1, h1, b1 := fetchLog(t, n1, path, c.rng)
+		s2, h2, b2 := fetchLog(t, n2, path, c.rng)
+		if s1 != c.status || s2 != c.status {
+			t.Errorf("Range %q: node 1 %d, node 2 %d, want %d", c.rng, s1, s2, c.status)
 			continue
 		}
 		if c.status != 416 && (b1 != string(want[c.start:c.end]) || b1 != b2) {
 			t.Errorf("Range %q: node 1 sent %d bytes, node 2 %d, want bytes %d-%d of the file", c.rng, len(b1), len(b2), c.start, c.end)
 		}
 		for _, h := range []string{"Content-Type", "Content-Range", "Content-Length", "Accept-Ranges", "X-Content-Type-Options", "Content-Security-Policy"} {
-			if r1.Header.Get(h) != r2.Header.Get(h) {
-				t.Errorf("Range %q: %s from node 1 %q, from node 2 %q", c.rng, h, r1.Header.Get(h), r2.Header.Get(h))
+			if h1.Get(h) != h2.Get(h) {
+				t.Errorf("Range %q: %s from node 1 %q, from node 2 %q", c.rng, h, h1.Get(h), h2.Get(h))
 			}
 		}
-		if r1.Header.Get("Last-Modified") == "" {
+		if h1.Get("Last-Modified") == "" {
 			t.Errorf("Range %q: no Last-Modified from node 1", c.rng)
 		}
 	}
 	// Neither node has a log of a job that never was: Scrapyd's 404.
 	for _, d := range []*testkit.Daemon{n1, n2} {
-		if resp, body := fetchLog(t, d, "/logs/sample/slow/nosuchjob.log", ""); resp.StatusCode != 404 || !strings.Contains(body, "No Such Resource") {
-			t.Errorf("a log no node has: %s %s", resp.Status, body)
+		if status, _, body := fetchLog(t, d, "/logs/sample/slow/nosuchjob.log", ""); status != 404 || !strings.Contains(body, "No Such Resource") {
+			t.Errorf("a log no node has: %d %s", status, body)
 		}
 	}
 	// listjobs.json on node 1 links the log.
@@ -237,5 +225,48 @@ func TestClusterLogFromAnyNode(t *testing.T) {
 	page.Body.Close()
 	if !strings.Contains(string(html), "Spider closed (finished)") {
 		t.Errorf("node 1's job page shows no end of the log:\n%s", html)
+	}
+}
+
+// TestClusterLogCapped: with log_ship_limit on the crawl's node, another
+// node serves the log's first bytes, up to a line's end within the limit,
+// and then a line saying the whole log is on that node; the crawl's node
+// serves it whole.
+func TestClusterLogCapped(t *testing.T) {
+	testkit.RequireScrapy(t)
+	t.Parallel()
+	db := pgtest.DB(t)
+	egg := testkit.SampleEgg(t)
+	n2 := testkit.StartDaemon(t, testkit.Options{Conf: testkit.NodeConf("max_proc = 1\nlog_ship_limit = 2K\n", db, "node2")})
+	n2.Upload(t, "sample", "1.0", egg)
+	id := schedule(t, n2, url.Values{"project": {"sample"}, "spider": {"slow"}, "pages": {"3"}})
+	if fin := waitState(t, n2, id, "finished"); fin["outcome"] != "finished" {
+		t.Fatalf("crawl ended %v\n%s", fin, n2.Logs())
+	}
+	n1 := testkit.StartDaemon(t, testkit.Options{Conf: testkit.NodeConf("max_proc = 1\n", db, "node1")})
+	path := "/logs/sample/slow/" + id + ".log"
+	want, err := os.ReadFile(n2.Path("var", "log", "scrapyd", "sample", "slow", id+".log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(want) <= 2<<10 {
+		t.Fatalf("the crawl's log has %d bytes: too short to be capped at 2K", len(want))
+	}
+	if status, _, body := fetchLog(t, n2, path, ""); status != 200 || body != string(want) {
+		t.Errorf("node 2 serves %d, %d bytes; want its whole file", status, len(body))
+	}
+	status, _, body := fetchLog(t, n1, path, "")
+	shipped, marker, _ := strings.Cut(body, "[scrapyd] log_ship_limit: ")
+	kept := shipped
+	if !strings.HasPrefix(string(want), kept) {
+		// Cut in the middle of a line: the marker is put on a line of
+		// its own.
+		kept = strings.TrimSuffix(shipped, "\n")
+	}
+	if status != 200 || kept == "" || len(kept) > 2<<10 || !strings.HasPrefix(string(want), kept) {
+		t.Fatalf("node 1 serves %d, %q: want the file's first bytes, up to 2K", status, body)
+	}
+	if want := fmt.Sprintf("the database keeps the first %d bytes of this log; the whole log is on node node2\n", len(kept)); marker != want {
+		t.Errorf("node 1's last line %q, want %q", marker, want)
 	}
 }
