@@ -64,9 +64,10 @@ func (s *Shipper) buffer(n int) *[]byte {
 // shipping is one job's log as the shipper knows it: one shipment at a
 // time (a run's and an end's may meet), from off.
 type shipping struct {
-	mu   sync.Mutex
-	off  int64
-	done bool
+	turn   chan struct{} // held by the shipment under way; a wait for it ends with its context
+	off    int64
+	done   bool
+	warned bool // a file error was logged
 }
 
 // endTimeout bounds the shipment of a crawl's last bytes, which its end's
@@ -82,7 +83,7 @@ func (s *Shipper) job(seq int64, off int64) *shipping {
 	}
 	j, ok := s.jobs[seq]
 	if !ok {
-		j = &shipping{off: off}
+		j = &shipping{off: off, turn: make(chan struct{}, 1)}
 		s.jobs[seq] = j
 	}
 	return j
@@ -156,12 +157,28 @@ func (s *Shipper) round(ctx context.Context) error {
 		return err
 	}
 	for _, l := range list {
-		if err := s.ship(ctx, l, l.State == job.Finished); err != nil {
+		// Bounded, so that a database that stops answering does not hold
+		// a log's turn for long: a crawl's end waits for it.
+		sctx, cancel := context.WithTimeout(ctx, shipTimeout)
+		err := s.ship(sctx, l, l.State == job.Finished)
+		cancel()
+		if err != nil {
 			return err
 		}
 	}
 	return nil
 }
+
+// fileError is a log file that cannot be read: that log's trouble, not
+// the database's.
+type fileError struct{ err error }
+
+func (e fileError) Error() string { return e.err.Error() }
+func (e fileError) Unwrap() error { return e.err }
+
+// shipTimeout bounds one log's shipment in a round; what is left is
+// shipped at the next.
+const shipTimeout = 30 * time.Second
 
 // Ended ships the last bytes of a crawl that has exited, before its end is
 // recorded (dispatch's Exited hook, on the crawl's own goroutine): whoever
@@ -185,8 +202,12 @@ func (s *Shipper) Ended(j job.Job) {
 // the log is complete.
 func (s *Shipper) ship(ctx context.Context, l store.ShippedLog, final bool) error {
 	sh := s.job(l.Seq, l.Size)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
+	select {
+	case sh.turn <- struct{}{}:
+		defer func() { <-sh.turn }()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 	if sh.done {
 		return nil
 	}
@@ -194,6 +215,16 @@ func (s *Shipper) ship(ctx context.Context, l store.ShippedLog, final bool) erro
 		return nil // nothing more is taken before the end
 	}
 	err := s.send(ctx, sh, l, final)
+	var fe fileError
+	if errors.As(err, &fe) {
+		// This log's trouble only: the others are shipped, and the
+		// database is not the one failing. Said once per log.
+		if !sh.warned {
+			s.Log.Warn("cannot read a crawl's log to ship it; retrying", "project", l.Project, "spider", l.Spider, "job", l.ID, "err", fe.err)
+			sh.warned = true
+		}
+		return nil
+	}
 	if errors.Is(err, store.ErrNotOurs) {
 		sh.done = true // deleted, or another node's now: nothing more to ship
 		err = nil
@@ -224,7 +255,7 @@ func (s *Shipper) send(ctx context.Context, sh *shipping, l store.ShippedLog, fi
 			f.Close()
 			var err error
 			if f, err = openAt(path, sh.off); err != nil {
-				return err
+				return fileError{err}
 			}
 			if f == nil && sh.off == 0 {
 				// No log, and none shipped: nothing is recorded, so
@@ -237,7 +268,7 @@ func (s *Shipper) send(ctx context.Context, sh *shipping, l store.ShippedLog, fi
 		if f != nil {
 			var err error
 			if n, err = io.ReadFull(f, (*buf)[:chunk]); err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
-				return fmt.Errorf("read %s: %w", path, err)
+				return fileError{fmt.Errorf("read %s: %w", path, err)}
 			}
 			f.at += int64(n)
 		}

@@ -213,3 +213,20 @@ func TestShipCompressedRest(t *testing.T) {
 		t.Fatal("the end is not recorded")
 	}
 }
+
+// A log that cannot be read holds up no other log, and is not taken for
+// the database failing (no back-off).
+func TestShipUnreadableLogAlone(t *testing.T) {
+	f := newFixture(t, 1<<20)
+	// Job 1's log is a directory; job 2's a file.
+	os.MkdirAll(f.path, 0o755)
+	f.m.jobs = append(f.m.jobs, store.ShippedLog{Seq: 2, Project: "p", Spider: "s", ID: "k", State: job.Running, Node: "n1"})
+	other := filepath.Join(filepath.Dir(f.path), "k.log")
+	os.WriteFile(other, []byte("k's line\n"), 0o644)
+	if err := f.s.round(context.Background()); err != nil {
+		t.Fatalf("round: %v", err)
+	}
+	if got := string(f.m.data[2]); got != "k's line\n" {
+		t.Fatalf("the readable log shipped %q", got)
+	}
+}
