@@ -27,7 +27,7 @@ func requireLong(t *testing.T) {
 	}
 }
 
-func fakePython(t *testing.T) string {
+func fakePython(t testing.TB) string {
 	p, err := filepath.Abs("testdata/fakepython")
 	if err != nil {
 		t.Fatal(err)

@@ -478,6 +478,14 @@ func (s *Store) End(seq int64, ended time.Time, exit *int, outcome job.Outcome, 
 // out. The transaction holds the event counter (see write), so that trims
 // on several nodes run one at a time.
 func trim(t *tx, keep int) error {
+	// The count first: the DELETE walks keep rows of the history's index
+	// before it finds any to delete, at every crawl's end (10,000 jobs
+	// through a cluster that keeps as many ran at 79 jobs/s, with the
+	// count first at 203: BenchmarkThreeNodes10000Jobs).
+	var have int
+	if err := t.QueryRow(t.ctx, `SELECT finished FROM job_counts`).Scan(&have); err != nil || have <= keep {
+		return err
+	}
 	tag, err := t.Exec(t.ctx, `DELETE FROM jobs WHERE seq IN (SELECT seq FROM jobs WHERE state = 'finished' ORDER BY `+finishedOrder+` OFFSET $1)`, keep)
 	if err != nil || tag.RowsAffected() == 0 {
 		return err
