@@ -36,6 +36,8 @@ type daemon struct {
 	env   []string
 	disp  *dispatch.Dispatcher // the last one run
 	jobs  dispatch.Jobs        // what the dispatcher is given; the store unless a test wraps it
+	// mayClaim is the dispatcher's MayClaim (nil: always).
+	mayClaim func() bool
 }
 
 // newDaemon makes a data directory; conf is added to [scrapyd].
@@ -55,7 +57,7 @@ func (d *daemon) run(l launch.Launcher, crash func(string)) (*dispatch.Dispatche
 	}
 	disp := dispatch.New(dispatch.Options{
 		Config: func() *config.Config { return d.cfg }, Store: jobs, Eggs: &egg.Store{Dir: d.cfg.EggsDir},
-		Launcher: l, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Env: d.env, Crash: crash,
+		Launcher: l, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Env: d.env, Crash: crash, MayClaim: d.mayClaim,
 	})
 	d.disp = disp
 	ctx, cancel := context.WithCancel(context.Background())

@@ -195,10 +195,10 @@ func (s *Store) Renew(ctx context.Context, maxProc int) error {
 			renewing_since = CASE WHEN lease_until < now() THEN now() ELSE renewing_since END
 		WHERE name = $1 AND epoch = $2`, s.opts.Node, s.epoch.Load(), maxProc)
 	if err != nil {
-		if s.nodeConn.IsClosed() || ctx.Err() != nil {
-			s.dropNodeConn() // a cut-off query leaves the connection unusable
-		}
-		return fmt.Errorf("renew lease: %w", err)
+		// The next renewal starts on a new connection: this one may be
+		// cut off or the server's restarted (the lock is taken again).
+		s.dropNodeConn()
+		return unavailable(fmt.Errorf("renew lease: %w", err))
 	}
 	if tag.RowsAffected() == 0 {
 		return store.ErrFenced

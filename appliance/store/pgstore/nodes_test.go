@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/scrapyd-debian/scrapyd/appliance/job"
 	"github.com/scrapyd-debian/scrapyd/appliance/store"
 	"github.com/scrapyd-debian/scrapyd/appliance/store/pgstore"
@@ -310,5 +312,64 @@ func TestNoReapUntilTheReaperRenewedALease(t *testing.T) {
 	}
 	if rs := reapUntil(t, reaper); rs[0].Node != "node1" {
 		t.Fatalf("reaped %+v", rs)
+	}
+}
+
+// KeepLease: a node whose renewals hang says it lost its lease, then, a
+// quarter of the lease before it could run out, that it expires; renewed
+// again it says so; found fenced it registers again under a new epoch.
+func TestKeepLeaseHooks(t *testing.T) {
+	t.Parallel()
+	url := pgtest.DB(t)
+	s := member(t, url, "node1", pgstore.Options{Lease: 3 * time.Second})
+	events := make(chan string, 16)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go s.KeepLease(ctx, pgstore.LeaseHooks{
+		Lost:     func(error) { events <- "lost" },
+		Expiring: func() { events <- "expiring" },
+		Regained: func(fenced bool) {
+			if fenced {
+				events <- "rejoined"
+			} else {
+				events <- "regained"
+			}
+		},
+	})
+	next := func(want string) {
+		t.Helper()
+		select {
+		case got := <-events:
+			if got != want {
+				t.Fatalf("hook %s, want %s", got, want)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("no hook; want %s", want)
+		}
+	}
+	admin, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(context.Background())
+	// The nodes table locked: renewals wait, and time out.
+	tx, err := admin.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `LOCK TABLE nodes IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	next("lost")
+	next("expiring")
+	tx.Rollback(ctx)
+	next("regained")
+	// Reaped meanwhile, as another node would.
+	if _, err := admin.Exec(ctx, `UPDATE nodes SET epoch = epoch + 1, reaped = true`); err != nil {
+		t.Fatal(err)
+	}
+	next("rejoined")
+	if s.Epoch() != 3 {
+		t.Fatalf("epoch after rejoining = %d, want 3", s.Epoch())
 	}
 }
