@@ -121,6 +121,10 @@ func TestClusterListJobsNodes(t *testing.T) {
 			}
 		}
 	}
+	// The job page names the node too.
+	if _, _, page := fetch(t, "GET", n1.URL+"/jobs/sample/on2", nil, ""); !strings.Contains(page, "<dt>Node</dt><dd>node2</dd>") {
+		t.Errorf("node 1's page of a job on node 2 does not name node 2:\n%s", page)
+	}
 	if l := n1.Get(t, "listjobs.json", url.Values{"node": {"node3"}}); l["status"] != "error" || l["message"] != "node 'node3' not found" {
 		t.Errorf("listjobs.json?node=node3: %v", l)
 	}

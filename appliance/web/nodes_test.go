@@ -9,6 +9,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/scrapyd-debian/scrapyd/appliance/job"
 	"github.com/scrapyd-debian/scrapyd/appliance/service"
 	"github.com/scrapyd-debian/scrapyd/appliance/store/pgstore/pgtest"
 	"github.com/scrapyd-debian/scrapyd/appliance/testkit"
@@ -38,6 +39,17 @@ func TestNodesPageOnlyInCluster(t *testing.T) {
 	}
 	if _, body := f.get(t, "/"); !strings.Contains(body, `<li><a href="/nodes">Nodes</a>`) {
 		t.Errorf("home in cluster mode does not link the nodes page:\n%s", body)
+	}
+}
+
+// TestJobPageNode: a single node's job page names no node (in cluster
+// mode it does: e2e TestClusterListJobsNodes).
+func TestJobPageNode(t *testing.T) {
+	f := newFixture(t)
+	f.project(t, "p", "s")
+	f.job(t, job.Spec{ID: "j", Project: "p", Spider: "s"}, job.Running, "")
+	if _, body := f.get(t, "/jobs/p/j"); strings.Contains(body, "<dt>Node</dt>") {
+		t.Errorf("a single node's job page names a node:\n%s", body)
 	}
 }
 
