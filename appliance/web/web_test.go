@@ -40,7 +40,18 @@ type fixture struct {
 	store *store.Store
 	svc   *service.Service
 	stats map[string]map[string]any
+	// shared are the logs "in the shared database" by project/spider/id
+	// (cluster mode's SharedLogs).
+	shared map[string]sharedLog
 }
+
+// sharedLog is a log as the shared database gives it.
+type sharedLog struct {
+	*strings.Reader
+	mtime time.Time
+}
+
+func (l sharedLog) ModTime() time.Time { return l.mtime }
 
 // newFixture loads the configuration the daemon would, with conf lines
 // given as SCRAPYD_* variables.
@@ -67,10 +78,17 @@ func newFixture(t testing.TB, env ...string) *fixture {
 	disp := dispatch.New(dispatch.Options{Config: conf, Store: st, Eggs: eggs, Launcher: process.New(), Log: log})
 	svc := &service.Service{Config: conf, Store: st, Eggs: eggs, Dispatch: disp,
 		Lister: func(*config.Config) service.Lister { return noLister{} }}
-	f := &fixture{cfg: cfg, store: st, svc: svc, stats: map[string]map[string]any{}}
+	f := &fixture{cfg: cfg, store: st, svc: svc, stats: map[string]map[string]any{}, shared: map[string]sharedLog{}}
+	shared := func(_ context.Context, project, spider, id string) (web.SharedLog, bool, error) {
+		l, ok := f.shared[project+"/"+spider+"/"+id]
+		if !ok {
+			return nil, false, nil
+		}
+		return l, true, nil
+	}
 	f.app = api.New(api.Options{Config: conf, Service: svc, Log: log, BodyLimit: 1 << 20,
 		Routes: []func(fiber.Router){web.Register(web.Options{Config: conf, Service: svc,
-			Stats: func(id string) map[string]any { return f.stats[id] }})}})
+			Stats: func(id string) map[string]any { return f.stats[id] }, SharedLogs: shared})}})
 	return f
 }
 
@@ -659,5 +677,75 @@ func TestJobPageStats(t *testing.T) {
 		if !strings.Contains(body, want) {
 			t.Errorf("running job page has no %s", want)
 		}
+	}
+}
+
+// A log this node has no file of is served from the shared database
+// (cluster mode) as a local file is: the same headers, ranges, conditions
+// and HEAD; a local file comes first; the job page and its live log read
+// it too.
+func TestSharedLogs(t *testing.T) {
+	f := newFixture(t)
+	content := "0123456789\nabcdefghi\n"
+	mtime := time.Date(2026, 11, 29, 9, 0, 0, 0, time.UTC)
+	f.shared["p/s/remote"] = sharedLog{strings.NewReader(content), mtime}
+	f.shared["p/s/both"] = sharedLog{strings.NewReader("the database's copy\n"), mtime}
+	writeFile(t, filepath.Join(f.cfg.LogsDir, "p", "s", "both.log"), "this node's file\n")
+	writeFile(t, filepath.Join(f.cfg.LogsDir, "p", "s", "local.log"), content)
+	lastMod := mtime.Format(http.TimeFormat)
+	for _, tt := range []struct {
+		name, path string
+		header     []string
+		status     int
+		body       string
+		want       map[string]string
+	}{
+		{"whole", "/logs/p/s/remote.log", nil, 200, content, map[string]string{"Content-Length": "21", "Last-Modified": lastMod}},
+		{"range", "/logs/p/s/remote.log", []string{"Range", "bytes=11-"}, 206, "abcdefghi\n", map[string]string{"Content-Range": "bytes 11-20/21"}},
+		{"suffix", "/logs/p/s/remote.log", []string{"Range", "bytes=-3"}, 206, "hi\n", map[string]string{"Content-Range": "bytes 18-20/21"}},
+		{"unsatisfiable", "/logs/p/s/remote.log", []string{"Range", "bytes=21-"}, 416, "", map[string]string{"Content-Range": "bytes */21"}},
+		{"not modified", "/logs/p/s/remote.log", []string{"If-Modified-Since", lastMod}, 304, "", nil},
+		{"the local file first", "/logs/p/s/both.log", nil, 200, "this node's file\n", nil},
+		{"neither", "/logs/p/s/nope.log", nil, 404, "", nil},
+		{"not a log", "/logs/p/s/remote.jl", nil, 404, "", nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, body := f.get(t, tt.path, tt.header...)
+			if resp.StatusCode != tt.status || tt.status < 300 && body != tt.body {
+				t.Fatalf("HTTP %d %q, want %d %q", resp.StatusCode, body, tt.status, tt.body)
+			}
+			for k, v := range tt.want {
+				if got := resp.Header.Get(k); got != v {
+					t.Errorf("%s: %q, want %q", k, got, v)
+				}
+			}
+			if tt.status == 404 && !strings.Contains(body, "No Such Resource") {
+				t.Errorf("not Scrapyd's 404: %q", body)
+			}
+		})
+	}
+	// The headers of a local file of the same name and size.
+	remote, _ := f.get(t, "/logs/p/s/remote.log")
+	local, _ := f.get(t, "/logs/p/s/local.log")
+	for _, h := range []string{"Content-Type", "Content-Length", "Accept-Ranges", "X-Content-Type-Options", "Content-Security-Policy", "Content-Encoding"} {
+		if remote.Header.Get(h) != local.Header.Get(h) {
+			t.Errorf("%s: %q from the database, %q from a file", h, remote.Header.Get(h), local.Header.Get(h))
+		}
+	}
+	head := httptest.NewRequest(http.MethodHead, "/logs/p/s/remote.log", nil)
+	if resp, body := f.do(t, head); resp.StatusCode != 200 || body != "" || resp.Header.Get("Content-Length") != "21" {
+		t.Errorf("HEAD: HTTP %d, Content-Length %q, body %q", resp.StatusCode, resp.Header.Get("Content-Length"), body)
+	}
+
+	// A finished job whose crawl ran on another node: its page and its
+	// live log.
+	f.project(t, "p", "s")
+	f.job(t, job.Spec{ID: "remote", Project: "p", Spider: "s"}, job.Finished, job.OutcomeFinished)
+	if _, page := f.get(t, "/jobs/p/remote"); !strings.Contains(page, "abcdefghi") {
+		t.Errorf("the job page shows no log:\n%s", page)
+	}
+	_, stream := f.get(t, "/jobs/p/remote/log?from=0")
+	if want := "id: 11\ndata: 0123456789\n\nid: 21\ndata: abcdefghi\n\nevent: end\n"; !strings.HasPrefix(stream, want) {
+		t.Errorf("live log:\n%s\nwant prefix:\n%s", stream, want)
 	}
 }
