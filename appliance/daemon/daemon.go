@@ -407,32 +407,6 @@ func (d *daemon) install(c *config.Config) pyenv.Install {
 	}
 }
 
-// lead says whether this node makes recurring runs and delivers webhooks,
-// and until when: always with SQLite; in a cluster while it holds the lead
-// lock, which the first node to start takes (a node that loses it, with
-// its database connection, stops both until it restarts).
-func (d *daemon) lead(ctx context.Context) (context.Context, bool) {
-	if d.db.lead == nil {
-		return ctx, true
-	}
-	lctx, ok, err := d.db.lead(ctx)
-	switch {
-	case err != nil:
-		d.log.Error("this node makes no recurring runs and delivers no webhooks: cannot take the lead lock", "err", err)
-		return nil, false
-	case !ok:
-		d.log.Info("recurring schedules' runs and webhooks are another node's (it holds the lead lock)")
-		return nil, false
-	}
-	go func() {
-		<-lctx.Done()
-		if ctx.Err() == nil {
-			d.log.Error("lost the lead lock (database connection): this node makes no more recurring runs and delivers no webhooks until it restarts")
-		}
-	}()
-	return lctx, true
-}
-
 // serve runs the dispatcher, the live-stats poll, the watchdog, the
 // configuration watcher and the listeners, says it is ready, and then
 // reloads on SIGHUP or a file change until ctx ends or a part fails.
@@ -457,21 +431,15 @@ func (d *daemon) serve(ctx context.Context, cfg *config.Config, socks listen.Soc
 	})
 	// In a cluster one node, the holder of the lead lock, makes the
 	// recurring schedules' runs and delivers the webhooks: every node
-	// reads the same schedules and the same event cursors.
-	lctx, leads := d.lead(dctx)
+	// reads the same schedules and the same event cursors (lead.go).
 	goRun(func() {
 		select {
 		case <-d.disp.Adopted():
 		case <-dctx.Done():
 			return
 		}
-		if leads {
-			d.sched.Run(lctx)
-		}
+		d.runLead(dctx)
 	})
-	if leads {
-		goRun(func() { d.webhooks.Run(lctx) })
-	}
 	goRun(func() { d.rpc.Poll(dctx, 2*time.Second, runningJobs(d.db.local)) })
 	if d.db.keepLease != nil {
 		goRun(func() { d.lease.run(dctx, d.db.keepLease) })
@@ -485,6 +453,15 @@ func (d *daemon) serve(ctx context.Context, cfg *config.Config, socks listen.Soc
 		cancels := pgstore.Cancels + cfg.NodeName
 		goRun(func() {
 			d.db.listen(dctx, func(payload string) {
+				if node, project, ok := pgstore.ScheduleChange(payload); ok {
+					// Another node changed a project's schedules: this
+					// node's copy, from which the lead makes the runs and
+					// every node lists them, is read again.
+					if node != cfg.NodeName {
+						go d.refreshSchedules(dctx, project)
+					}
+					return
+				}
 				if strings.HasPrefix(payload, pgstore.Cancels) {
 					if payload == cancels {
 						go d.disp.DeliverCancels(dctx)

@@ -43,8 +43,8 @@ type jobStore interface {
 // running jobs), listen (nil with SQLite), which calls its function
 // whenever any node changes the queue, with the announcement's payload
 // (pgstore.Cancels for cancel requests), and lead (nil with SQLite), which
-// says whether this node makes the recurring schedules' runs: one node of
-// a cluster does, or each run would be made once per node. eggs (nil with
+// tries to take the lead lock (pgstore.Lead): one node of a cluster makes
+// the recurring schedules' runs, or each run would be made once per node. eggs (nil with
 // SQLite) keeps the cluster's eggs, and listenEggs calls its function
 // whenever any node changes them.
 //
@@ -59,7 +59,7 @@ type database struct {
 	all        jobStore
 	local      dispatch.Jobs
 	listen     func(ctx context.Context, fn func(payload string))
-	lead       func(ctx context.Context) (context.Context, bool, error)
+	lead       func(ctx context.Context) (context.Context, func(), bool, error)
 	keepLease  func(ctx context.Context, h pgstore.LeaseHooks)
 	nodes      func(ctx context.Context) ([]pgstore.Node, error)
 	remote     dispatch.Remote
@@ -110,7 +110,9 @@ func openDatabase(ctx context.Context, cfg *config.Config, version string) (data
 		st.Close()
 		return database{}, err
 	}
-	lead := func(ctx context.Context) (context.Context, bool, error) { return st.Lead(ctx, pgstore.SchedulerLock) }
+	lead := func(ctx context.Context) (context.Context, func(), bool, error) {
+		return st.Lead(ctx, pgstore.SchedulerLock)
+	}
 	return database{all: st, local: st.Local(), listen: st.ListenPayloads, lead: lead, keepLease: st.KeepLease, nodes: st.Nodes, remote: st.Local(), logs: st, eggs: st, listenEggs: st.ListenEggs,
 		place: st.Place, secret: secret, running: st.RunningByNode, setItems: st.SetItems}, nil
 }

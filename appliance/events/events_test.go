@@ -315,3 +315,36 @@ func TestStreamHeartbeat(t *testing.T) {
 		t.Fatalf("an idle stream sent %q, no heartbeat", body)
 	}
 }
+
+// TestWebhooksRunAgainWithTheConfigurationInForce: a cluster node that
+// loses the lead stops Run and calls it again when it takes the lead
+// back: the receivers are then those of the configuration in force, not
+// those applied before the first Run.
+func TestWebhooksRunAgainWithTheConfigurationInForce(t *testing.T) {
+	st, f, cfg := setup(t)
+	old, cur := newReceiver(t, "k"), newReceiver(t, "k")
+	first, second := *cfg, *cfg
+	first.Webhooks = []config.Webhook{{Name: "r", URL: old.srv.URL, Secret: "k"}}
+	second.Webhooks = []config.Webhook{{Name: "r", URL: cur.srv.URL, Secret: "k"}}
+	var current atomic.Pointer[config.Config]
+	current.Store(&first)
+	h := &Webhooks{Feed: f, Cursors: st, Config: current.Load, Log: slog.New(slog.DiscardHandler), MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond}
+	h.Apply(&first) // a reload before the first Run
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- h.Run(ctx) }()
+	waitFor(t, "the first receiver's cursor", func() bool { _, ok, _ := st.Cursor(ctx, old.srv.URL); return ok })
+	cancel()
+	<-done
+	current.Store(&second) // a reload while another node leads
+	h.Apply(&second)
+	ctx, cancel = context.WithCancel(context.Background())
+	defer cancel()
+	go func() { done <- h.Run(ctx) }()
+	waitFor(t, "the second receiver's cursor", func() bool { _, ok, _ := st.Cursor(ctx, cur.srv.URL); return ok })
+	run(t, st, "a")
+	waitFor(t, "a's events at the receiver in force", func() bool { return len(cur.ids()) == 3 })
+	if got := old.ids(); len(got) != 0 {
+		t.Fatalf("the receiver of the earlier configuration got %v", got)
+	}
+}

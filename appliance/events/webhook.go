@@ -81,11 +81,14 @@ type Webhooks struct {
 func (h *Webhooks) Busy() bool { return h.sending.Load() > 0 }
 
 // Run delivers until ctx ends, to the receivers of the configuration in
-// force (Apply changes them), and trims the events nobody needs.
+// force (Apply changes them), and trims the events nobody needs. It may
+// be called again once it returned (a cluster node that takes the lead
+// back): each receiver resumes from its stored cursor.
 func (h *Webhooks) Run(ctx context.Context) error {
 	h.mu.Lock()
 	h.ctx = ctx
 	cfg := h.early
+	h.early = nil
 	h.mu.Unlock()
 	if cfg == nil {
 		cfg = h.Config()
@@ -111,15 +114,13 @@ func (h *Webhooks) Run(ctx context.Context) error {
 // Apply starts delivering to cfg's receivers and stops delivering to
 // those it no longer has (a live reload). A receiver whose secret
 // changed is restarted: its next body is signed with the new secret.
-// Before Run, Run applies it when it starts.
+// Before Run, or between two Runs, the next Run applies it when it
+// starts.
 func (h *Webhooks) Apply(cfg *config.Config) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.ctx == nil {
+	if h.ctx == nil || h.ctx.Err() != nil {
 		h.early = cfg
-		return
-	}
-	if h.ctx.Err() != nil {
 		return
 	}
 	if h.running == nil {

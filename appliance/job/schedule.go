@@ -1,6 +1,9 @@
 package job
 
-import "time"
+import (
+	"errors"
+	"time"
+)
 
 // Overlap says what a schedule does when it is due while one of its runs
 // is still pending or running.
@@ -14,6 +17,12 @@ const (
 	// OverlapQueue: one run, made when the current one ends.
 	OverlapQueue Overlap = "queue"
 )
+
+// ErrRunMade is a store's refusal of a schedule's run for a due time (and
+// attempt) it already has a run for: in a cluster, the lead that made it
+// may have stopped before it recorded the schedule's next due time, and
+// the next lead finds that time due again.
+var ErrRunMade = errors.New("the schedule's run for this due time was made already")
 
 // Schedule is a recurring crawl (issue 16): what to run, when (a cron
 // expression in a timezone, or a fixed period), and where it stands.

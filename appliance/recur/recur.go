@@ -79,7 +79,9 @@ type entry struct {
 	index  int       // in the heap, -1 when not in it
 }
 
-// New returns a Scheduler; Load it, then Run it.
+// New returns a Scheduler; Load it, then Run it. Run may be stopped and
+// called again (a cluster node that loses the lead, then takes it back):
+// Load it again first, for what another node did meanwhile.
 func New(o Options) *Scheduler {
 	if o.Now == nil {
 		o.Now = time.Now
@@ -93,29 +95,22 @@ func New(o Options) *Scheduler {
 	return &Scheduler{o: o, byID: map[string]*entry{}, kick: make(chan struct{}, 1)}
 }
 
-// Load reads the schedules from the store. One whose time passed while
-// the daemon was stopped is due at once, for one run however many times
-// it missed.
+// Load reads the schedules from the store, in place of those it holds.
+// One whose time passed while the daemon was stopped (or another node
+// led) is due at once, for one run however many times it missed.
 func (s *Scheduler) Load(ctx context.Context) error {
+	s.op.Lock()
+	defer s.op.Unlock()
 	list, err := s.o.Store.Schedules(ctx, "")
 	if err != nil {
 		return fmt.Errorf("load schedules: %w", err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// New entries: a run settled meanwhile does not re-arm the old ones.
+	s.byID, s.due = make(map[string]*entry, len(list)), nil
 	for _, sc := range list {
-		tm, err := ParseTiming(sc, s.o.Zone())
-		if err != nil {
-			// A timezone removed from the system's database, say: the
-			// schedule is kept, paused, and says why.
-			s.o.Log.Error("schedule cannot run", "schedule", sc.ID, "err", err)
-			if sc.Paused == "" {
-				sc.Paused = err.Error()
-			}
-		}
-		e := &entry{sc: sc, timing: tm, index: -1}
-		s.byID[sc.ID] = e
-		s.arm(e)
+		s.set(sc)
 	}
 	if len(list) > 1000 {
 		// Reading thousands of rows leaves garbage several times the
@@ -125,6 +120,55 @@ func (s *Scheduler) Load(ctx context.Context) error {
 		debug.FreeOSMemory()
 	}
 	return nil
+}
+
+// Refresh reads a project's schedules from the store again, in place of
+// those of the project it holds: in a cluster, another node changed them
+// (the lead makes the runs from its own copy).
+func (s *Scheduler) Refresh(ctx context.Context, project string) error {
+	s.op.Lock()
+	defer s.op.Unlock()
+	list, err := s.o.Store.Schedules(ctx, project)
+	if err != nil {
+		return fmt.Errorf("read schedules: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, e := range s.byID {
+		if e.sc.Project == project {
+			s.drop(id)
+		}
+	}
+	for _, sc := range list {
+		s.set(sc)
+	}
+	return nil
+}
+
+// set holds sc as a new entry, armed; s.mu held, and s.op (a run settled
+// meanwhile does not re-arm an entry replaced).
+func (s *Scheduler) set(sc job.Schedule) {
+	tm, err := ParseTiming(sc, s.o.Zone())
+	if err != nil {
+		// A timezone removed from the system's database, say: the
+		// schedule is kept, paused, and says why.
+		s.o.Log.Error("schedule cannot run", "schedule", sc.ID, "err", err)
+		if sc.Paused == "" {
+			sc.Paused = err.Error()
+		}
+	}
+	s.drop(sc.ID)
+	e := &entry{sc: sc, timing: tm, index: -1}
+	s.byID[sc.ID] = e
+	s.arm(e)
+}
+
+// drop forgets a schedule; s.mu held.
+func (s *Scheduler) drop(id string) {
+	if e := s.byID[id]; e != nil && e.index >= 0 {
+		heap.Remove(&s.due, e.index)
+	}
+	delete(s.byID, id)
 }
 
 // arm puts e in the heap at its next time, or out of it when it has none;
@@ -267,7 +311,10 @@ func (s *Scheduler) fire(ctx context.Context, sc job.Schedule, at, now time.Time
 func (s *Scheduler) enqueue(sc job.Schedule, due time.Time, attempt int, now time.Time, log *slog.Logger) (string, bool) {
 	spec := job.Spec{ID: job.NewID(), Project: sc.Project, Spider: sc.Spider, Version: sc.Version,
 		Settings: sc.Settings, Args: sc.Args, Priority: sc.Priority, Schedule: sc.ID, Due: due, Attempt: attempt}
-	if _, err := s.o.Store.Enqueue(spec, now); err != nil {
+	if _, err := s.o.Store.Enqueue(spec, now); errors.Is(err, job.ErrRunMade) {
+		log.Info("the schedule's run for this due time was made already (by the node that led before)", "due", due, "attempt", attempt)
+		return "", false
+	} else if err != nil {
 		log.Error("cannot queue the schedule's run", "err", err)
 		return "", false
 	}
@@ -386,10 +433,7 @@ func (s *Scheduler) Delete(project, id string) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if e := s.byID[id]; e != nil && e.index >= 0 {
-		heap.Remove(&s.due, e.index)
-	}
-	delete(s.byID, id)
+	s.drop(id)
 	return nil
 }
 

@@ -237,3 +237,115 @@ func TestJitterDelaysWithinItsBound(t *testing.T) {
 		t.Fatalf("next run %v, want t0+20s", got.NextRun)
 	}
 }
+
+// TestLoadAgainTakesTheLeadOver: in a cluster two nodes' schedulers share
+// the store and one leads. The other, loaded before the leader made a
+// run, loads again when it takes the lead: it makes no second run for
+// the due time already made, makes the next, and forgets a schedule
+// deleted meanwhile.
+func TestLoadAgainTakesTheLeadOver(t *testing.T) {
+	st, c := memstore.New(), &clock{t0}
+	lead := newScheduler(t, st, c)
+	for _, id := range []string{"s", "gone"} {
+		if _, err := lead.Put(job.Schedule{ID: id, Project: "p", Spider: "a", Every: 10 * time.Second, Overlap: job.OverlapAllow}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	next := newScheduler(t, st, c)
+	c.t = t0.Add(10 * time.Second)
+	lead.fireDue(context.Background())
+	if n := len(pending(t, st)); n != 2 {
+		t.Fatalf("%d runs, want 2", n)
+	}
+	if err := lead.Delete("p", "gone"); err != nil {
+		t.Fatal(err)
+	}
+	// The lead is gone; the other node takes over.
+	if err := next.Load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	next.fireDue(context.Background())
+	if n := len(pending(t, st)); n != 2 {
+		t.Fatalf("%d runs after the takeover at the same time, want still 2", n)
+	}
+	if l := next.List(""); len(l) != 1 || l[0].ID != "s" {
+		t.Fatalf("schedules after the takeover %+v, want s alone", l)
+	}
+	c.t = t0.Add(20 * time.Second)
+	next.fireDue(context.Background())
+	runs := pending(t, st)
+	if len(runs) != 3 || !runs[2].Due.Equal(t0.Add(20*time.Second)) {
+		t.Fatalf("runs %+v, want a third, due at t0+20s", runs)
+	}
+}
+
+// runMadeStore refuses every run, as pgstore refuses one for a due time
+// that has a run.
+type runMadeStore struct{ *memstore.Store }
+
+func (runMadeStore) Enqueue(job.Spec, time.Time) (job.Job, error) { return job.Job{}, job.ErrRunMade }
+
+// TestRunMadeAlready: a run the store says was made already is not made
+// again and is no error; the schedule moves on to its next due time.
+func TestRunMadeAlready(t *testing.T) {
+	c := &clock{t0}
+	var logs strings.Builder
+	s := New(Options{Store: runMadeStore{memstore.New()}, Log: slog.New(slog.NewTextHandler(&logs, nil)), Now: c.now})
+	if _, err := s.Put(job.Schedule{ID: "s", Project: "p", Spider: "a", Every: 10 * time.Second, Overlap: job.OverlapAllow}); err != nil {
+		t.Fatal(err)
+	}
+	c.t = t0.Add(10 * time.Second)
+	s.fireDue(context.Background())
+	got, _ := s.Get("p", "s")
+	if !got.NextRun.Equal(t0.Add(20*time.Second)) || got.LastJob != "" {
+		t.Errorf("schedule after a run made already: next %v, last job %q; want t0+20s and none", got.NextRun, got.LastJob)
+	}
+	if !strings.Contains(logs.String(), "made already") || strings.Contains(logs.String(), "level=ERROR") {
+		t.Errorf("log:\n%s", logs.String())
+	}
+}
+
+// TestRefreshTakesAnotherNodesChanges: the lead reads a project's
+// schedules again when another node changed them: an added one runs, a
+// deleted one no longer does, and another project's are left as they are.
+func TestRefreshTakesAnotherNodesChanges(t *testing.T) {
+	st, c := memstore.New(), &clock{t0}
+	lead, other := newScheduler(t, st, c), newScheduler(t, st, c)
+	every := func(id, project string) job.Schedule {
+		return job.Schedule{ID: id, Project: project, Spider: "a", Every: 10 * time.Second, Overlap: job.OverlapAllow}
+	}
+	for _, sc := range []job.Schedule{every("gone", "p"), every("q1", "q")} {
+		if _, err := lead.Put(sc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := other.Load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Put(every("new", "p")); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Delete("p", "gone"); err != nil {
+		t.Fatal(err)
+	}
+	if err := lead.Refresh(context.Background(), "p"); err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, sc := range lead.List("") {
+		ids = append(ids, sc.ID)
+	}
+	if strings.Join(ids, " ") != "new q1" {
+		t.Fatalf("the lead's schedules after the refresh: %v, want new q1", ids)
+	}
+	c.t = t0.Add(10 * time.Second)
+	lead.fireDue(context.Background())
+	var made []string
+	for _, j := range pending(t, st) {
+		made = append(made, j.Schedule)
+	}
+	slices.Sort(made)
+	if strings.Join(made, " ") != "new q1" {
+		t.Fatalf("runs made %v, want new and q1", made)
+	}
+}

@@ -216,11 +216,12 @@ func TestLeadOneNodeAtATime(t *testing.T) {
 	t.Parallel()
 	ns := nodes(t, 2)
 	ctx := context.Background()
-	lead, ok, err := ns[0].Lead(ctx, pgstore.SchedulerLock)
+	lead, release, ok, err := ns[0].Lead(ctx, pgstore.SchedulerLock)
 	if err != nil || !ok {
 		t.Fatalf("node 1 leads: %v %v", ok, err)
 	}
-	if _, ok, err := ns[1].Lead(ctx, pgstore.SchedulerLock); err != nil || ok {
+	defer release()
+	if _, _, ok, err := ns[1].Lead(ctx, pgstore.SchedulerLock); err != nil || ok {
 		t.Fatalf("node 2 leads too: %v %v", ok, err)
 	}
 	admin, err := pgx.Connect(ctx, pgtest.DB(t))
@@ -236,8 +237,10 @@ func TestLeadOneNodeAtATime(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("node 1 still leads after losing its connection")
 	}
-	if _, ok, err := ns[1].Lead(ctx, pgstore.SchedulerLock); err != nil || !ok {
+	if _, release, ok, err := ns[1].Lead(ctx, pgstore.SchedulerLock); err != nil || !ok {
 		t.Fatalf("node 2 after node 1 lost the lock: %v %v", ok, err)
+	} else {
+		release()
 	}
 }
 
@@ -258,7 +261,7 @@ func TestMigrationCountsFinished(t *testing.T) {
 	}
 	defer conn.Close(ctx)
 	// Back to version 1, with three finished jobs in it.
-	if _, err := conn.Exec(ctx, `DROP TABLE job_counts, job_log_chunks, job_logs, nodes, cluster_secret, eggs, imports; DROP INDEX jobs_node, jobs_successes;
+	if _, err := conn.Exec(ctx, `DROP TABLE job_counts, job_log_chunks, job_logs, nodes, cluster_secret, eggs, imports; DROP INDEX jobs_node, jobs_successes, jobs_schedule_due;
 		ALTER TABLE jobs DROP COLUMN epoch, DROP COLUMN cancel_requests, DROP COLUMN cancels_delivered, DROP COLUMN cancel_signal, DROP COLUMN items;
 		UPDATE schema_version SET version = 1;
 		INSERT INTO jobs (id, project, spider, state, scheduled, ended) SELECT 'f'||g, 'p', 's', 'finished', now(), now() FROM generate_series(1, 3) g`); err != nil {

@@ -2,6 +2,8 @@ package pgstore
 
 import (
 	"context"
+	"strconv"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -12,32 +14,67 @@ import (
 // is not made, nor an event delivered, once per node.
 const SchedulerLock = 0x5c7a9d17
 
-// Lead takes the cluster-wide lock key on a connection of its own and holds
-// it while the returned context lasts; ok is false at once when another
-// node holds it. The context ends with ctx, or as soon as the connection is
-// found broken (checked every second): the server has then released the
-// lock, and another node may take it, so the holder must stop.
-func (s *Store) Lead(ctx context.Context, key int64) (_ context.Context, ok bool, err error) {
-	conn, err := pgx.ConnectConfig(ctx, s.cfg.ConnConfig)
+// How a lead finds its lock connection broken, and how the server finds
+// it gone. The holder pings every LeadPing and gives up when a ping has
+// no answer within leadPingTimeout: at most LeadPing+leadPingTimeout (4 s)
+// after the last answered ping. The server, asked by the connection's own
+// keepalive settings, drops a connection it hears nothing from for
+// serverIdle, then serverProbes probes serverProbeEvery apart (11 s), and
+// only then releases the lock: a holder cut off from the database has
+// stopped about 7 s before any other node can take the lock. (A holder
+// whose process dies has its socket closed by its kernel: the server
+// releases at once.)
+const (
+	LeadPing         = time.Second
+	leadPingTimeout  = 3 * time.Second
+	serverIdle       = 5 * time.Second
+	serverProbeEvery = 2 * time.Second
+	serverProbes     = 3
+)
+
+// Lead takes the cluster-wide lock key on a connection of its own; ok is
+// false at once when another node holds it. The returned context ends
+// with ctx, or as soon as the connection is found broken (see LeadPing):
+// the holder must then stop, for the server releases the lock when it
+// finds the connection gone, and another node may take it. release, which
+// the holder calls once it has stopped, closes the connection and so
+// gives the lock up; a connection found broken is closed only then too,
+// so that a connection that was merely slow keeps the lock until its
+// holder stopped.
+func (s *Store) Lead(ctx context.Context, key int64) (_ context.Context, release func(), ok bool, err error) {
+	cfg := s.cfg.ConnConfig.Copy()
+	secs := func(d time.Duration) string { return strconv.Itoa(int(d / time.Second)) }
+	cfg.RuntimeParams["tcp_keepalives_idle"] = secs(serverIdle)
+	cfg.RuntimeParams["tcp_keepalives_interval"] = secs(serverProbeEvery)
+	cfg.RuntimeParams["tcp_keepalives_count"] = strconv.Itoa(serverProbes)
+	// Data the server sent that is not acknowledged: given up as soon.
+	cfg.RuntimeParams["tcp_user_timeout"] = strconv.Itoa(int((serverIdle + serverProbes*serverProbeEvery) / time.Millisecond))
+	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
-		return nil, false, err
+		return nil, nil, false, unavailable(err)
+	}
+	closeConn := func() {
+		cctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		conn.Close(cctx)
 	}
 	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, key).Scan(&ok); err != nil || !ok {
-		conn.Close(context.Background())
-		return nil, false, err
+		closeConn()
+		return nil, nil, false, unavailable(err)
 	}
 	lctx, cancel := context.WithCancel(ctx)
+	pinged := make(chan struct{})
 	go func() {
+		defer close(pinged)
 		defer cancel()
-		defer conn.Close(context.Background())
-		tick := time.NewTicker(time.Second)
+		tick := time.NewTicker(LeadPing)
 		defer tick.Stop()
 		for {
 			select {
 			case <-lctx.Done():
 				return
 			case <-tick.C:
-				pctx, pcancel := context.WithTimeout(lctx, 5*time.Second)
+				pctx, pcancel := context.WithTimeout(lctx, leadPingTimeout)
 				err := conn.Ping(pctx)
 				pcancel()
 				if err != nil {
@@ -46,5 +83,10 @@ func (s *Store) Lead(ctx context.Context, key int64) (_ context.Context, ok bool
 			}
 		}
 	}()
-	return lctx, true, nil
+	release = sync.OnceFunc(func() {
+		cancel()
+		<-pinged
+		closeConn()
+	})
+	return lctx, release, true, nil
 }

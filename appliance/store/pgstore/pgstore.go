@@ -273,8 +273,16 @@ func isDuplicate(err error) bool {
 	return errors.As(err, &pe) && pe.Code == "23505" && pe.ConstraintName == "jobs_active_id"
 }
 
+// isRunMade: err is jobs_schedule_due refusing a second run of a
+// schedule for one due time and attempt.
+func isRunMade(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "23505" && pe.ConstraintName == "jobs_schedule_due"
+}
+
 // Enqueue adds a pending job and announces it (NOTIFY) in the same
-// transaction.
+// transaction; job.ErrRunMade when it is a schedule's run for a due time
+// and attempt that has one.
 func (s *Store) Enqueue(spec job.Spec, now time.Time) (job.Job, error) {
 	j := job.Job{Spec: spec, State: job.Pending}
 	var due any
@@ -288,6 +296,9 @@ func (s *Store) Enqueue(spec job.Spec, now time.Time) (job.Job, error) {
 			spec.Priority, s.at(now), spec.Schedule, due, spec.Attempt).Scan(&j.Seq, &j.Scheduled)
 		if isDuplicate(err) {
 			return store.ErrDuplicate
+		}
+		if isRunMade(err) {
+			return job.ErrRunMade
 		}
 		if err != nil {
 			return err

@@ -3,6 +3,7 @@ package pgstore
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -263,10 +264,15 @@ func (s *Store) ActiveRuns(ctx context.Context, id string) (int, error) {
 	return n, nil
 }
 
-// SaveSchedule adds a schedule or replaces the one with its id.
+// SaveSchedule adds a schedule or replaces the one with its id, and
+// announces the change to the other nodes (ScheduleChange).
 func (s *Store) SaveSchedule(sc job.Schedule) error {
-	_, err := s.pool.Exec(context.Background(), saveSchedule, scheduleArgs(sc)...)
-	return err
+	return s.write(false, func(t *tx) error {
+		if _, err := t.Exec(t.ctx, saveSchedule, scheduleArgs(sc)...); err != nil {
+			return err
+		}
+		return s.scheduleChanged(t, sc.Project)
+	})
 }
 
 // saveSchedule adds or replaces a schedule, with scheduleArgs.
@@ -279,6 +285,31 @@ const saveSchedule = `INSERT INTO schedules (id, project, spider, definition, cr
 func scheduleArgs(sc job.Schedule) []any {
 	return []any{sc.ID, sc.Project, sc.Spider, store.EncodeDefinition(sc), sc.Created, nullTime(sc.NextRun), nullTime(sc.LastRun),
 		sc.LastJob, sc.Paused, nullTime(sc.RetryAt), sc.RetryAttempt, sc.Queued}
+}
+
+// ScheduleChanges begins the payload of an announcement that a node
+// changed a project's schedules: ScheduleChanges, the node's name, a
+// newline and the project.
+const ScheduleChanges = "schedules "
+
+// scheduleChanged announces in t that this node changed project's
+// schedules: the lead makes the runs from its own copy of them, which it
+// reads again.
+func (s *Store) scheduleChanged(t *tx, project string) error {
+	_, err := t.Exec(t.ctx, `SELECT pg_notify('`+Channel+`', $1)`, ScheduleChanges+s.opts.Node+"\n"+project)
+	return err
+}
+
+// ScheduleChange reads an announcement's payload: the node that changed
+// a project's schedules, and the project; ok is false for another kind
+// of announcement.
+func ScheduleChange(payload string) (node, project string, ok bool) {
+	rest, ok := strings.CutPrefix(payload, ScheduleChanges)
+	if !ok {
+		return "", "", false
+	}
+	node, project, ok = strings.Cut(rest, "\n")
+	return node, project, ok
 }
 
 func nullTime(t time.Time) any {
@@ -318,15 +349,17 @@ func (s *Store) Schedules(ctx context.Context, project string) ([]job.Schedule, 
 	return out, nil
 }
 
-// DeleteSchedule removes a project's schedule; ErrNoSchedule when it has
-// none with this id.
+// DeleteSchedule removes a project's schedule, and announces it as
+// SaveSchedule does; ErrNoSchedule when it has none with this id.
 func (s *Store) DeleteSchedule(project, id string) error {
-	tag, err := s.pool.Exec(context.Background(), `DELETE FROM schedules WHERE project = $1 AND id = $2`, project, id)
-	if err != nil {
-		return err
-	}
-	if tag.RowsAffected() == 0 {
-		return store.ErrNoSchedule
-	}
-	return nil
+	return s.write(false, func(t *tx) error {
+		tag, err := t.Exec(t.ctx, `DELETE FROM schedules WHERE project = $1 AND id = $2`, project, id)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return store.ErrNoSchedule
+		}
+		return s.scheduleChanged(t, project)
+	})
 }

@@ -195,6 +195,11 @@ CREATE TABLE cluster_secret (
 	// one index probe per spider, as in SQLite, instead of a scan of the
 	// history's rows.
 	`CREATE INDEX jobs_successes ON jobs (project, spider, ended) WHERE state = 'finished' AND outcome = 'finished';`,
+	// 10: a recurring schedule makes at most one run per due time and
+	// attempt, whichever node leads: a lead that stops (killed, cut off)
+	// between queueing a run and recording the schedule's next due time
+	// leaves that time due for the next lead, which this refuses.
+	`CREATE UNIQUE INDEX jobs_schedule_due ON jobs (schedule, due, attempt) WHERE schedule != '' AND due IS NOT NULL;`,
 }
 
 // schemaVersion is the schema this release writes.

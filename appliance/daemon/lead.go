@@ -1,0 +1,97 @@
+package daemon
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// leadRetry is how often a cluster node that does not lead tries to take
+// the lead lock: the longest a cluster goes without a lead, once the
+// server has released the lock of one that died, is about this.
+const leadRetry = 2 * time.Second
+
+// runLead makes the recurring schedules' runs and delivers the webhooks
+// while this node leads, until ctx ends. With SQLite it always leads. In a
+// cluster it leads while it holds the lead lock, which every node tries
+// to take every leadRetry: when the lead dies, or loses its connection to
+// the database, another node takes over, and a node that lost the lead
+// takes it again when it can.
+func (d *daemon) runLead(ctx context.Context) {
+	if d.db.lead == nil {
+		d.leadTerm(ctx, false)
+		return
+	}
+	var said string // the last state logged, so that retries log once
+	say := func(state string, log func()) {
+		if said != state {
+			said = state
+			log()
+		}
+	}
+	for {
+		lctx, release, ok, err := d.db.lead(ctx)
+		switch {
+		case ctx.Err() != nil:
+			if release != nil {
+				release()
+			}
+			return
+		case err != nil:
+			say("error", func() {
+				d.log.Error("cannot try to take the lead lock; retrying (recurring schedules' runs and webhooks are another node's, or wait for this one)", "err", err)
+			})
+		case !ok:
+			say("follow", func() {
+				d.log.Info("recurring schedules' runs and webhooks are another node's (it holds the lead lock); this node takes over if it is released")
+			})
+		default:
+			said = "lead"
+			d.log.Info("this node took the lead lock: it makes the recurring schedules' runs and delivers webhooks")
+			held := d.leadTerm(lctx, true)
+			release()
+			if ctx.Err() != nil {
+				return
+			}
+			if held {
+				d.log.Error("this node lost the lead lock (its database connection broke): it stopped making recurring runs and delivering webhooks; another node takes over, or this one when it can")
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(leadRetry):
+		}
+	}
+}
+
+// leadTerm runs the scheduler and the webhooks until ctx ends. A node
+// that takes the lead in a cluster first reads the schedules as the
+// previous lead and the other nodes left them (each due time's run is
+// made once: a run the previous lead made for a time it had no chance to
+// record is refused by the database, job.ErrRunMade).
+// It returns false when it gave the lead up at once.
+func (d *daemon) leadTerm(ctx context.Context, reload bool) bool {
+	if reload {
+		if err := d.sched.Load(ctx); err != nil {
+			if ctx.Err() == nil {
+				d.log.Error("cannot read the recurring schedules on taking the lead; giving it up to try again", "err", err)
+			}
+			return false
+		}
+	}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); d.sched.Run(ctx) }()
+	go func() { defer wg.Done(); d.webhooks.Run(ctx) }()
+	wg.Wait()
+	return true
+}
+
+// refreshSchedules reads a project's schedules again after another node
+// changed them.
+func (d *daemon) refreshSchedules(ctx context.Context, project string) {
+	if err := d.sched.Refresh(ctx, project); err != nil && ctx.Err() == nil {
+		d.log.Error("cannot read the schedules another node changed", "project", project, "err", err)
+	}
+}

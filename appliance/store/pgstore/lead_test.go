@@ -1,0 +1,67 @@
+package pgstore_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/scrapyd-debian/scrapyd/appliance/job"
+	"github.com/scrapyd-debian/scrapyd/appliance/store/pgstore"
+)
+
+// A lead that stops and releases the lock lets another node take it at
+// once.
+func TestLeadReleased(t *testing.T) {
+	t.Parallel()
+	ns := nodes(t, 2)
+	ctx := context.Background()
+	lead, release, ok, err := ns[0].Lead(ctx, pgstore.SchedulerLock)
+	if err != nil || !ok {
+		t.Fatalf("node 1 leads: %v %v", ok, err)
+	}
+	if _, _, ok, err := ns[1].Lead(ctx, pgstore.SchedulerLock); err != nil || ok {
+		t.Fatalf("node 2 leads too: %v %v", ok, err)
+	}
+	release()
+	if lead.Err() == nil {
+		t.Fatal("node 1's lead goes on after its release")
+	}
+	_, release2, ok, err := ns[1].Lead(ctx, pgstore.SchedulerLock)
+	if err != nil || !ok {
+		t.Fatalf("node 2 after node 1 released the lock: %v %v", ok, err)
+	}
+	release2()
+}
+
+// A schedule's run for a due time and attempt is made once, whichever
+// node queues it, even after the first one finished: a lead that stopped
+// before recording the schedule's next time leaves it due for the next.
+func TestScheduleRunOncePerDue(t *testing.T) {
+	t.Parallel()
+	ns := nodes(t, 2)
+	due := time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)
+	run := func(n int, id string, due time.Time, attempt int) error {
+		_, err := ns[n].Enqueue(job.Spec{ID: id, Project: "p", Spider: "s", Schedule: "sc", Due: due, Attempt: attempt}, time.Time{})
+		return err
+	}
+	if err := run(0, "a", due, 0); err != nil {
+		t.Fatal(err)
+	}
+	j, err := ns[0].Claim(time.Time{}, nil)
+	if err != nil || j == nil {
+		t.Fatalf("claim = %v, %v", j, err)
+	}
+	if err := ns[0].End(j.Seq, time.Time{}, nil, job.OutcomeFailed, "", 100); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(1, "b", due, 0); !errors.Is(err, job.ErrRunMade) {
+		t.Fatalf("a second run for the same due time: err = %v, want job.ErrRunMade", err)
+	}
+	// Its retry, the next due time, and a job of no schedule are new.
+	for i, err := range []error{run(1, "c", due, 1), run(1, "d", due.Add(time.Minute), 0), run(1, "e", time.Time{}, 0)} {
+		if err != nil {
+			t.Errorf("run %d: %v", i, err)
+		}
+	}
+}
