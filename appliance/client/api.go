@@ -38,6 +38,21 @@ type Diagnostics struct {
 	ConfigError   string   `json:"config_error"` // "" while the configuration is valid
 	RestartNeeded []string `json:"restart_needed"`
 	Warnings      []string `json:"warnings"`
+	// Nodes are the cluster's nodes (cluster mode only; none otherwise).
+	Nodes []Node `json:"nodes"`
+}
+
+// Node is one node of a cluster as diagnostics.json lists it.
+type Node struct {
+	Name       string  `json:"name"`
+	Slots      int     `json:"slots"`   // its max_proc
+	Running    int     `json:"running"` // the jobs it runs now
+	Alive      bool    `json:"alive"`
+	Lease      float64 `json:"lease"` // seconds
+	LeaseUntil string  `json:"lease_until"`
+	Version    string  `json:"version"`
+	Stopped    bool    `json:"stopped"` // stopped cleanly, its crawls waiting for its next start
+	Reaped     bool    `json:"reaped"`  // declared dead
 }
 
 // Diagnostics fetches diagnostics.json. Against a server without it (Scrapyd)
@@ -255,6 +270,9 @@ type Job struct {
 	DueTime  string `json:"due_time"`
 	Attempt  int    `json:"attempt"`
 	Waiting  string `json:"waiting"`
+	// Node is the node that runs or ran the job (cluster mode; "" for a
+	// pending job, and on a single node).
+	Node string `json:"node_name"`
 }
 
 // Jobs is listjobs.json's answer.

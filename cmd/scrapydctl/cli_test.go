@@ -87,6 +87,47 @@ const jobsAnswer = `{"pending": [{"id": "j1", "project": "sample", "spider": "pa
  "finished": [{"id": "j3", "project": "sample", "spider": "failing", "start_time": "2026-11-20 23:37:49.1", "end_time": "2026-11-20 23:37:50.2", "log_url": null, "items_url": null, "outcome": "failed", "exit_code": 1}],
  "status": "ok", "node_name": "vm"}`
 
+// TestDaemonStatusNodes: against a cluster node, daemonstatus lists the
+// cluster's nodes below the diagnostics.
+func TestDaemonStatusNodes(t *testing.T) {
+	f := newFake(t, map[string]string{
+		"/daemonstatus.json": `{"pending": 0, "running": 3, "finished": 9, "status": "ok", "node_name": "n1"}`,
+		"/diagnostics.json": `{"launcher": "systemd", "version": "1.2.3", "config_error": null, "restart_needed": [], "warnings": [], "nodes": [` +
+			`{"name": "n1", "slots": 4, "running": 3, "alive": true, "lease": 30.0, "lease_until": "2026-11-29 10:00:00.5", "version": "1.2.3", "advertise_url": "http://a:6800", "started": "2026-11-29 09:00:00", "stopped": false, "reaped": false}, ` +
+			`{"name": "n2", "slots": 2, "running": 0, "alive": false, "lease": 30.0, "lease_until": "2026-11-29 09:50:00", "version": "1.2.2", "advertise_url": "http://b:6800", "started": "2026-11-29 08:00:00", "stopped": true, "reaped": false}` +
+			`], "status": "ok", "node_name": "n1"}`,
+	})
+	out, stderr, err := scrapydctl(t, "daemonstatus", "--url="+f.srv.URL)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, stderr)
+	}
+	want := "NODE  STATE    SLOTS  RUNNING  LEASE UNTIL            VERSION\n" +
+		"n1    alive    4      3        2026-11-29 10:00:00.5  1.2.3\n" +
+		"n2    stopped  2      0        2026-11-29 09:50:00    1.2.2\n"
+	if !strings.HasSuffix(out, "\n\n"+want) {
+		t.Errorf("output:\n%s\nwant it to end with:\n%s", out, want)
+	}
+}
+
+// TestJobsNodes: a cluster's listing gets a NODE column.
+func TestJobsNodes(t *testing.T) {
+	f := newFake(t, map[string]string{
+		"/listjobs.json": `{"pending": [{"id": "j1", "project": "p", "spider": "s", "version": null, "settings": {}, "args": {}}], ` +
+			`"running": [{"id": "j2", "project": "p", "spider": "s", "pid": 42, "start_time": "2026-11-20 23:37:49.1", "log_url": null, "items_url": null, "node_name": "n2"}], ` +
+			`"finished": [], "status": "ok", "node_name": "n1"}`,
+	})
+	out, stderr, err := scrapydctl(t, "jobs", "--url="+f.srv.URL)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, stderr)
+	}
+	want := "STATE    PROJECT  SPIDER  JOB  PID  START                END  OUTCOME  NODE\n" +
+		"pending  p        s       j1\n" +
+		"running  p        s       j2   42   2026-11-20 23:37:49                n2\n"
+	if out != want {
+		t.Errorf("output:\n%s\nwant:\n%s", out, want)
+	}
+}
+
 func TestCommands(t *testing.T) {
 	f := newFake(t, map[string]string{
 		"/daemonstatus.json": `{"pending": 1, "running": 1, "finished": 1, "status": "ok", "node_name": "vm"}`,

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -146,6 +147,11 @@ func jobsCommand() *cli.Command {
 
 func printJobs(w io.Writer, jobs []client.Job, only job.State) {
 	rows := [][]string{{"STATE", "PROJECT", "SPIDER", "JOB", "PID", "START", "END", "OUTCOME"}}
+	// A cluster's listing names each crawl's node: a column of its own.
+	cluster := slices.ContainsFunc(jobs, func(j client.Job) bool { return j.Node != "" })
+	if cluster {
+		rows[0] = append(rows[0], "NODE")
+	}
 	for _, j := range jobs {
 		if only != "" && j.State != only {
 			continue
@@ -154,8 +160,12 @@ func printJobs(w io.Writer, jobs []client.Job, only job.State) {
 		if j.PID != 0 {
 			pid = strconv.Itoa(j.PID)
 		}
-		rows = append(rows, []string{string(j.State), j.Project, j.Spider, j.ID, pid,
-			shortTime(j.StartTime), shortTime(j.EndTime), outcome(j.Outcome, j.ExitCode)})
+		row := []string{string(j.State), j.Project, j.Spider, j.ID, pid,
+			shortTime(j.StartTime), shortTime(j.EndTime), outcome(j.Outcome, j.ExitCode)}
+		if cluster {
+			row = append(row, j.Node)
+		}
+		rows = append(rows, row)
 	}
 	table(w, rows)
 }

@@ -164,4 +164,26 @@ func printDiagnostics(w io.Writer, d client.Diagnostics) {
 	}
 	fmt.Fprintln(w)
 	table(w, rows)
+	if len(d.Nodes) > 0 {
+		// Cluster mode: the counts above are the cluster's.
+		nodes := [][]string{{"NODE", "STATE", "SLOTS", "RUNNING", "LEASE UNTIL", "VERSION"}}
+		for _, n := range d.Nodes {
+			nodes = append(nodes, []string{n.Name, nodeState(n), strconv.Itoa(n.Slots), strconv.Itoa(n.Running), n.LeaseUntil, n.Version})
+		}
+		fmt.Fprintln(w)
+		table(w, nodes)
+	}
+}
+
+// nodeState is a node's state as the web's nodes page words it.
+func nodeState(n client.Node) string {
+	switch {
+	case n.Alive:
+		return "alive"
+	case n.Reaped:
+		return "dead"
+	case n.Stopped:
+		return "stopped"
+	}
+	return "lease expired"
 }
