@@ -107,6 +107,7 @@ type slot struct {
 	starting bool           // Launcher.Start has not returned (or its handle is not yet stored)
 	signal   syscall.Signal // a cancel's signal that waits for the start to end
 	stopped  string         // why StopAll killed the crawl: its end is recorded lost
+	launched *launch.Handle // a starting crawl's handle once Launcher.Start returned it
 }
 
 type ended struct {
@@ -401,6 +402,15 @@ func (d *Dispatcher) start(ctx context.Context, cfg *config.Config, s *slot) {
 		return
 	}
 	d.crash("launched")
+	// StopAll can reach the crawl now, while its handle is being stored
+	// (a store cut off may take long to answer).
+	d.mu.Lock()
+	s.launched = &h
+	stopNow := s.stopped != ""
+	d.mu.Unlock()
+	if stopNow {
+		d.Launcher.Signal(ctx, h, syscall.SIGKILL)
+	}
 	if err := d.Store.Started(j.Seq, h.ID, h.PID); err != nil && (!known || errors.Is(err, store.ErrFenced)) {
 		// No record points at the crawl: it must not run untracked. A
 		// fenced node's job may be another node's by now: it must not
@@ -612,7 +622,10 @@ func (d *Dispatcher) finish(e *ended) bool {
 	cfg := d.Config()
 	j := e.j
 	// The cancel flag may have been set after the crawl started.
-	if cur, err := d.Store.Find(context.Background(), j.Project, j.ID); err == nil && cur.Seq == j.Seq {
+	// Bounded: a database cut off must not hold the dispatch loop here.
+	fctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if cur, err := d.Store.Find(fctx, j.Project, j.ID); err == nil && cur.Seq == j.Seq {
 		j.Cancelled = cur.Cancelled
 	}
 	if e.stats == nil {
@@ -695,11 +708,18 @@ func (d *Dispatcher) StopAll(ctx context.Context, reason string) {
 			continue
 		}
 		s.stopped = reason
-		if s.starting {
+		switch {
+		case !s.starting:
+			kill = append(kill, s.j)
+		case s.launched != nil:
+			// Started, its handle not yet stored: killed now, and
+			// again once its start is done.
 			s.signal = syscall.SIGKILL
-			continue
+			kill = append(kill, withHandle(s.j, *s.launched))
+		default:
+			// start sees stopped when Launcher.Start returns.
+			s.signal = syscall.SIGKILL
 		}
-		kill = append(kill, s.j)
 	}
 	d.mu.Unlock()
 	for _, j := range kill {

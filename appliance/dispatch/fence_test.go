@@ -112,3 +112,33 @@ func TestStopAllAndMayClaim(t *testing.T) {
 	disp.Wake()
 	eventually(t, "c started", func() bool { return m.IsRunning("c") })
 }
+
+// startedHangs is a store whose Started waits until release is closed (a
+// database cut off).
+type startedHangs struct {
+	*store.Store
+	release chan struct{}
+}
+
+func (s startedHangs) Started(seq int64, handle string, pid int) error {
+	<-s.release
+	return s.Store.Started(seq, handle, pid)
+}
+
+// StopAll kills a crawl whose start is done but whose handle the store has
+// not taken yet: a node cut off from the database stops it all the same.
+func TestStopAllWhileStartIsRecorded(t *testing.T) {
+	d := newDaemon(t, "")
+	release := make(chan struct{})
+	d.jobs = startedHangs{d.store, release}
+	m := launchtest.NewMachine()
+	disp, _ := d.run(m.Launcher(), nil)
+	d.schedule("a")
+	eventually(t, "a started", func() bool { return m.IsRunning("a") })
+	disp.StopAll(context.Background(), "lease not renewed")
+	eventually(t, "a killed while its start is recorded", func() bool { return !m.IsRunning("a") })
+	close(release)
+	if j := d.finished("a"); j.Outcome != job.OutcomeLost {
+		t.Fatalf("a ended %s, want lost", j.Outcome)
+	}
+}

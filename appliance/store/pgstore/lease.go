@@ -52,9 +52,11 @@ func (s *Store) KeepLease(ctx context.Context, h LeaseHooks) {
 	every := tick(lease)
 	// lastGood is the start of the last successful renewal (monotonic):
 	// the database's lease ends no earlier than lastGood + lease.
-	lastGood := time.Now()
+	s.nodeMu.Lock()
+	lastGood := s.registered
+	s.nodeMu.Unlock()
 	ok := true
-	expiry := time.NewTimer(lease - stopMargin(lease))
+	expiry := time.NewTimer(lease - stopMargin(lease) - time.Since(lastGood))
 	defer expiry.Stop()
 	next := time.NewTimer(every)
 	defer next.Stop()

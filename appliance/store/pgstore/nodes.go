@@ -74,6 +74,7 @@ func (s *Store) Epoch() int64 { return s.epoch.Load() }
 func (s *Store) Register(ctx context.Context) error {
 	s.nodeMu.Lock()
 	defer s.nodeMu.Unlock()
+	start := time.Now()
 	if err := s.lockNode(ctx); err != nil {
 		return err
 	}
@@ -99,6 +100,7 @@ func (s *Store) Register(ctx context.Context) error {
 		return fmt.Errorf("register node %s: %w", s.opts.Node, err)
 	}
 	s.epoch.Store(epoch)
+	s.registered = start
 	return nil
 }
 

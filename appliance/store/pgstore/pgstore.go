@@ -73,6 +73,9 @@ type Store struct {
 	epoch    atomic.Int64
 	nodeMu   sync.Mutex
 	nodeConn *pgx.Conn
+	// registered is when the last registration began (monotonic): its
+	// lease ends no earlier than a lease later.
+	registered time.Time
 }
 
 // Open connects to the database at url, migrates it and returns the store.
