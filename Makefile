@@ -27,7 +27,11 @@ build/changelog.gz: packaging/changelog
 	@mkdir -p build
 	gzip -9n <$< >$@
 
-deb: build build/scrapyd.8.gz build/scrapydctl.1.gz build/changelog.gz
+build/cluster.md.gz: packaging/cluster.md
+	@mkdir -p build
+	gzip -9n <$< >$@
+
+deb: build build/scrapyd.8.gz build/scrapydctl.1.gz build/changelog.gz build/cluster.md.gz
 	@mkdir -p dist
 	VERSION=$(VERSION) ARCH=$(ARCH) go tool nfpm package --packager deb --config nfpm.yaml --target $(DEB)
 

@@ -84,6 +84,8 @@ check "/healthz and /readyz answer ok; /metrics counts params1's end" \
 	ct sh -c 'curl -fsS -m 20 http://127.0.0.1:6800/healthz | grep -qx ok && curl -fsS -m 20 http://127.0.0.1:6800/readyz | grep -qx ok && curl -fsS -m 20 http://127.0.0.1:6800/metrics | grep -q "^scrapyd_jobs_finished_total{outcome=\"finished\",project=\"sample\",spider=\"params\"} 1$"'
 check "the sample alert rules are installed in /usr/share/doc/scrapyd/examples" \
 	ct test -s /usr/share/doc/scrapyd/examples/scrapyd-alerts.yml
+check "the page on running a cluster is installed in /usr/share/doc/scrapyd" \
+	ct sh -c 'zcat /usr/share/doc/scrapyd/cluster.md.gz | grep -q "^# Running a Scrapyd cluster"'
 
 # 2b. confinement: a hostile project's crawl cannot reach the daemon's state,
 # the sample project's egg and logs, or the system; only its own files
