@@ -9,6 +9,7 @@ import (
 
 	"github.com/scrapyd-debian/scrapyd/appliance/store/pgstore/pgtest"
 	"github.com/scrapyd-debian/scrapyd/appliance/testkit"
+	"github.com/scrapyd-debian/scrapyd/appliance/testkit/faultproxy"
 )
 
 // TestPostgresRestart: the database stops (a clean shutdown, or a crash)
@@ -125,4 +126,94 @@ func logged(d *testkit.Daemon, parts ...string) bool {
 		}
 	}
 	return false
+}
+
+// crawlSpan is when a crawl's log says it started and last wrote, to the
+// second (Scrapy's log time).
+func crawlSpan(t *testing.T, path string) (first, last time.Time) {
+	t.Helper()
+	for _, line := range strings.Split(readFile(path), "\n") {
+		if len(line) < 19 {
+			continue
+		}
+		at, err := time.ParseInLocation("2006-01-02 15:04:05", line[:19], time.Local)
+		if err != nil {
+			continue
+		}
+		if first.IsZero() {
+			first = at
+		}
+		last = at
+	}
+	if first.IsZero() {
+		t.Fatalf("no dated line in %s:\n%s", path, readFile(path))
+	}
+	return first, last
+}
+
+// TestPostgresPartition: node 1 of two, with lost_jobs = requeue and a
+// 4 s lease, is cut from the database (a fault proxy black-holes its
+// connections: nothing refused, nothing answered) for twice the lease
+// while it runs a crawl. Node 1 stops its crawl before its lease can run
+// out, node 2 reaps node 1 and runs the job again: the two copies never
+// run at once (node 1's copy logged its last line before node 2's logged
+// its first, to the second). When the partition heals, node 1's late
+// writes (its crawl's end) are fenced, not recorded over node 2's run;
+// node 1 rejoins under a new epoch and takes jobs again.
+func TestPostgresPartition(t *testing.T) {
+	testkit.RequireScrapy(t)
+	t.Parallel()
+	pg := pgtest.Cluster(t)
+	proxy := faultproxy.Start(t, pg.Addr)
+	const lease = 4 * time.Second
+	conf := "max_proc = 1\nnode_lease = 4\nlost_jobs = requeue\n"
+	// Node 1 starts alone, so that it runs "a".
+	n1 := testkit.StartDaemon(t, testkit.Options{Conf: testkit.NodeConf(conf, pg.URLAt(proxy.Addr), "node1")})
+	uploadSample(t, n1, "sample")
+	schedule(t, n1, url.Values{"project": {"sample"}, "spider": {"slow"}, "jobid": {"a"}})
+	pid1 := int(waitState(t, n1, "a", "running")["pid"].(float64))
+	t.Cleanup(func() { syscall.Kill(-pid1, syscall.SIGKILL) })
+	n2 := testkit.StartDaemon(t, testkit.Options{Conf: testkit.NodeConf(conf, pg.URL, "node2")})
+	log1 := n1.Path("var", "log", "scrapyd", "sample", "slow", "a.log")
+	// Scrapy runs: its log has pages.
+	testkit.Eventually(t, waitCrawl, "a's crawl to crawl on node 1", func() bool { return strings.Contains(readFile(log1), "slow page") })
+
+	proxy.BlackHole()
+	partitioned := time.Now()
+	var a map[string]any
+	testkit.Eventually(t, waitCrawl, "a to run again on node 2", func() bool {
+		a = jobIn(t, n2, "running", "a")
+		return a != nil && a["node_name"] == "node2" && a["pid"] != nil
+	})
+	pid2 := int(a["pid"].(float64))
+	t.Cleanup(func() { syscall.Kill(-pid2, syscall.SIGKILL) })
+	log2 := n2.Path("var", "log", "scrapyd", "sample", "slow", "a.log")
+	testkit.Eventually(t, waitCrawl, "a's crawl to log on node 2", func() bool { return strings.Contains(readFile(log2), "slow page") })
+	if err := syscall.Kill(pid1, 0); err == nil {
+		t.Fatalf("node 1's copy of a (pid %d) still runs while node 2's does\n%s", pid1, n1.Logs())
+	}
+	_, stop1 := crawlSpan(t, log1)
+	start2, _ := crawlSpan(t, log2)
+	if !stop1.Before(start2) {
+		t.Fatalf("node 1's copy of a logged until %v, node 2's from %v: two copies ran at once", stop1, start2)
+	}
+	t.Logf("node 1's copy of a logged until %v, node 2's from %v", stop1.Format(time.TimeOnly), start2.Format(time.TimeOnly))
+	time.Sleep(time.Until(partitioned.Add(2 * lease)))
+	proxy.Heal()
+
+	testkit.Eventually(t, waitCrawl, "node 1 to rejoin", func() bool { return logged(n1, "rejoined under a new epoch") })
+	// Node 1's crawl ended in the partition: its end, written late, is
+	// refused, and a is node 2's.
+	testkit.Eventually(t, waitCrawl, "node 1 to drop its crawl's end", func() bool { return logged(n1, "its end not recorded", "job=a") })
+	if j := jobIn(t, n1, "running", "a"); j == nil || j["node_name"] != "node2" || int(j["pid"].(float64)) != pid2 {
+		t.Fatalf("a after node 1 healed: %v (want running on node 2)\n%s", j, n1.Logs())
+	}
+	// Node 2's one slot is a's: a job scheduled now runs on node 1.
+	schedule(t, n2, url.Values{"project": {"sample"}, "spider": {"params"}, "jobid": {"d"}})
+	if d := waitState(t, n1, "d", "finished"); d["outcome"] != "finished" || d["node_name"] != "node1" {
+		t.Fatalf("d after node 1 rejoined: %v\n%s", d, n1.Logs())
+	}
+	if fin := cancelled(t, n2, "sample", "a"); fin["outcome"] != "cancelled" || fin["node_name"] != "node2" {
+		t.Fatalf("a ended %v", fin)
+	}
 }
