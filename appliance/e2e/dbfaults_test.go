@@ -195,7 +195,8 @@ func TestPostgresPartition(t *testing.T) {
 	_, stop1 := crawlSpan(t, log1)
 	start2, _ := crawlSpan(t, log2)
 	if !stop1.Before(start2) {
-		t.Fatalf("node 1's copy of a logged until %v, node 2's from %v: two copies ran at once", stop1, start2)
+		t.Fatalf("node 1's copy of a logged until %v, node 2's from %v: two copies ran at once\nnode 1's copy:\n%s\nnode 2's copy:\n%s\nnode 1:\n%s\nnode 2:\n%s",
+			stop1, start2, tail(readFile(log1), 15), tail(readFile(log2), 40), n1.Logs(), n2.Logs())
 	}
 	t.Logf("node 1's copy of a logged until %v, node 2's from %v", stop1.Format(time.TimeOnly), start2.Format(time.TimeOnly))
 	time.Sleep(time.Until(partitioned.Add(2 * lease)))
@@ -216,4 +217,10 @@ func TestPostgresPartition(t *testing.T) {
 	if fin := cancelled(t, n2, "sample", "a"); fin["outcome"] != "cancelled" || fin["node_name"] != "node2" {
 		t.Fatalf("a ended %v", fin)
 	}
+}
+
+// tail is the last n lines of s.
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(len(lines)-n, 0):], "\n")
 }

@@ -56,7 +56,16 @@ func (s *Store) KeepLease(ctx context.Context, h LeaseHooks) {
 	lastGood := s.registered
 	s.nodeMu.Unlock()
 	ok := true
-	expiry := time.NewTimer(lease - stopMargin(lease) - time.Since(lastGood))
+	// Expiring has a timer of its own, re-armed by each renewal that
+	// succeeds: in this loop it would wait behind a renewal the partition
+	// holds (up to every), then lose the select to the next renewal's
+	// tick half the time, while other nodes reap on time and start the
+	// crawls again (TestPostgresPartition saw both copies run).
+	expiry := time.AfterFunc(max(lease-stopMargin(lease)-time.Since(lastGood), 0), func() {
+		if ctx.Err() == nil {
+			call(h.Expiring)
+		}
+	})
 	defer expiry.Stop()
 	next := time.NewTimer(every)
 	defer next.Stop()
@@ -64,9 +73,6 @@ func (s *Store) KeepLease(ctx context.Context, h LeaseHooks) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-expiry.C:
-			call(h.Expiring)
-			continue
 		case <-next.C:
 		}
 		start := time.Now()
@@ -91,7 +97,7 @@ func (s *Store) KeepLease(ctx context.Context, h LeaseHooks) {
 			continue
 		}
 		lastGood = start
-		resetTimer(expiry, lease-stopMargin(lease)-time.Since(lastGood))
+		expiry.Reset(max(lease-stopMargin(lease)-time.Since(lastGood), 0))
 		if !ok || fenced {
 			if h.Regained != nil {
 				h.Regained(fenced)
@@ -125,14 +131,4 @@ func callInt(f func() int) int {
 		return 0
 	}
 	return f()
-}
-
-// resetTimer makes t fire after d from now, whether or not it fired.
-func resetTimer(t *time.Timer, d time.Duration) {
-	t.Stop()
-	select {
-	case <-t.C:
-	default:
-	}
-	t.Reset(max(d, 0))
 }
