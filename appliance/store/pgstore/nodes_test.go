@@ -373,3 +373,44 @@ func TestKeepLeaseHooks(t *testing.T) {
 		t.Fatalf("epoch after rejoining = %d, want 3", s.Epoch())
 	}
 }
+
+// Right after the database restarts no node is reaped, even one whose
+// lease ran out before: every node gets a lease's time to renew first.
+// (The reaper's own lease runs through the restart: it is the database's
+// start that holds the reap back.)
+func TestNoReapRightAfterTheDatabaseRestarts(t *testing.T) {
+	t.Parallel()
+	srv := pgtest.Cluster(t)
+	ctx := context.Background()
+	o := pgstore.Options{Lease: 5 * time.Second}
+	member(t, srv.URL, "node1", o)
+	reaper := member(t, srv.URL, "node2", o)
+	// node1 never renews; the reaper does, past the point where node1
+	// could be reaped (its lease, a tenth of it and a second), without
+	// reaping.
+	for end := time.Now().Add(7 * time.Second); time.Now().Before(end); time.Sleep(500 * time.Millisecond) {
+		if err := reaper.Renew(ctx, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	renewed := time.Now()
+	if err := reaper.Renew(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	srv.Restart(t, pgtest.Fast)
+	for reaper.Renew(ctx, 1) != nil {
+		if time.Since(renewed) > 20*time.Second {
+			t.Fatal("the reaper cannot renew after the restart")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if time.Since(renewed) > o.Lease-time.Second {
+		t.Skipf("the restart took %v: the reaper's own lease may have run out", time.Since(renewed))
+	}
+	if rs, err := reaper.Reap(ctx, 100); err != nil || len(rs) != 0 {
+		t.Fatalf("reaped %+v %v right after the database restarted", rs, err)
+	}
+	if rs := reapUntil(t, reaper); rs[0].Node != "node1" {
+		t.Fatalf("reaped %+v", rs)
+	}
+}
