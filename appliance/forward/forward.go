@@ -73,9 +73,11 @@ func New(o Options) *Forwarder {
 const peerKey = "forward.peer"
 
 // Peer checks a request's cluster secret: peer when it carries the right
-// one (another node forwarded it: it needs no user credentials, that node
-// checked them, and it is served here), forged when it carries a wrong
-// one (to be refused). The comparison takes the same time whatever the
+// one on a path nodes forward (another node forwarded it: it needs no user
+// credentials, that node checked them, and it is served here), forged when
+// it carries a wrong one (to be refused). On any other path the right
+// secret stands for nothing: a leaked secret opens items and crawl web
+// services, not the API. The comparison takes the same time whatever the
 // secret presented.
 func (f *Forwarder) Peer(c *fiber.Ctx) (peer, forged bool) {
 	got := c.Get(Header)
@@ -84,6 +86,9 @@ func (f *Forwarder) Peer(c *fiber.Ctx) (peer, forged bool) {
 	}
 	if f.o.Secret == "" || subtle.ConstantTimeCompare([]byte(got), []byte(f.o.Secret)) != 1 {
 		return false, true
+	}
+	if p := c.Path(); !strings.HasPrefix(p, "/items/") && !strings.HasPrefix(p, "/webservice/") {
+		return false, false
 	}
 	c.Locals(peerKey, true)
 	return true, false

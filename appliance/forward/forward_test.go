@@ -31,6 +31,12 @@ func app(t *testing.T, url string) *fiber.App {
 	})
 	f.Register(a)
 	a.Get("/items/*", func(c *fiber.Ctx) error { return c.SendString("local") })
+	a.Get("/schedule.json", func(c *fiber.Ctx) error {
+		if c.Locals(peerKey) != nil {
+			return c.SendString("peer")
+		}
+		return c.SendString("user")
+	})
 	a.All("/webservice/*", func(c *fiber.Ctx) error { return c.SendString("local") })
 	return a
 }
@@ -90,6 +96,12 @@ func TestForwardOnce(t *testing.T) {
 	}
 	if len(got) != 2 {
 		t.Fatalf("node 2 was asked %d times, want 2", len(got))
+	}
+	// Elsewhere the secret makes no peer: the API keeps its credentials.
+	req = httptest.NewRequest("GET", "/schedule.json", nil)
+	req.Header.Set(Header, "s3cret")
+	if code, body := call(t, a, req); code != http.StatusOK || body != "user" {
+		t.Fatalf("the secret on /schedule.json: %d %q", code, body)
 	}
 }
 
