@@ -19,8 +19,15 @@ const metricsPath = "/metrics"
 // crawl web service.
 func (d *daemon) newMetrics() *metrics.Metrics {
 	st, rpc := d.store, d.rpc
+	node := ""
+	if d.db.nodes != nil {
+		// Cluster mode: the feed carries every node's events; this
+		// node's counters count its own.
+		node = d.conf().NodeName
+	}
 	return metrics.New(metrics.Options{
 		Version: d.opts.Version,
+		Node:    node,
 		Jobs:    st,
 		Slots:   func() (int, int) { return d.conf().Slots(), d.disp.Running() },
 		Running: func(ctx context.Context) []metrics.Live {

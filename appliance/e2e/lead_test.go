@@ -45,3 +45,46 @@ func TestPostgresLeadFailover(t *testing.T) {
 		seen[r.due] = r.id
 	}
 }
+
+// TestPostgresMetricsPerNode: two nodes each run a crawl; each node's
+// /metrics counts its own crawl's end, not the other's, though both
+// follow the cluster's one event feed (dashboards sum the nodes).
+func TestPostgresMetricsPerNode(t *testing.T) {
+	testkit.RequireScrapy(t)
+	t.Parallel()
+	ns := testkit.StartCluster(t, 2, pgtest.DB(t), testkit.Options{Conf: "max_proc = 1\n"})
+	uploadSample(t, ns[0], "sample")
+	// hold takes one node's only slot, so b runs on the other.
+	hold := schedule(t, ns[0], url.Values{"project": {"sample"}, "spider": {"slow"}, "pages": {"20"}})
+	node := map[string]*testkit.Daemon{}
+	for _, n := range ns {
+		node[testkit.NodeName(len(node))] = n
+	}
+	holder := waitState(t, ns[0], hold, "running")["node_name"].(string)
+	b := schedule(t, ns[1], url.Values{"project": {"sample"}, "spider": {"params"}})
+	other := waitState(t, ns[0], b, "running")["node_name"].(string)
+	if holder == other {
+		t.Fatalf("both crawls ran on %s", holder)
+	}
+	for id, want := range map[string]string{hold: holder, b: other} {
+		if fin := waitState(t, ns[0], id, "finished"); fin["outcome"] != "finished" || fin["node_name"] != want {
+			t.Fatalf("%s ended %v", id, fin)
+		}
+	}
+	ends := func(n, spider string) float64 {
+		fams, _ := scrapeMetrics(t, node[n], "", "")
+		v, _ := sample(fams, "scrapyd_jobs_finished_total", "project", "sample", "spider", spider, "outcome", "finished")
+		return v
+	}
+	testkit.Eventually(t, waitCrawl, "each node to count its crawl's end", func() bool {
+		return ends(holder, "slow") == 1 && ends(other, "params") == 1
+	})
+	// The other node's end, in the same feed, would be counted by now.
+	time.Sleep(2 * time.Second)
+	if a, b := ends(holder, "params"), ends(other, "slow"); a != 0 || b != 0 {
+		t.Fatalf("a node counts the other's crawl: %s counts %v ends of params (run on %s), %s %v of slow (run on %s)", holder, a, other, other, b, holder)
+	}
+	if a, b := ends(holder, "slow"), ends(other, "params"); a != 1 || b != 1 {
+		t.Fatalf("each node's own crawl: %s counts %v, %s %v; want 1 each", holder, a, other, b)
+	}
+}

@@ -20,9 +20,9 @@ type Events interface {
 // retryAfter is the pause after the store failed to read events.
 const retryAfter = time.Second
 
-// Follow counts the job events after the ID after until ctx ends: each
-// start's queue wait, each end's outcome, duration, final stats and
-// success. The caller reads after (the newest event's ID) before the
+// Follow counts the job events after the ID after until ctx ends (in a
+// cluster, those this node recorded: Options.Node): each start's queue
+// wait, each end's outcome, duration, final stats and success. The caller reads after (the newest event's ID) before the
 // dispatcher runs, so that the ends it records on adopting crawls count.
 func (m *Metrics) Follow(ctx context.Context, ev Events, after int64) {
 	// A job's wait counts once, even should its start be recorded twice
@@ -45,6 +45,9 @@ func (m *Metrics) Follow(ctx context.Context, ev Events, after int64) {
 		}
 		for _, e := range es {
 			after = e.ID
+			if e.Node != m.o.Node && m.o.Node != "" {
+				continue // another node's: counted by it
+			}
 			switch e.Type {
 			case store.EventStarted:
 				if started[e.Job.Seq] {

@@ -10,6 +10,7 @@ import (
 	"github.com/scrapyd-debian/scrapyd/appliance/job"
 	"github.com/scrapyd-debian/scrapyd/appliance/store"
 	"github.com/scrapyd-debian/scrapyd/appliance/store/memstore"
+	"github.com/scrapyd-debian/scrapyd/appliance/testkit"
 )
 
 // feed is an events.Feed over a memstore: Wait polls (the real feed is
@@ -110,5 +111,61 @@ func TestFollowCountsTheStoresEvents(t *testing.T) {
 	}
 	if _, ok := got["scrapyd_spider_last_success_timestamp_seconds"]; !ok {
 		t.Error("no last success")
+	}
+}
+
+// events is a feed of given events, then none.
+type events []store.Event
+
+func (es events) Wait(ctx context.Context, after int64, limit int) ([]store.Event, error) {
+	var out []store.Event
+	for _, e := range es {
+		if e.ID > after {
+			out = append(out, e)
+		}
+	}
+	if len(out) > 0 {
+		return out, nil
+	}
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// In a cluster a node counts the job events it recorded, not the others'
+// (which the shared feed carries too): the nodes' counters add up.
+func TestFollowCountsThisNodesEvents(t *testing.T) {
+	t0 := time.Now().Add(-time.Hour)
+	end := func(id int64, node, spider string) store.Event {
+		return store.Event{ID: id, Type: store.EventFinished, Node: node, Time: t0,
+			Job: job.Job{Spec: job.Spec{ID: spider, Project: "p", Spider: spider}, Started: t0, Ended: t0.Add(time.Minute), Outcome: job.OutcomeFinished}}
+	}
+	feed := events{end(1, "node1", "a"), end(2, "node2", "b"), end(3, "node1", "a"), end(4, "node2", "b"), end(5, "node2", "b")}
+	for _, c := range []struct {
+		node string
+		a, b float64
+	}{{"node1", 2, 0}, {"node2", 0, 3}, {"", 2, 3}} {
+		m := New(Options{Node: c.node})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { m.Follow(ctx, feed, 0); close(done) }()
+		ends := func(spider string) float64 {
+			v, _ := testkit.MetricValue(scrape(t, m), "scrapyd_jobs_finished_total", "spider", spider, "outcome", "finished")
+			return v
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for ends("a")+ends("b") < c.a+c.b {
+			if time.Now().After(deadline) {
+				t.Fatalf("node %q: the events were not all counted", c.node)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		time.Sleep(20 * time.Millisecond) // a miscount would land too
+		cancel()
+		<-done
+		for spider, want := range map[string]float64{"a": c.a, "b": c.b} {
+			if v := ends(spider); v != want {
+				t.Errorf("node %q counts %v ends of spider %s, want %v", c.node, v, spider, want)
+			}
+		}
 	}
 }

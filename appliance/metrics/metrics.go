@@ -34,7 +34,11 @@ type Jobs interface {
 // Options are what the scrape-time metrics read.
 type Options struct {
 	Version string
-	Jobs    Jobs
+	// Node, in a cluster, is this node's name: Follow counts only the job
+	// events it recorded, so that every node's counters add up to the
+	// cluster's. "" (a single node) counts every event.
+	Node string
+	Jobs Jobs
 	// Slots returns the slots of the configuration in force and how many
 	// crawls hold one now.
 	Slots func() (total, inUse int)

@@ -40,6 +40,10 @@ type Event struct {
 	// not kept: events go to other systems, and arguments may carry
 	// credentials.
 	Job job.Job
+	// Node is the cluster node that recorded the event (the one that
+	// started or ended the crawl, cancelled the pending job, or declared
+	// the crawl's node dead); "" with SQLite.
+	Node string
 }
 
 // OnEvent sets fn to be called, under the store's write lock and after

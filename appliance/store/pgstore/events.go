@@ -25,14 +25,14 @@ func (s *Store) OnEvent(fn func(last int64)) {
 }
 
 // addEvent records an event for the job row seq as the transaction left
-// it, at its timeColumn. Its ID is the next of the counter the
+// it, at its timeColumn, as this node's. Its ID is the next of the counter the
 // transaction locked first (see write): gapless and in commit order.
 func (t *tx) addEvent(typ store.EventType, seq int64, timeColumn string, _ any) error {
 	if !t.locked {
 		return errors.New("an event written without the event counter locked")
 	}
-	tag, err := t.Exec(t.ctx, `INSERT INTO events (event_id, type, time, `+eventColumns+`)
-		SELECT $1, $2, `+timeColumn+`, `+eventColumns+` FROM jobs WHERE seq = $3`, t.lastEvent+1, string(typ), seq)
+	tag, err := t.Exec(t.ctx, `INSERT INTO events (event_id, type, time, node, `+eventColumns+`)
+		SELECT $1, $2, `+timeColumn+`, $4, `+eventColumns+` FROM jobs WHERE seq = $3`, t.lastEvent+1, string(typ), seq, t.node)
 	if err != nil {
 		return err
 	}
@@ -45,7 +45,7 @@ func (t *tx) addEvent(typ store.EventType, seq int64, timeColumn string, _ any) 
 
 // Events returns up to limit events after the ID after, oldest first.
 func (s *Store) Events(ctx context.Context, after int64, limit int) ([]store.Event, error) {
-	rows, err := s.pool.Query(ctx, `SELECT event_id, type, time, `+eventColumns+` FROM events WHERE event_id > $1 ORDER BY event_id LIMIT $2`, after, limit)
+	rows, err := s.pool.Query(ctx, `SELECT event_id, type, time, node, `+eventColumns+` FROM events WHERE event_id > $1 ORDER BY event_id LIMIT $2`, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("events: %w", err)
 	}
@@ -58,7 +58,7 @@ func (s *Store) Events(ctx context.Context, after int64, limit int) ([]store.Eve
 			outcome, stats *string
 		)
 		j := &e.Job
-		if err := r.Scan(&e.ID, &typ, &e.Time, &j.Seq, &j.ID, &j.Project, &j.Spider, &j.Version, &j.Priority,
+		if err := r.Scan(&e.ID, &typ, &e.Time, &e.Node, &j.Seq, &j.ID, &j.Project, &j.Spider, &j.Version, &j.Priority,
 			&j.Scheduled, &started, &ended, &pid, &exit, &outcome, &j.Cancelled, &stats); err != nil {
 			return e, err
 		}

@@ -3,6 +3,7 @@ package pgstore_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -63,5 +64,44 @@ func TestScheduleRunOncePerDue(t *testing.T) {
 		if err != nil {
 			t.Errorf("run %d: %v", i, err)
 		}
+	}
+}
+
+// Each job event records the node that wrote it: the metrics of each node
+// count its own.
+func TestEventsRecordTheirNode(t *testing.T) {
+	t.Parallel()
+	ns := nodes(t, 2)
+	ctx := context.Background()
+	if _, err := ns[0].Enqueue(job.Spec{ID: "a", Project: "p", Spider: "s"}, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	j, err := ns[1].Claim(time.Time{}, nil)
+	if err != nil || j == nil {
+		t.Fatalf("claim = %v, %v", j, err)
+	}
+	if err := ns[1].Started(j.Seq, "h", 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := ns[1].End(j.Seq, time.Time{}, nil, job.OutcomeFinished, "", 100); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ns[1].Enqueue(job.Spec{ID: "b", Project: "p", Spider: "s"}, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ns[0].CancelPending("p", "b"); err != nil {
+		t.Fatal(err)
+	}
+	es, err := ns[0].Events(ctx, 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range es {
+		got = append(got, e.Job.ID+" "+string(e.Type)+" "+e.Node)
+	}
+	want := []string{"a scheduled node1", "a started node2", "a finished node2", "b scheduled node2", "b finished node1"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("events %q, want %q", got, want)
 	}
 }

@@ -161,7 +161,8 @@ func (s *Store) at(t time.Time) any {
 type tx struct {
 	pgx.Tx
 	ctx       context.Context
-	lastEvent int64 // the counter as locked, then as events were added
+	node      string // this node's name, which its events record
+	lastEvent int64  // the counter as locked, then as events were added
 	locked    bool
 	wrote     bool
 }
@@ -194,7 +195,7 @@ func (s *Store) writeOnce(ctx context.Context, events bool, fn func(*tx) error) 
 	var last int64
 	var wrote bool
 	err := pgx.BeginFunc(ctx, s.pool, func(t pgx.Tx) error {
-		w := &tx{Tx: t, ctx: ctx}
+		w := &tx{Tx: t, ctx: ctx, node: s.opts.Node}
 		if events {
 			if err := t.QueryRow(ctx, `SELECT last FROM event_counter FOR UPDATE`).Scan(&w.lastEvent); err != nil {
 				return err

@@ -200,6 +200,11 @@ CREATE TABLE cluster_secret (
 	// between queueing a run and recording the schedule's next due time
 	// leaves that time due for the next lead, which this refuses.
 	`CREATE UNIQUE INDEX jobs_schedule_due ON jobs (schedule, due, attempt) WHERE schedule != '' AND due IS NOT NULL;`,
+	// 11: the node that recorded each job event: each node's /metrics
+	// counts its own (its crawls' starts and ends, the pending jobs
+	// cancelled through it, the crawls of the dead nodes it reaped), so
+	// that the nodes' counters add up to the cluster's.
+	`ALTER TABLE events ADD COLUMN node text NOT NULL DEFAULT '';`,
 }
 
 // schemaVersion is the schema this release writes.
