@@ -3,10 +3,12 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -77,4 +79,68 @@ func BenchmarkScheduleToStartOtherNode(b *testing.B) {
 	slices.Sort(d)
 	b.ReportMetric(d[len(d)/2]*1e6, "p50-µs")
 	b.ReportMetric(d[len(d)*99/100]*1e6, "p99-µs")
+}
+
+// BenchmarkThreeDaemons10000NoopJobs: 10,000 jobs scheduled through the
+// API of three real daemons (four slots each, 16 clients on random nodes)
+// and run by them to their end, the crawls the stand-in interpreter's,
+// which exit at once: jobs/s from the first schedule to the last end, and
+// every job crawled once (each crawl appends its command line to a file).
+// One op is the whole 10,000 (run it with -benchtime 1x).
+func BenchmarkThreeDaemons10000NoopJobs(b *testing.B) {
+	const jobs, clients = 10000, 16
+	for range b.N {
+		b.StopTimer()
+		db, record := pgtest.DB(b), crawlRecord(b)
+		cluster := testkit.StartCluster(b, 3, db, testkit.Options{
+			Conf: fmt.Sprintf("python = %s\nmax_proc = 4\nfinished_to_keep = %d\njobs_to_keep = 0\nlogs_dir =\nitems_dir =", fakePython(b), jobs),
+			Env:  []string{"FAKE_CRAWL_SECONDS=0", "FAKE_CRAWL_RECORD=" + record},
+		})
+		if r := cluster[0].Upload(b, "load", "1", testkit.SampleEgg(b)); r["status"] != "ok" {
+			b.Fatal(r)
+		}
+		b.StartTimer()
+		t0 := time.Now()
+		var wg sync.WaitGroup
+		hc := &http.Client{Timeout: time.Minute}
+		for c := range clients {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := c; i < jobs; i += clients {
+					n := cluster[i%len(cluster)]
+					resp, err := hc.PostForm(n.URL+"/schedule.json", url.Values{"project": {"load"}, "spider": {"params"}})
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					var r map[string]any
+					if err := jsonBody(resp, &r); err != nil || r["status"] != "ok" {
+						b.Error(r, err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		if b.Failed() {
+			b.FailNow()
+		}
+		testkit.Eventually(b, 20*time.Minute, "every job to finish", func() bool {
+			return cluster[0].Get(b, "daemonstatus.json", nil)["finished"] == float64(jobs)
+		})
+		elapsed := time.Since(t0)
+		b.StopTimer()
+		crawls := crawlsPerJob(b, record)
+		for id, n := range crawls {
+			if n != 1 {
+				b.Fatalf("job %s had %d crawls", id, n)
+			}
+		}
+		if len(crawls) != jobs {
+			b.Fatalf("crawls of %d jobs, want %d", len(crawls), jobs)
+		}
+		b.ReportMetric(jobs/elapsed.Seconds(), "jobs/s")
+		b.StartTimer()
+	}
 }

@@ -81,6 +81,39 @@ func jsonBody(resp *http.Response, v any) error {
 	return json.NewDecoder(resp.Body).Decode(v)
 }
 
+// crawlRecord makes the file the stand-in interpreter's crawls append
+// their command lines to (FAKE_CRAWL_RECORD), writable by the crawl user.
+func crawlRecord(t testing.TB) string {
+	t.Helper()
+	path := filepath.Join(testkit.TraversableTempDir(t), "crawls")
+	if err := os.WriteFile(path, nil, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, 0o666); err != nil { // whatever the umask
+		t.Fatal(err)
+	}
+	return path
+}
+
+// crawlsPerJob counts the crawls of each job id in a FAKE_CRAWL_RECORD
+// file (Scrapyd passes the id as -a _job=ID).
+func crawlsPerJob(t testing.TB, path string) map[string]int {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int{}
+	for _, line := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
+		for _, f := range strings.Fields(line) {
+			if id, ok := strings.CutPrefix(f, "_job="); ok {
+				out[id]++
+			}
+		}
+	}
+	return out
+}
+
 // mostAtOnce is the most runs that overlapped in time.
 func mostAtOnce(runs []clusterRun) int {
 	type edge struct {
@@ -136,10 +169,10 @@ func TestCluster300Jobs(t *testing.T) {
 	t.Parallel()
 	const nodes, slots, jobs = 3, 2, 300
 	db := pgtest.DB(t)
-	gate := filepath.Join(testkit.TraversableTempDir(t), "gate")
+	gate, record := filepath.Join(testkit.TraversableTempDir(t), "gate"), crawlRecord(t)
 	cluster := testkit.StartCluster(t, nodes, db, testkit.Options{
 		Conf: fmt.Sprintf("python = %s\nmax_proc = %d\npoll_interval = 60\nfinished_to_keep = 1000\njobs_to_keep = 0\nlogs_dir =\nitems_dir =", fakePython(t), slots),
-		Env:  []string{"FAKE_CRAWL_SECONDS=0.02", "FAKE_CRAWL_GATE=" + gate},
+		Env:  []string{"FAKE_CRAWL_SECONDS=0.02", "FAKE_CRAWL_GATE=" + gate, "FAKE_CRAWL_RECORD=" + record},
 	})
 	// Eggs are the cluster's: one node's upload serves every node.
 	if r := cluster[1].Upload(t, "load", "1", testkit.SampleEgg(t)); r["status"] != "ok" {
@@ -228,6 +261,15 @@ func TestCluster300Jobs(t *testing.T) {
 	}
 	if len(starts) != len(all) {
 		t.Errorf("%d jobs started, %d scheduled", len(starts), len(all))
+	}
+	crawls := crawlsPerJob(t, record)
+	for _, id := range all {
+		if crawls[id] != 1 {
+			t.Errorf("job %s had %d crawls", id, crawls[id])
+		}
+	}
+	if len(crawls) != len(all) {
+		t.Errorf("crawls of %d jobs, %d scheduled", len(crawls), len(all))
 	}
 	started := map[string]time.Time{}
 	byNode := map[string][]clusterRun{}
