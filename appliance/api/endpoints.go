@@ -368,9 +368,9 @@ func (a *handlers) listJobs(c *fiber.Ctx, p *params) (obj, error) {
 }
 
 // withNode adds, in cluster mode, the node that runs or ran the job (a
-// single node's entries stay Scrapyd's, byte for byte): null for a job
-// cancelled before any node claimed it. Pending entries have none: a
-// pending job is no node's until one claims it.
+// single node's entries stay Scrapyd's, byte for byte): null when none is
+// recorded. Pending entries have none: a pending job is no node's until
+// one claims it.
 func withNode(o obj, e service.Entry, cluster bool) obj {
 	if cluster {
 		var node any
