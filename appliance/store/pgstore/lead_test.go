@@ -3,12 +3,16 @@ package pgstore_test
 import (
 	"context"
 	"errors"
+	"net"
+	neturl "net/url"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/scrapyd-debian/scrapyd/appliance/job"
 	"github.com/scrapyd-debian/scrapyd/appliance/store/pgstore"
+	"github.com/scrapyd-debian/scrapyd/appliance/store/pgstore/pgtest"
+	"github.com/scrapyd-debian/scrapyd/appliance/testkit/faultproxy"
 )
 
 // A lead that stops and releases the lock lets another node take it at
@@ -103,5 +107,55 @@ func TestEventsRecordTheirNode(t *testing.T) {
 	want := []string{"a scheduled node1", "a started node2", "a finished node2", "b scheduled node2", "b finished node1"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("events %q, want %q", got, want)
+	}
+}
+
+// A lead cut off from the database (a fault proxy black-holes its
+// connections: the server's side of them stays open and quiet) stops
+// before the server releases its lock, and then another node takes it:
+// never two leads at once.
+func TestLeadPartitioned(t *testing.T) {
+	t.Parallel()
+	direct := pgtest.DB(t)
+	u, err := neturl.Parse(direct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := faultproxy.Start(t, net.JoinHostPort("127.0.0.1", u.Port()))
+	q := u.Query()
+	q.Del("host")
+	u.Host, u.RawQuery = proxy.Addr, q.Encode()
+	cut := opened(t, u.String(), "node1", pgstore.Options{})
+	other := opened(t, direct, "node2", pgstore.Options{})
+	ctx := context.Background()
+	lead, release, ok, err := cut.Lead(ctx, pgstore.SchedulerLock)
+	if err != nil || !ok {
+		t.Fatalf("node 1 leads: %v %v", ok, err)
+	}
+	t.Cleanup(func() { proxy.Heal(); release() })
+	proxy.BlackHole()
+	stopped := make(chan time.Time, 1)
+	go func() { <-lead.Done(); stopped <- time.Now() }()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		_, release2, ok, err := other.Lead(ctx, pgstore.SchedulerLock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			took := time.Now()
+			release2()
+			select {
+			case at := <-stopped:
+				t.Logf("node 1 stopped %v before node 2 took the lead", took.Sub(at))
+			default:
+				t.Fatal("node 2 took the lead while node 1 still led")
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("node 2 never took the lead of the cut-off node 1")
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
