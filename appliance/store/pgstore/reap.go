@@ -142,17 +142,20 @@ func reapNode(t *tx, name string, keep int) (Reaped, error) {
 // renews.
 var errNoLease = errors.New("this node's lease has run out")
 
-// fence locks this node's row in t for the rest of t (a reaper bumping the
-// epoch waits, or has already bumped it): store.ErrFenced when the node
-// was declared dead since it registered; with lease, errNoLease when its
-// lease ran out. A node that has not registered is not fenced.
+// fence locks this node's row in t for the rest of t: store.ErrFenced
+// when the node was declared dead since it registered; with lease,
+// errNoLease when its lease ran out. A node that has not registered is not
+// fenced. FOR KEY SHARE conflicts with the reaper's FOR UPDATE (a reaper
+// skips a node with a write in flight, a write waits for a reap under way
+// and then finds the epoch bumped) but not with renewals, which change no
+// key: a node's writes never hold up its own lease.
 func (s *Store) fence(t *tx, lease bool) error {
 	e := s.epoch.Load()
 	if e == 0 {
 		return nil
 	}
 	var valid bool
-	err := t.QueryRow(t.ctx, `SELECT lease_until > now() FROM nodes WHERE name = $1 AND epoch = $2 FOR SHARE`, s.opts.Node, e).Scan(&valid)
+	err := t.QueryRow(t.ctx, `SELECT lease_until > now() FROM nodes WHERE name = $1 AND epoch = $2 FOR KEY SHARE`, s.opts.Node, e).Scan(&valid)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return store.ErrFenced
 	}
