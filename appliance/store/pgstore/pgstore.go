@@ -165,6 +165,7 @@ type tx struct {
 	lastEvent int64  // the counter as locked, then as events were added
 	locked    bool
 	wrote     bool
+	notified  bool
 }
 
 // write runs fn in one transaction; events says whether fn may add events.
@@ -245,8 +246,15 @@ func (s *Store) exec(q string, args ...any) error {
 
 // notify announces a change to the queue in the transaction: delivered
 // to every listener at its commit, never before, never after a rollback.
+// PostgreSQL delivers one announcement per transaction anyway (equal ones
+// are folded), so a second call costs nothing, not another round trip: a
+// schedule's and an end's own announcement and their events' are one.
 func (t *tx) notify() error {
+	if t.notified {
+		return nil
+	}
 	_, err := t.Exec(t.ctx, `SELECT pg_notify('`+Channel+`', '')`)
+	t.notified = err == nil
 	return err
 }
 
