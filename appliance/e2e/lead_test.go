@@ -28,6 +28,20 @@ func TestPostgresLeadFailover(t *testing.T) {
 	if strings.Contains(n2.Logs(), "schedule made a run") {
 		t.Fatalf("node 2 made runs while node 1 led:\n%s", n2.Logs())
 	}
+	// Node 2 lists the schedule as node 1 keeps it: its runs announce it.
+	testkit.Eventually(t, waitCrawl, "node 2 to list the last run node 1 made", func() bool {
+		l, _ := n2.Get(t, "listschedules.json", url.Values{"project": {"sample"}})["schedules"].([]any)
+		if len(l) != 1 {
+			return false
+		}
+		last, _ := l[0].(map[string]any)["last_job"].(string)
+		for _, r := range scheduleRuns(t, n2, "sample", id) {
+			if r.id == last {
+				return true
+			}
+		}
+		return false
+	})
 	n1.Kill()
 	before := len(scheduleRuns(t, n2, "sample", id))
 	testkit.Eventually(t, waitCrawl, "three runs made by node 2 after node 1 died", func() bool {
