@@ -43,7 +43,7 @@ type jobStore interface {
 // running jobs), listen (nil with SQLite), which calls its function
 // whenever any node changes the queue, with the announcement's payload
 // (pgstore.Cancels for cancel requests), and lead (nil with SQLite), which
-// tries to take the lead lock (pgstore.Lead): one node of a cluster makes
+// returns what tries to take the lead lock: one node of a cluster makes
 // the recurring schedules' runs, or each run would be made once per node. eggs (nil with
 // SQLite) keeps the cluster's eggs, and listenEggs calls its function
 // whenever any node changes them.
@@ -59,7 +59,7 @@ type database struct {
 	all        jobStore
 	local      dispatch.Jobs
 	listen     func(ctx context.Context, fn func(payload string))
-	lead       func(ctx context.Context) (context.Context, func(), bool, error)
+	lead       func() leadCandidate
 	keepLease  func(ctx context.Context, h pgstore.LeaseHooks)
 	nodes      func(ctx context.Context) ([]pgstore.Node, error)
 	remote     dispatch.Remote
@@ -70,6 +70,12 @@ type database struct {
 	running    func(ctx context.Context) (map[string]int, error)
 	setItems   func(seq int64) error
 	secret     string
+}
+
+// leadCandidate tries to take the lead lock (pgstore.Candidate).
+type leadCandidate interface {
+	Try(ctx context.Context) (lead context.Context, release func(), ok bool, err error)
+	Close()
 }
 
 // sharedLogs are the crawl logs in a shared database: shipped by this
@@ -110,9 +116,7 @@ func openDatabase(ctx context.Context, cfg *config.Config, version string) (data
 		st.Close()
 		return database{}, err
 	}
-	lead := func(ctx context.Context) (context.Context, func(), bool, error) {
-		return st.Lead(ctx, pgstore.SchedulerLock)
-	}
+	lead := func() leadCandidate { return st.Candidate(pgstore.SchedulerLock) }
 	return database{all: st, local: st.Local(), listen: st.ListenPayloads, lead: lead, keepLease: st.KeepLease, nodes: st.Nodes, remote: st.Local(), logs: st, eggs: st, listenEggs: st.ListenEggs,
 		place: st.Place, secret: secret, running: st.RunningByNode, setItems: st.SetItems}, nil
 }

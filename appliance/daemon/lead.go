@@ -29,8 +29,10 @@ func (d *daemon) runLead(ctx context.Context) {
 			log()
 		}
 	}
+	c := d.db.lead()
+	defer c.Close()
 	for {
-		lctx, release, ok, err := d.db.lead(ctx)
+		lctx, release, ok, err := c.Try(ctx)
 		switch {
 		case ctx.Err() != nil:
 			if release != nil {

@@ -46,6 +46,56 @@ const (
 // so that a connection that was merely slow keeps the lock until its
 // holder stopped.
 func (s *Store) Lead(ctx context.Context, key int64) (_ context.Context, release func(), ok bool, err error) {
+	c := s.Candidate(key)
+	defer c.Close()
+	return c.Try(ctx)
+}
+
+// Candidate tries to take a lock key, again and again, on one connection
+// of its own that it keeps between tries: a node that does not lead does
+// not connect anew every time. Not safe for concurrent use.
+type Candidate struct {
+	s    *Store
+	key  int64
+	conn *pgx.Conn // nil, or the kept connection
+}
+
+// Candidate returns a Candidate for key; Close it when done.
+func (s *Store) Candidate(key int64) *Candidate { return &Candidate{s: s, key: key} }
+
+// Close closes the kept connection (a lead's is closed by its release).
+func (c *Candidate) Close() {
+	if c.conn != nil {
+		closeConn(c.conn)
+		c.conn = nil
+	}
+}
+
+// Try is Lead on the kept connection (made, or made again, as needed);
+// the connection of a lead it takes is the lead's from then on.
+func (c *Candidate) Try(ctx context.Context) (_ context.Context, release func(), ok bool, err error) {
+	if c.conn == nil || c.conn.IsClosed() {
+		c.Close()
+		if c.conn, err = c.s.lockConn(ctx); err != nil {
+			return nil, nil, false, err
+		}
+	}
+	if err := c.conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, c.key).Scan(&ok); err != nil {
+		c.Close()
+		return nil, nil, false, unavailable(err)
+	}
+	if !ok {
+		return nil, nil, false, nil
+	}
+	conn := c.conn
+	c.conn = nil
+	lctx, release := hold(ctx, conn)
+	return lctx, release, true, nil
+}
+
+// lockConn connects for a lock: with the keepalive and idle session
+// settings by which the server finds the holder gone.
+func (s *Store) lockConn(ctx context.Context) (*pgx.Conn, error) {
 	cfg := s.cfg.ConnConfig.Copy()
 	secs := func(d time.Duration) string { return strconv.Itoa(int(d / time.Second)) }
 	cfg.RuntimeParams["tcp_keepalives_idle"] = secs(keepaliveIdle)
@@ -55,25 +105,28 @@ func (s *Store) Lead(ctx context.Context, key int64) (_ context.Context, release
 	cfg.RuntimeParams["tcp_user_timeout"] = strconv.Itoa(int((keepaliveIdle + keepaliveProbes*keepaliveEvery) / time.Millisecond))
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
-		return nil, nil, false, unavailable(err)
-	}
-	closeConn := func() {
-		cctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		conn.Close(cctx)
+		return nil, unavailable(err)
 	}
 	// Set after connecting: PostgreSQL before 14 does not know it, and
 	// would refuse it as a connection parameter (42704 here: left out).
 	_, err = conn.Exec(ctx, `SET idle_session_timeout = `+strconv.Itoa(int(serverIdle/time.Millisecond)))
 	var pe *pgconn.PgError
 	if err != nil && !(errors.As(err, &pe) && pe.Code == "42704") {
-		closeConn()
-		return nil, nil, false, unavailable(err)
+		closeConn(conn)
+		return nil, unavailable(err)
 	}
-	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, key).Scan(&ok); err != nil || !ok {
-		closeConn()
-		return nil, nil, false, unavailable(err)
-	}
+	return conn, nil
+}
+
+func closeConn(conn *pgx.Conn) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	conn.Close(ctx)
+}
+
+// hold pings conn, which holds a lock, until ctx ends or a ping fails
+// (see Lead).
+func hold(ctx context.Context, conn *pgx.Conn) (context.Context, func()) {
 	lctx, cancel := context.WithCancel(ctx)
 	pinged := make(chan struct{})
 	go func() {
@@ -95,10 +148,9 @@ func (s *Store) Lead(ctx context.Context, key int64) (_ context.Context, release
 			}
 		}
 	}()
-	release = sync.OnceFunc(func() {
+	return lctx, sync.OnceFunc(func() {
 		cancel()
 		<-pinged
-		closeConn()
+		closeConn(conn)
 	})
-	return lctx, release, true, nil
 }

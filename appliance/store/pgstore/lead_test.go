@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/scrapyd-debian/scrapyd/appliance/job"
 	"github.com/scrapyd-debian/scrapyd/appliance/store/pgstore"
 	"github.com/scrapyd-debian/scrapyd/appliance/store/pgstore/pgtest"
@@ -158,4 +160,45 @@ func TestLeadPartitioned(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// A node that does not lead keeps one connection between its tries (the
+// session that last asked for the lock stays), and takes the lock on it
+// once the lead releases it.
+func TestCandidateKeepsItsConnection(t *testing.T) {
+	t.Parallel()
+	url := pgtest.DB(t)
+	n1, n2 := opened(t, url, "node1", pgstore.Options{}), opened(t, url, "node2", pgstore.Options{})
+	ctx := context.Background()
+	_, release, ok, err := n1.Lead(ctx, pgstore.SchedulerLock)
+	if err != nil || !ok {
+		t.Fatalf("node 1 leads: %v %v", ok, err)
+	}
+	c := n2.Candidate(pgstore.SchedulerLock)
+	defer c.Close()
+	admin, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	var pids []int
+	for range 3 {
+		if _, _, ok, err := c.Try(ctx); err != nil || ok {
+			t.Fatalf("node 2 leads too: %v %v", ok, err)
+		}
+		var pid int
+		if err := admin.QueryRow(ctx, `SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'SELECT pg_try_advisory_lock%'`).Scan(&pid); err != nil {
+			t.Fatal(err)
+		}
+		pids = append(pids, pid)
+	}
+	if pids[0] != pids[1] || pids[1] != pids[2] {
+		t.Fatalf("node 2 tried from sessions %v, want one kept session", pids)
+	}
+	release()
+	_, release2, ok, err := c.Try(ctx)
+	if err != nil || !ok {
+		t.Fatalf("node 2 after node 1 released the lock: %v %v", ok, err)
+	}
+	release2()
 }
