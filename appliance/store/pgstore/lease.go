@@ -67,7 +67,9 @@ func (s *Store) KeepLease(ctx context.Context, h LeaseHooks) {
 		}
 	})
 	defer expiry.Stop()
-	next := time.NewTimer(every)
+	// The first renewal at once: the start since the registration took
+	// some of the lease already.
+	next := time.NewTimer(0)
 	defer next.Stop()
 	for {
 		select {
