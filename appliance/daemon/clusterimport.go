@@ -16,6 +16,7 @@ import (
 	"github.com/scrapyd-debian/scrapyd/appliance/config"
 	"github.com/scrapyd-debian/scrapyd/appliance/egg"
 	"github.com/scrapyd-debian/scrapyd/appliance/job"
+	"github.com/scrapyd-debian/scrapyd/appliance/jobfiles"
 	"github.com/scrapyd-debian/scrapyd/appliance/pyenv"
 	"github.com/scrapyd-debian/scrapyd/appliance/store"
 	"github.com/scrapyd-debian/scrapyd/appliance/store/pgstore"
@@ -27,7 +28,8 @@ import (
 // running jobs with their crawls' handles, so that the daemon adopts them
 // when it starts on the database, the finished history, the spider cache
 // the recurring schedules and the eggs in eggs_dir (the copies stay where
-// they are). The daemon must be stopped: its crawls may
+// they are); the finished jobs' logs are shipped by the daemon once it
+// runs on the database. The daemon must be stopped: its crawls may
 // run on. The SQLite file is left as it was (a backup; the daemon does not
 // read it while database is set). A second import of the node is refused,
 // as is one of a store with a job id the cluster has pending or running;
@@ -57,6 +59,16 @@ func ImportToCluster(ctx context.Context, cfg *config.Config, w io.Writer) error
 		}
 		im.Jobs = append(im.Jobs, list...)
 		count[st] = len(list)
+		if st != job.Finished {
+			continue // the daemon ships its running crawls' logs by itself
+		}
+		for _, j := range list {
+			// A log file as a crawl leaves it, not yet compressed by
+			// the retention sweep: what the shipper reads.
+			if fi, err := os.Stat(jobfiles.Of(cfg, j.Project, j.Spider, j.ID).Log); err == nil && fi.Mode().IsRegular() {
+				im.Logs = append(im.Logs, j.ID)
+			}
+		}
 	}
 	if im.Spiders, err = lite.SpiderLists(ctx); err != nil {
 		return fmt.Errorf("cluster import: %w", err)

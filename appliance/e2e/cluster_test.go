@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand"
 	"net/http"
 	"net/url"
@@ -415,6 +417,24 @@ func TestClusterImport(t *testing.T) {
 	n2 := testkit.StartDaemon(t, testkit.Options{Conf: testkit.NodeConf(conf, db, "node2")})
 	if v := n2.Get(t, "listversions.json", url.Values{"project": {"sample"}}); fmt.Sprint(v["versions"]) != "[1.0]" {
 		t.Fatalf("listversions.json on another node after the import: %v", v)
+	}
+	// The imported history's logs are shipped once the node runs on the
+	// database: the other node serves them and links them.
+	want, err := os.ReadFile(d.Path("var", "log", "scrapyd", "sample", "params", "done.log"))
+	if err != nil || len(want) == 0 {
+		t.Fatalf("the finished job's log: %v", err)
+	}
+	testkit.Eventually(t, waitCrawl, "node 2 to serve the imported job's log", func() bool {
+		resp, err := n2.Client.Get(n2.URL + "/logs/sample/params/done.log")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode == 200 && bytes.Equal(body, want)
+	})
+	if e := jobIn(t, n2, "finished", "done"); e == nil || e["log_url"] != "/logs/sample/params/done.log" {
+		t.Fatalf("node 2 lists the imported job as %v", e)
 	}
 	testkit.Eventually(t, 2*time.Minute, "the adopted crawl to end", func() bool { return jobIn(t, n, "finished", long) != nil })
 	if fin := jobIn(t, n, "finished", long); fin["outcome"] != "finished" {

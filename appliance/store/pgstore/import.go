@@ -29,6 +29,10 @@ type Import struct {
 	// Eggs are the node's eggs_dir. A version the database holds with the
 	// same hash is left as it is; with another, the import is refused.
 	Eggs []egg.Upload
+	// Logs are the ids of the finished jobs whose log file the node holds:
+	// they are listed for the node to ship once it runs on the database
+	// (LogsToShip), so that every node serves them.
+	Logs []string
 }
 
 // ErrImported: this node's store was imported into the database before.
@@ -98,6 +102,12 @@ func (s *Store) Import(ctx context.Context, im Import) error {
 			return err
 		}
 		if _, err := t.Exec(ctx, `UPDATE job_counts SET finished = finished + $1`, finished); err != nil {
+			return err
+		}
+		// The node's jobs are the imported ones (a node the cluster knows
+		// cannot import).
+		if _, err := t.Exec(ctx, `INSERT INTO job_logs (seq, node) SELECT seq, node FROM jobs
+			WHERE node = $1 AND state = 'finished' AND id = ANY($2) ON CONFLICT DO NOTHING`, s.opts.Node, im.Logs); err != nil {
 			return err
 		}
 		for _, l := range im.Spiders {

@@ -69,6 +69,7 @@ func TestImport(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	im.Logs = []string{"done"}
 	im.Eggs = []egg.Upload{{Record: egg.Record{Project: "p", Version: "1", SHA256: "aa"}, Data: []byte("egg 1")}}
 
 	ns := nodes(t, 3)
@@ -105,6 +106,10 @@ func TestImport(t *testing.T) {
 		t.Errorf("counts %d %d %d, want 4 1 1", p, r, f)
 	}
 
+	// The history's log is this node's to ship, though it ended long ago.
+	if ship, err := ns[0].LogsToShip(ctx); err != nil || len(ship) != 2 || ship[0].ID+ship[1].ID != "rundone" {
+		t.Errorf("logs to ship after the import: %+v %v", ship, err)
+	}
 	if recs, _ := ns[1].EggRecords(ctx, "p"); len(recs) != 1 || recs[0].Version != "1" || recs[0].SHA256 != "aa" {
 		t.Errorf("eggs after the import: %+v", recs)
 	}
