@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -11,15 +12,20 @@ import (
 )
 
 // TestPostgresLeadFailover: the node that makes a recurring schedule's
-// runs (it holds the lead lock) is killed (kill -9); the other node takes
-// the lead over and the schedule keeps making runs, each due time once.
+// runs and delivers webhooks (it holds the lead lock) is killed (kill -9);
+// the other node takes the lead over: the schedule keeps making runs, each
+// due time once, and the webhook receiver gets every event, in order.
 func TestPostgresLeadFailover(t *testing.T) {
 	testkit.RequireScrapy(t)
 	t.Parallel()
 	db := pgtest.DB(t)
-	n1 := testkit.StartDaemon(t, testkit.Options{Conf: testkit.NodeConf("", db, "node1")})
+	r := newHookReceiver(t, "s3cret")
+	conf := func(node string) string {
+		return testkit.NodeConf("", db, node) + "[webhook:test]\nurl = " + r.srv.URL + "\nsecret = s3cret\n"
+	}
+	n1 := testkit.StartDaemon(t, testkit.Options{Conf: conf("node1")})
 	testkit.Eventually(t, waitCrawl, "node 1 to take the lead", func() bool { return strings.Contains(n1.Logs(), "this node took the lead lock") })
-	n2 := testkit.StartDaemon(t, testkit.Options{Conf: testkit.NodeConf("", db, "node2")})
+	n2 := testkit.StartDaemon(t, testkit.Options{Conf: conf("node2")})
 	testkit.Eventually(t, waitCrawl, "node 2 to find the lead taken", func() bool { return strings.Contains(n2.Logs(), "it holds the lead lock") })
 	uploadSample(t, n1, "sample")
 	id := addSchedule(t, n2, url.Values{"project": {"sample"}, "spider": {"params"}, "every": {"2s"}, "overlap": {"allow"}})
@@ -48,6 +54,18 @@ func TestPostgresLeadFailover(t *testing.T) {
 		return len(scheduleRuns(t, n2, "sample", id)) >= before+3
 	})
 	n2.Post(t, "delschedule.json", url.Values{"project": {"sample"}, "schedule": {id}})
+	runs := scheduleRuns(t, n2, "sample", id)
+	last := runs[len(runs)-1].id
+	testkit.Eventually(t, waitCrawl, "the last run's scheduled event at the receiver", func() bool {
+		steps, _ := describeEvents(r.got())
+		return slices.Contains(steps, "scheduled "+last)
+	})
+	steps, ids := describeEvents(r.got())
+	for i := 1; i < len(ids); i++ {
+		if ids[i] != ids[i-1]+1 {
+			t.Fatalf("the receiver got events %v: not every event once, in order (%q)", ids, steps)
+		}
+	}
 	if !strings.Contains(n2.Logs(), "this node took the lead lock") || !strings.Contains(n2.Logs(), "schedule made a run") {
 		t.Fatalf("node 2 did not take the lead over:\n%s", n2.Logs())
 	}
