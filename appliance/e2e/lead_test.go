@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"fmt"
 	"net/url"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -118,5 +120,47 @@ func TestPostgresMetricsPerNode(t *testing.T) {
 	}
 	if a, b := ends(holder, "slow"), ends(other, "params"); a != 1 || b != 1 {
 		t.Fatalf("each node's own crawl: %s counts %v, %s %v; want 1 each", holder, a, other, b)
+	}
+}
+
+// TestPostgresRetryOfARunOnAnotherNode: a schedule's run fails on the node
+// that does not lead (the lead's only slot is busy); the lead hears of the
+// failure and makes the retry, once.
+func TestPostgresRetryOfARunOnAnotherNode(t *testing.T) {
+	testkit.RequireScrapy(t)
+	t.Parallel()
+	db := pgtest.DB(t)
+	n1 := testkit.StartDaemon(t, testkit.Options{Conf: testkit.NodeConf("max_proc = 1", db, "node1")})
+	testkit.Eventually(t, waitCrawl, "node 1 to take the lead", func() bool { return strings.Contains(n1.Logs(), "this node took the lead lock") })
+	uploadSample(t, n1, "sample")
+	busy := schedule(t, n1, url.Values{"project": {"sample"}, "spider": {"slow"}, "pages": {"300"}})
+	pid := int(waitState(t, n1, busy, "running")["pid"].(float64))
+	t.Cleanup(func() { syscall.Kill(-pid, syscall.SIGKILL) })
+	n2 := testkit.StartDaemon(t, testkit.Options{Conf: testkit.NodeConf("max_proc = 1", db, "node2")})
+	form := func(every string) url.Values {
+		return url.Values{"project": {"sample"}, "spider": {"failing"}, "every": {every}, "retries": {"1"}, "retry_delay": {"1s"}}
+	}
+	id := addSchedule(t, n2, form("1h"))
+	// The first run is an hour away: a short period makes it, then the
+	// hour again.
+	f := form("3s")
+	f.Set("schedule", id)
+	addSchedule(t, n2, f)
+	testkit.Eventually(t, waitCrawl, "a first run", func() bool { return len(scheduleRuns(t, n2, "sample", id)) >= 1 })
+	f.Set("every", "1h")
+	addSchedule(t, n2, f)
+	var rs []run
+	testkit.Eventually(t, waitCrawl, "the run and its retry, failed", func() bool {
+		rs = scheduleRuns(t, n2, "sample", id)
+		return len(rs) >= 2 && rs[0].outcome == "failed" && rs[1].outcome == "failed"
+	})
+	time.Sleep(3 * time.Second) // a second retry would come within the doubled delay (2 s)
+	rs = scheduleRuns(t, n2, "sample", id)
+	var attempts []string
+	for _, r := range rs {
+		attempts = append(attempts, fmt.Sprintf("%d:%s:%s", r.attempt, r.outcome, r.node))
+	}
+	if got := strings.Join(attempts, " "); !strings.HasPrefix(got, "0:failed:node2 1:failed:") || len(rs) != 2 {
+		t.Fatalf("runs %s, want the run (failed on node 2) and one retry", got)
 	}
 }

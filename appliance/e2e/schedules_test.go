@@ -17,6 +17,7 @@ import (
 // run is one job as listjobs.json shows it, with its recorded times.
 type run struct {
 	id, spider, state, schedule, outcome string
+	node                                 string // cluster mode: the node that runs or ran it
 	due, start, end                      time.Time
 	attempt                              int
 }
@@ -53,6 +54,7 @@ func runs(t testing.TB, d *testkit.Daemon, project string) []run {
 				due: parsePyTime(t, m["due_time"]), start: parsePyTime(t, m["start_time"]), end: parsePyTime(t, m["end_time"])}
 			r.schedule, _ = m["schedule"].(string)
 			r.outcome, _ = m["outcome"].(string)
+			r.node, _ = m["node_name"].(string)
 			if a, ok := m["attempt"].(float64); ok {
 				r.attempt = int(a)
 			}
