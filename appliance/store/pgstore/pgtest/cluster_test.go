@@ -55,15 +55,8 @@ func TestCluster(t *testing.T) {
 
 func query(t *testing.T, url, q string) int {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
 	var n int
-	if err := conn.QueryRow(ctx, q).Scan(&n); err != nil {
+	if err := connect(t, url).QueryRow(context.Background(), q).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	return n
@@ -71,14 +64,20 @@ func query(t *testing.T, url, q string) int {
 
 func run(t *testing.T, url, q string) {
 	t.Helper()
+	if _, err := connect(t, url).Exec(context.Background(), q); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// connect opens a connection closed when the test ends.
+func connect(t *testing.T, url string) *pgx.Conn {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	conn, err := pgx.Connect(ctx, url)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, q); err != nil {
-		t.Fatal(err)
-	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
 }
