@@ -35,11 +35,15 @@ func scheduleNotFound(project, id string) *Error {
 }
 
 // notScheduled says a shared database that cannot be reached (restarting,
-// or the network to it down) refused a schedule, and that nothing was
-// scheduled: the client may try again. Other errors are returned as they
-// are.
-func notScheduled(err error) error {
-	if errors.Is(err, store.ErrUnavailable) {
+// or the network to it down) refused job id's schedule, and whether
+// nothing was scheduled (the client may try again) or the database went
+// away as it committed the job, which may then be in the queue. Other
+// errors are returned as they are.
+func notScheduled(id string, err error) error {
+	switch {
+	case errors.Is(err, store.ErrInDoubt):
+		return errorf("job '%s' may or may not have been scheduled (listjobs.json says which once the database is back): %v", id, err)
+	case errors.Is(err, store.ErrUnavailable):
 		return errorf("nothing was scheduled: %v", err)
 	}
 	return err

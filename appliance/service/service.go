@@ -283,7 +283,7 @@ type ScheduleRequest struct {
 func (s *Service) Schedule(ctx context.Context, r ScheduleRequest) (string, error) {
 	spec, err := s.spec(ctx, r)
 	if err != nil {
-		return "", notScheduled(err)
+		return "", notScheduled(r.JobID, err)
 	}
 	if spec.ID == "" {
 		spec.ID = job.NewID()
@@ -292,7 +292,7 @@ func (s *Service) Schedule(ctx context.Context, r ScheduleRequest) (string, erro
 		if errors.Is(err, store.ErrDuplicate) {
 			return "", duplicateJob(spec.ID)
 		}
-		return "", notScheduled(err)
+		return "", notScheduled(spec.ID, err)
 	}
 	s.Dispatch.Wake()
 	return spec.ID, nil

@@ -40,6 +40,11 @@ var ErrFenced = errors.New("fenced: this node was declared dead and its jobs wer
 // work later. The embedded SQLite store never returns it.
 var ErrUnavailable = errors.New("the job database is unavailable")
 
+// ErrInDoubt comes with ErrUnavailable when the database went away after
+// a change was sent to be committed and before it said it was: the change
+// may have been made (a schedule may be in the queue).
+var ErrInDoubt = errors.New("it went away before confirming the change, which may have been made")
+
 // FileName is the database's name inside dbs_dir.
 const FileName = "scrapyd.db"
 

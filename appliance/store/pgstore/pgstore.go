@@ -194,7 +194,7 @@ func (s *Store) staleTries() int { return int(s.cfg.MaxConns) + 1 }
 // writeOnce is writeCtx's one try.
 func (s *Store) writeOnce(ctx context.Context, events bool, fn func(*tx) error) error {
 	var last int64
-	var wrote bool
+	var wrote, committing bool
 	err := pgx.BeginFunc(ctx, s.pool, func(t pgx.Tx) error {
 		w := &tx{Tx: t, ctx: ctx, node: s.opts.Node}
 		if events {
@@ -217,9 +217,14 @@ func (s *Store) writeOnce(ctx context.Context, events bool, fn func(*tx) error) 
 			}
 		}
 		last, wrote = w.lastEvent, w.wrote
+		committing = true
 		return nil
 	})
 	if err != nil {
+		if committing && !pgconn.SafeToRetry(err) && unreachable(err) {
+			// The COMMIT may have reached the server.
+			return fmt.Errorf("%w: %w", store.ErrInDoubt, err)
+		}
 		return err
 	}
 	if wrote {
