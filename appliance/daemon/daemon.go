@@ -257,9 +257,14 @@ func (d *daemon) wire(ctx context.Context, cfg *config.Config) error {
 		Config:   d.conf, Store: d.db.local, Eggs: d.eggs, Launcher: d.launcher.Launcher, Log: d.log,
 		Hooks: &crawlHooks{rpc: rpc, log: d.log, chown: d.user.chown, wake: d.wakePath},
 		Env:   d.crawlEnv, MakeDir: d.user.mkdirAll, Remote: d.db.remote,
-		// The scheduler writes to the store: not in the dispatch loop.
+		// The scheduler hears of its runs' ends (retries, runs queued
+		// behind them); it writes to the store: not in the dispatch loop.
+		// In a cluster the lead follows every node's ends instead
+		// (lead.go), from the copy of the schedules it alone writes.
 		OnEnd: func(j job.Job) {
-			go sched.Ended(context.Background(), j)
+			if d.db.lead == nil {
+				go sched.Ended(context.Background(), j)
+			}
 			if d.db.setItems != nil {
 				go d.recordItems(j)
 			}

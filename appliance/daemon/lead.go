@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/scrapyd-debian/scrapyd/appliance/store"
 )
 
 // leadRetry is how often a cluster node that does not lead tries to take
@@ -86,8 +88,71 @@ func (d *daemon) leadTerm(ctx context.Context, reload bool) bool {
 	wg.Add(2)
 	go func() { defer wg.Done(); d.sched.Run(ctx) }()
 	go func() { defer wg.Done(); d.webhooks.Run(ctx) }()
+	if reload {
+		wg.Add(1)
+		go func() { defer wg.Done(); d.followEnds(ctx) }()
+	}
 	wg.Wait()
 	return true
+}
+
+// endsCursor is the event cursor of the schedule runs' ends the leads have
+// dealt with.
+const endsCursor = "lead: schedule runs ended"
+
+// followEnds tells the scheduler of the end of every schedule run in the
+// cluster, whichever node ran it, until ctx ends: the lead alone keeps the
+// schedules' run state (retries, a run queued behind another), in its own
+// copy. It resumes after the ends the previous lead dealt with, so that a
+// run that ended while no node led is retried too.
+func (d *daemon) followEnds(ctx context.Context) {
+	var after int64
+	for {
+		var ok bool
+		var err error
+		if after, ok, err = d.store.Cursor(ctx, endsCursor); err == nil && !ok {
+			after, err = d.feed.Last(ctx) // the first lead: from now on
+		}
+		if err == nil || !d.leadPause(ctx, "cannot read where the schedule runs' ends were left; retrying", err) {
+			break
+		}
+	}
+	for ctx.Err() == nil {
+		es, err := d.feed.Wait(ctx, after, 256)
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			// The cursor first: a lead that dies meanwhile leaves a
+			// retry unmade rather than made twice (Scrapyd never reruns
+			// a job by itself).
+			err = d.store.SetCursor(endsCursor, es[len(es)-1].ID)
+		}
+		if err != nil {
+			d.leadPause(ctx, "cannot follow the schedule runs' ends; retrying", err)
+			continue
+		}
+		for _, e := range es {
+			if e.Type == store.EventFinished && e.Job.Schedule != "" {
+				d.sched.Ended(ctx, e.Job)
+			}
+		}
+		after = es[len(es)-1].ID
+	}
+}
+
+// leadPause logs err and waits leadRetry; false when ctx ended.
+func (d *daemon) leadPause(ctx context.Context, msg string, err error) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	d.log.Error(msg, "err", err)
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(leadRetry):
+		return true
+	}
 }
 
 // refreshSchedules reads a project's schedules again after another node

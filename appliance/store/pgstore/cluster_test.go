@@ -266,7 +266,7 @@ func TestMigrationCountsFinished(t *testing.T) {
 	// Back to version 1, with three finished jobs in it.
 	if _, err := conn.Exec(ctx, `DROP TABLE job_counts, job_log_chunks, job_logs, nodes, cluster_secret, eggs, imports; DROP INDEX jobs_node, jobs_successes, jobs_schedule_due;
 		ALTER TABLE jobs DROP COLUMN epoch, DROP COLUMN cancel_requests, DROP COLUMN cancels_delivered, DROP COLUMN cancel_signal, DROP COLUMN items;
-		ALTER TABLE events DROP COLUMN node;
+		ALTER TABLE events DROP COLUMN node, DROP COLUMN schedule, DROP COLUMN attempt;
 		UPDATE schema_version SET version = 1;
 		INSERT INTO jobs (id, project, spider, state, scheduled, ended) SELECT 'f'||g, 'p', 's', 'finished', now(), now() FROM generate_series(1, 3) g`); err != nil {
 		t.Fatal(err)

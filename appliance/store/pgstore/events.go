@@ -13,7 +13,7 @@ import (
 )
 
 // eventColumns are what an event row keeps of its job.
-const eventColumns = `seq, id, project, spider, version, priority, scheduled, started, ended, pid, exit_code, outcome, cancelled, stats`
+const eventColumns = `seq, id, project, spider, version, priority, scheduled, started, ended, pid, exit_code, outcome, cancelled, stats, schedule, attempt`
 
 // OnEvent sets fn to be called after each commit that wrote events, with
 // the ID of the last one. fn must not block. It hears this node's events
@@ -59,7 +59,7 @@ func (s *Store) Events(ctx context.Context, after int64, limit int) ([]store.Eve
 		)
 		j := &e.Job
 		if err := r.Scan(&e.ID, &typ, &e.Time, &e.Node, &j.Seq, &j.ID, &j.Project, &j.Spider, &j.Version, &j.Priority,
-			&j.Scheduled, &started, &ended, &pid, &exit, &outcome, &j.Cancelled, &stats); err != nil {
+			&j.Scheduled, &started, &ended, &pid, &exit, &outcome, &j.Cancelled, &stats, &j.Schedule, &j.Attempt); err != nil {
 			return e, err
 		}
 		e.Type = store.EventType(typ)

@@ -3,6 +3,7 @@ package pgstore_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	neturl "net/url"
 	"slices"
@@ -65,11 +66,25 @@ func TestScheduleRunOncePerDue(t *testing.T) {
 	if err := run(1, "b", due, 0); !errors.Is(err, job.ErrRunMade) {
 		t.Fatalf("a second run for the same due time: err = %v, want job.ErrRunMade", err)
 	}
-	// Its retry, the next due time, and a job of no schedule are new.
+	// Its retry, the next due time, and a run without a due time are new.
 	for i, err := range []error{run(1, "c", due, 1), run(1, "d", due.Add(time.Minute), 0), run(1, "e", time.Time{}, 0)} {
 		if err != nil {
 			t.Errorf("run %d: %v", i, err)
 		}
+	}
+	// The events carry the run's schedule and attempt: the lead follows
+	// the ends of runs on every node.
+	es, err := ns[1].Events(context.Background(), 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range es {
+		got = append(got, fmt.Sprintf("%s %s %q %d", e.Job.ID, e.Type, e.Job.Schedule, e.Job.Attempt))
+	}
+	want := []string{`a scheduled "sc" 0`, `a finished "sc" 0`, `c scheduled "sc" 1`, `d scheduled "sc" 0`, `e scheduled "sc" 0`}
+	if !slices.Equal(got, want) {
+		t.Errorf("events %q, want %q", got, want)
 	}
 }
 

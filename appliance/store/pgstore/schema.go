@@ -205,6 +205,10 @@ CREATE TABLE cluster_secret (
 	// cancelled through it, the crawls of the dead nodes it reaped), so
 	// that the nodes' counters add up to the cluster's.
 	`ALTER TABLE events ADD COLUMN node text NOT NULL DEFAULT '';`,
+	// 12: the schedule and attempt of each event's job: in a cluster the
+	// lead follows the ends of every node's schedule runs (retries, runs
+	// queued behind them), so that it alone writes the schedules' run state.
+	`ALTER TABLE events ADD COLUMN schedule text NOT NULL DEFAULT '', ADD COLUMN attempt integer NOT NULL DEFAULT 0;`,
 }
 
 // schemaVersion is the schema this release writes.
