@@ -58,6 +58,13 @@ func TestMetricsAndProbes(t *testing.T) {
 	authed := *d
 	authed.URL = strings.Replace(d.URL, "http://", "http://"+user+":"+pass+"@", 1)
 
+	// A load balancer waits for /readyz before it sends work: the daemon
+	// answers daemonstatus.json before its dispatcher has looked for
+	// crawls to adopt.
+	testkit.Eventually(t, 30*time.Second, "/readyz to say ok", func() bool {
+		code, _ := get(t, d.URL+"/readyz", "", "")
+		return code == 200
+	})
 	for _, p := range []string{"/healthz", "/readyz", "//healthz"} {
 		if code, body := get(t, d.URL+p, "", ""); code != 200 || body != "ok\n" {
 			t.Errorf("GET %s without credentials = %d %q, want 200 \"ok\\n\"", p, code, body)
