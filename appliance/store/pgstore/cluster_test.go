@@ -121,7 +121,8 @@ func TestConcurrentNodesClaimOnce(t *testing.T) {
 // connection is cut.
 func TestListenHearsOtherNodes(t *testing.T) {
 	t.Parallel()
-	ns := nodes(t, 2)
+	url := pgtest.DB(t)
+	ns := nodes2(t, url)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	heard := make(chan struct{}, 16)
@@ -151,13 +152,14 @@ func TestListenHearsOtherNodes(t *testing.T) {
 	if _, err := ns[0].Enqueue(job.Spec{ID: "a", Project: "p", Spider: "s"}, time.Time{}); !errors.Is(err, store.ErrDuplicate) {
 		t.Fatal(err)
 	}
-	// Cut every listening connection from the server side.
-	admin, err := pgx.Connect(ctx, pgtest.DB(t))
+	// Cut every listening connection of this test's database from the
+	// server side (the other tests' are theirs: they share the server).
+	admin, err := pgx.Connect(ctx, url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer admin.Close(ctx)
-	if _, err := admin.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN%'`); err != nil {
+	if _, err := admin.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN%' AND datname = current_database()`); err != nil {
 		t.Fatal(err)
 	}
 	wait("after a reconnect")

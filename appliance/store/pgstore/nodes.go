@@ -122,7 +122,10 @@ func (s *Store) lostJobs() string {
 // node's lock on it. A lock held by a session that registered before the
 // node's lease ran out is a dead run's connection the server still
 // believes in (a black-holed network): it is ended. Any other holder is a
-// live daemon with the same name. Called with nodeMu held.
+// live daemon with the same name. Advisory locks are per database: the
+// holder is looked for in this one only, or a node would take another
+// cluster's namesake on the same server for its own (and end its
+// connection, as parallel tests saw). Called with nodeMu held.
 func (s *Store) lockNode(ctx context.Context) error {
 	if s.nodeConn != nil && !s.nodeConn.IsClosed() {
 		return nil
@@ -151,6 +154,7 @@ func (s *Store) lockNode(ctx context.Context) error {
 		err := conn.QueryRow(ctx, `SELECT l.pid, n.lease_until, COALESCE(n.lease_until < now() AND a.backend_start <= n.renewed, false)
 			FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid LEFT JOIN nodes n ON n.name = $3
 			WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1::int::oid AND l.objid = ($2::int::bigint & 4294967295)::oid AND l.objsubid = 2
+				AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
 			LIMIT 1`, int32(nodeLockClass), key, s.opts.Node).Scan(&pid, &until, &stale)
 		if errors.Is(err, pgx.ErrNoRows) && attempt < lockAttempts {
 			continue // released meanwhile

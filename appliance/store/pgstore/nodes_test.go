@@ -414,3 +414,23 @@ func TestNoReapRightAfterTheDatabaseRestarts(t *testing.T) {
 		t.Fatalf("reaped %+v", rs)
 	}
 }
+
+// Node locks are per database: a node taking its name over in one
+// database (its earlier run's lease ran out) leaves alone a node of the
+// same name in another database of the same server (another cluster's,
+// or another test's).
+func TestNodeLockIsPerDatabase(t *testing.T) {
+	t.Parallel()
+	elsewhere := member(t, pgtest.DB(t), "node1", pgstore.Options{})
+	url := pgtest.DB(t)
+	o := pgstore.Options{Lease: time.Second}
+	member(t, url, "node1", o)
+	time.Sleep(1500 * time.Millisecond) // its lease runs out: it is taken over
+	restarted := member(t, url, "node1", o)
+	if restarted.Epoch() != 2 {
+		t.Fatalf("epoch after the takeover = %d, want 2", restarted.Epoch())
+	}
+	if err := elsewhere.Renew(context.Background(), 1); err != nil {
+		t.Fatalf("the namesake in another database: %v", err)
+	}
+}
