@@ -89,7 +89,7 @@ func (c *Candidate) Try(ctx context.Context) (_ context.Context, release func(),
 	}
 	conn := c.conn
 	c.conn = nil
-	lctx, release := hold(ctx, conn)
+	lctx, release := hold(ctx, conn, c.key)
 	return lctx, release, true, nil
 }
 
@@ -124,9 +124,9 @@ func closeConn(conn *pgx.Conn) {
 	conn.Close(ctx)
 }
 
-// hold pings conn, which holds a lock, until ctx ends or a ping fails
-// (see Lead).
-func hold(ctx context.Context, conn *pgx.Conn) (context.Context, func()) {
+// hold pings conn, which holds the lock key, until ctx ends or a ping
+// fails (see Lead).
+func hold(ctx context.Context, conn *pgx.Conn, key int64) (context.Context, func()) {
 	lctx, cancel := context.WithCancel(ctx)
 	pinged := make(chan struct{})
 	go func() {
@@ -151,6 +151,12 @@ func hold(ctx context.Context, conn *pgx.Conn) (context.Context, func()) {
 	return lctx, sync.OnceFunc(func() {
 		cancel()
 		<-pinged
+		// Unlocked before the connection closes: the server ends a closed
+		// session a moment later, and another node trying meanwhile
+		// would find the lock still held.
+		uctx, ucancel := context.WithTimeout(context.Background(), time.Second)
+		conn.Exec(uctx, `SELECT pg_advisory_unlock($1)`, key)
+		ucancel()
 		closeConn(conn)
 	})
 }
