@@ -43,7 +43,7 @@ func (d *daemon) runLead(ctx context.Context) {
 			return
 		case err != nil:
 			say("error", func() {
-				d.log.Error("cannot try to take the lead lock; retrying (recurring schedules' runs and webhooks are another node's, or wait for this one)", "err", err)
+				d.log.Error("cannot try to take the lead lock (recurring schedules' runs and webhooks); retrying every 2 s", "err", err)
 			})
 		case !ok:
 			say("follow", func() {
