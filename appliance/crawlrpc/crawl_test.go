@@ -52,6 +52,8 @@ type fixture struct {
 	pythonPath string // the sample egg and testdata/site (a settings module with its own EXTENSIONS)
 	dir        string
 
+	env        []string // added to every crawl's environment
+
 	mu      sync.Mutex
 	running map[string]bool
 }
@@ -91,6 +93,7 @@ func (f *fixture) setRunning(job string, running bool) {
 
 type crawl struct {
 	job  string
+	proc *os.Process
 	log  string // the crawl's stderr+stdout file
 	done chan struct{}
 	err  error // valid after done
@@ -107,6 +110,7 @@ func (f *fixture) start(tb testing.TB, job, settingsModule string, withService b
 		"PYTHONPATH=" + f.pythonPath,
 		"SCRAPY_SETTINGS_MODULE=" + settingsModule,
 	}
+	env = append(env, f.env...)
 	if withService {
 		add, err := f.svc.Prepare(job, settingsModule)
 		if err != nil {
@@ -125,6 +129,7 @@ func (f *fixture) start(tb testing.TB, job, settingsModule string, withService b
 	if err := cmd.Start(); err != nil {
 		tb.Fatal(err)
 	}
+	c.proc = cmd.Process
 	f.setRunning(job, true)
 	go func() {
 		c.err = cmd.Wait()

@@ -15,12 +15,15 @@ Channel: the daemon writes one JSON line and reads one JSON line back.
 
 At engine_stopped the final stats are written (atomically) to the file named
 by SCRAPYD_CRAWLRPC_STATS, so the daemon keeps them after the crawl is gone.
+
+A cancel sent while the crawl starts is kept (see _EarlyStop).
 """
 
 import json
 import logging
 import os
 import re
+import signal
 import traceback
 
 from scrapy import signals
@@ -100,6 +103,7 @@ class WebService:
         self._loader = None
         crawler.signals.connect(self._start, signals.engine_started)
         crawler.signals.connect(self._stop, signals.engine_stopped)
+        self._early = _EarlyStop(crawler)
 
     @classmethod
     def from_crawler(cls, crawler):
@@ -205,6 +209,83 @@ class WebService:
         ):
             return spider
         raise RuntimeError(f"Spider not running: {ref}")
+
+
+class _EarlyStop:
+    """Keeps a graceful stop (SIGINT, SIGTERM) asked while the crawl starts.
+
+    Scrapy 2.8 installs its shutdown handlers only in CrawlerProcess.start,
+    after Crawler.crawl has built the engine, opened the spider and sent
+    engine_started; and a stop asked before engine.start sets running fails
+    with "Engine not running". Until then SIGINT is Python's
+    KeyboardInterrupt, raised wherever the main thread is: inside a
+    spider_opened or engine_started handler Twisted's maybeDeferred turns it
+    into a logged "Error caught on signal handler" and the crawl runs on to
+    its end, so a cancel.json is lost and only the second one (SIGKILL) ends
+    it. The daemon builds this extension in every crawl, before those
+    signals, so from here on the first signal is remembered and replayed to
+    Scrapy's own handler once the reactor runs with the engine started: the
+    spider closes with reason "shutdown" exactly as for a later cancel. A
+    second signal before that forces the stop, as Scrapy's second one does.
+    The earlier window (Python and Scrapy imports, crawler settings) is not
+    ours: there KeyboardInterrupt or SIGTERM ends the process at once.
+    """
+
+    def __init__(self, crawler):
+        self.crawler = crawler
+        self.signum = None
+        # Built inside Crawler.__init__, after Scrapy installed the reactor.
+        from twisted.internet import reactor
+
+        self.reactor = reactor
+        try:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, self._received)
+        except ValueError:
+            pass  # not the main thread: a script runs the crawl, and owns its signals
+
+    def _received(self, signum, _frame):
+        if self.signum is not None:
+            # The second one: die of it, as an unhandled SIGINT/SIGTERM would.
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        self.signum = signum
+        # As Scrapy's own handler does, it logs here: the crawl's log is
+        # where a user looks for what became of a cancel.
+        logger.info(
+            "Received %(signame)s while the crawl starts: it stops once started. Send again to force",
+            {"signame": signal.Signals(signum).name},
+        )
+        # Runs once reactor.run has begun, hence after CrawlerProcess.start
+        # has installed Scrapy's handlers (callFromThread is what Scrapy's
+        # own handler uses: safe in a signal handler).
+        self.reactor.callFromThread(self._replay)
+
+    def _replay(self):
+        engine = self.crawler.engine
+        if not self.crawler.crawling:
+            return  # the crawl failed to start or has stopped already
+        if engine is None or not engine.running:
+            # An extension still holds the start up (a deferred at
+            # spider_opened or engine_started): engine.stop would fail.
+            # engine_started handlers run before running is set, hence the
+            # call one turn later.
+            self.crawler.signals.connect(self._after_start, signals.engine_started)
+            return
+        logger.info("a stop was asked while the crawl was starting: stopping it now")
+        handler = signal.getsignal(self.signum)
+        if callable(handler) and handler != self._received:
+            # CrawlerProcess._signal_shutdown: logs, arms the second signal
+            # to force, and stops the crawler gracefully.
+            handler(self.signum, None)
+        else:
+            # Shutdown handlers not installed (install_signal_handlers=False).
+            self.crawler.stop()
+
+    def _after_start(self):
+        self.crawler.signals.disconnect(self._after_start, signals.engine_started)
+        self.reactor.callLater(0, self._replay)
 
 
 class _Channel(LineOnlyReceiver):
