@@ -52,7 +52,7 @@ type fixture struct {
 	pythonPath string // the sample egg and testdata/site (a settings module with its own EXTENSIONS)
 	dir        string
 
-	env        []string // added to every crawl's environment
+	env []string // added to every crawl's environment
 
 	mu      sync.Mutex
 	running map[string]bool
