@@ -61,6 +61,8 @@ func eggNotify(ctx context.Context, t pgx.Tx) error {
 
 // EggProjects lists the projects that have eggs, sorted.
 func (s *Store) EggProjects(ctx context.Context) ([]string, error) {
+	ctx, cancel := bound(ctx)
+	defer cancel()
 	rows, err := s.pool.Query(ctx, `SELECT DISTINCT project FROM eggs ORDER BY project`)
 	if err != nil {
 		return nil, fmt.Errorf("list projects: %w", unavailable(err))
@@ -75,6 +77,8 @@ func (s *Store) EggProjects(ctx context.Context) ([]string, error) {
 // EggRecords lists a project's versions (every project's for ""), without
 // their bytes, in no particular order.
 func (s *Store) EggRecords(ctx context.Context, project string) ([]egg.Record, error) {
+	ctx, cancel := bound(ctx)
+	defer cancel()
 	rows, err := s.pool.Query(ctx, `SELECT project, version, sha256, env, uploaded FROM eggs
 		WHERE $1 = '' OR project = $1`, project)
 	if err != nil {
@@ -107,6 +111,8 @@ func (s *Store) EggData(ctx context.Context, project, version string) (data []by
 
 // EggDeps returns what a version's environment is built from.
 func (s *Store) EggDeps(ctx context.Context, project, version string) (requirements string, wheels []byte, err error) {
+	ctx, cancel := bound(ctx)
+	defer cancel()
 	err = s.pool.QueryRow(ctx, `SELECT requirements, wheels FROM eggs WHERE project = $1 AND stem = $2`,
 		project, egg.Sanitize(version)).Scan(&requirements, &wheels)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -121,6 +127,8 @@ func (s *Store) EggDeps(ctx context.Context, project, version string) (requireme
 // DeleteEgg removes one version (by its name or stem) and its spider
 // list, and announces it; egg.ErrNotFound when there is none.
 func (s *Store) DeleteEgg(ctx context.Context, project, version string) error {
+	ctx, cancel := bound(ctx)
+	defer cancel()
 	err := pgx.BeginFunc(ctx, s.pool, func(t pgx.Tx) error {
 		var name string
 		err := t.QueryRow(ctx, `DELETE FROM eggs WHERE project = $1 AND stem = $2 RETURNING version`,
@@ -142,6 +150,8 @@ func (s *Store) DeleteEgg(ctx context.Context, project, version string) error {
 // DeleteEggProject removes a project's versions and spider lists, and
 // announces it; egg.ErrNotFound when it has none.
 func (s *Store) DeleteEggProject(ctx context.Context, project string) error {
+	ctx, cancel := bound(ctx)
+	defer cancel()
 	err := pgx.BeginFunc(ctx, s.pool, func(t pgx.Tx) error {
 		tag, err := t.Exec(ctx, `DELETE FROM eggs WHERE project = $1`, project)
 		if err != nil {

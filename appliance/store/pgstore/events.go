@@ -110,7 +110,8 @@ func (s *Store) SetCursor(name string, id int64) error {
 		ON CONFLICT (name) DO UPDATE SET delivered = excluded.delivered`, name, id)
 }
 
-// TrimEvents deletes the events up to and including id.
+// TrimEvents deletes the events up to and including id (not bounded by
+// CallBound: they may be many).
 func (s *Store) TrimEvents(id int64) error {
-	return s.exec(`DELETE FROM events WHERE event_id <= $1`, id)
+	return s.execCtx(context.Background(), `DELETE FROM events WHERE event_id <= $1`, id)
 }

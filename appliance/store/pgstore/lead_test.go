@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	neturl "net/url"
 	"slices"
 	"testing"
 	"time"
@@ -15,7 +13,6 @@ import (
 	"github.com/scrapyd-debian/scrapyd/appliance/job"
 	"github.com/scrapyd-debian/scrapyd/appliance/store/pgstore"
 	"github.com/scrapyd-debian/scrapyd/appliance/store/pgstore/pgtest"
-	"github.com/scrapyd-debian/scrapyd/appliance/testkit/faultproxy"
 )
 
 // A lead that stops and releases the lock lets another node take it at
@@ -134,15 +131,8 @@ func TestEventsRecordTheirNode(t *testing.T) {
 func TestLeadPartitioned(t *testing.T) {
 	t.Parallel()
 	direct := pgtest.DB(t)
-	u, err := neturl.Parse(direct)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := faultproxy.Start(t, net.JoinHostPort("127.0.0.1", u.Port()))
-	q := u.Query()
-	q.Del("host")
-	u.Host, u.RawQuery = proxy.Addr, q.Encode()
-	cut := opened(t, u.String(), "node1", pgstore.Options{})
+	proxy, via := proxied(t, direct)
+	cut := opened(t, via, "node1", pgstore.Options{})
 	other := opened(t, direct, "node2", pgstore.Options{})
 	ctx := context.Background()
 	lead, release, ok, err := cut.Lead(ctx, pgstore.SchedulerLock)

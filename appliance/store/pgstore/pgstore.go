@@ -168,13 +168,33 @@ type tx struct {
 	notified  bool
 }
 
-// write runs fn in one transaction; events says whether fn may add events.
-// After the commit, OnEvent's function hears of the last event written.
+// write runs fn in one transaction, bounded by CallBound; events says
+// whether fn may add events. After the commit, OnEvent's function hears
+// of the last event written.
 func (s *Store) write(events bool, fn func(*tx) error) error {
-	return s.writeCtx(context.Background(), events, fn)
+	ctx, cancel := bound(context.Background())
+	defer cancel()
+	return s.writeCtx(ctx, events, fn)
 }
 
-// writeCtx is write bounded by ctx.
+// CallBound bounds each store call the API makes (a schedule, a
+// listing): a node cut off from the database (a partition black-holes its
+// connections, which neither side can tell from a slow peer) would
+// otherwise hold schedule.json until the partition heals. Past it the call
+// fails as store.ErrUnavailable, which the API answers in Scrapyd's error
+// style; a write whose COMMIT was sent is store.ErrInDoubt as well. It is
+// long enough for a loaded database, and for a write waiting behind a
+// lock the server gives back within a short lease. An egg's upload and
+// its download (AddEgg, EggData) carry megabytes and keep their caller's
+// bound.
+const CallBound = 10 * time.Second
+
+// bound is ctx bounded by CallBound (an earlier deadline of ctx stays).
+func bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, CallBound)
+}
+
+// writeCtx is write bounded by ctx only.
 func (s *Store) writeCtx(ctx context.Context, events bool, fn func(*tx) error) error {
 	var err error
 	for try := 0; try < s.staleTries(); try++ {
@@ -238,11 +258,18 @@ func (s *Store) writeOnce(ctx context.Context, events bool, fn func(*tx) error) 
 	return nil
 }
 
-// exec runs one statement in its own transaction.
+// exec runs one statement in its own transaction, bounded by CallBound.
 func (s *Store) exec(q string, args ...any) error {
+	ctx, cancel := bound(context.Background())
+	defer cancel()
+	return s.execCtx(ctx, q, args...)
+}
+
+// execCtx is exec bounded by ctx only.
+func (s *Store) execCtx(ctx context.Context, q string, args ...any) error {
 	var err error
 	for try := 0; try < s.staleTries(); try++ {
-		if _, err = s.pool.Exec(context.Background(), q, args...); !pgconn.SafeToRetry(err) {
+		if _, err = s.pool.Exec(ctx, q, args...); !pgconn.SafeToRetry(err) {
 			break
 		}
 	}
@@ -522,9 +549,10 @@ func trim(t *tx, keep int) error {
 	return err
 }
 
-// Trim applies a new finished_to_keep at once.
+// Trim applies a new finished_to_keep at once. Not bounded by CallBound:
+// a finished_to_keep lowered by a reload may delete a long history.
 func (s *Store) Trim(keep int) error {
-	return s.write(true, func(t *tx) error { return trim(t, keep) })
+	return s.writeCtx(context.Background(), true, func(t *tx) error { return trim(t, keep) })
 }
 
 // SetStats replaces a finished job's stats.

@@ -117,6 +117,8 @@ func query(state job.State, f store.Filter, node string) (string, []any) {
 }
 
 func list(ctx context.Context, q querier, state job.State, f store.Filter, node string) ([]job.Job, error) {
+	ctx, cancel := bound(ctx)
+	defer cancel()
 	sql, args := query(state, f, node)
 	rows, err := q.Query(ctx, sql, args...)
 	if err != nil {
@@ -137,6 +139,8 @@ func (s *Store) List(ctx context.Context, state job.State, f store.Filter) ([]jo
 // Snapshot lists the states in want as of one moment: one REPEATABLE READ
 // transaction reads them all.
 func (s *Store) Snapshot(ctx context.Context, f, finished store.Filter, want map[job.State]bool) (pending, running, done []job.Job, err error) {
+	ctx, cancel := bound(ctx)
+	defer cancel()
 	err = pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		for _, sec := range []struct {
 			state job.State
@@ -170,6 +174,8 @@ func (s *Store) Find(ctx context.Context, project, id string) (*job.Job, error) 
 		args = append(args, project)
 	}
 	q += ` ORDER BY CASE state WHEN 'finished' THEN 0 WHEN 'running' THEN 1 ELSE 2 END, ended DESC NULLS LAST, seq DESC LIMIT 1`
+	ctx, cancel := bound(ctx)
+	defer cancel()
 	rows, err := s.pool.Query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("find job %s: %w", id, unavailable(err))
