@@ -151,11 +151,14 @@ func TestPostgresRestartAdoptsNothingReaped(t *testing.T) {
 	conf := "max_proc = 1\nnode_lease = 8\n"
 	n1 := testkit.StartDaemon(t, testkit.Options{Conf: testkit.NodeConf(conf, db, "node1")})
 	n1.Upload(t, "sample", "1.0", testkit.SampleEgg(t))
-	n2 := testkit.StartDaemon(t, testkit.Options{Conf: testkit.NodeConf(conf, db, "node2")})
 	schedule(t, n1, url.Values{"project": {"sample"}, "spider": {"slow"}, "jobid": {"a"}})
 	a := waitState(t, n1, "a", "running")
 	pid := int(a["pid"].(float64))
 	t.Cleanup(func() { syscall.Kill(-pid, syscall.SIGKILL) })
+	// Node 2 joins once the crawl runs on node 1: with both up, whichever
+	// claims first runs it (on a loaded machine often node 2, which then
+	// has nothing of node 1's to adopt).
+	n2 := testkit.StartDaemon(t, testkit.Options{Conf: testkit.NodeConf(conf, db, "node2")})
 	for _, kill := range []bool{true, false} {
 		if kill {
 			n1.Kill()
