@@ -102,6 +102,16 @@ func TestDiskFull(t *testing.T) {
 	}
 	// The database's disk fills up: schedules fail clearly, none is lost.
 	ok := schedule(t, d, url.Values{"project": {"sample"}, "spider": {"params"}})
+	// Its start recorded first: a crawl whose start cannot be recorded
+	// is stopped and ends failed with that reason (it must not run
+	// untracked), which is not what this test is about. Its end may
+	// come while the disk is full: it is recorded once space returns.
+	testkit.Eventually(t, waitCrawl, "the first job's start recorded", func() bool {
+		if j := jobIn(t, d, "running", ok); j != nil && j["pid"] != nil {
+			return true
+		}
+		return jobIn(t, d, "finished", ok) != nil
+	})
 	filler := filepath.Join(dbs, "filler")
 	f, _ := os.Create(filler)
 	io.Copy(f, io.LimitReader(rand.Reader, 4<<20)) // fills the tmpfs, whatever fits
