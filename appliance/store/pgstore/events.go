@@ -27,6 +27,26 @@ func (s *Store) OnEvent(fn func(last int64)) {
 // addEvent records an event for the job row seq as the transaction left
 // it, at its timeColumn, as this node's. Its ID is the next of the counter the
 // transaction locked first (see write): gapless and in commit order.
+// updateWithEvents runs an UPDATE … RETURNING seq and adds an event of
+// typ (dated by timeColumn) for each job it changed, in the same
+// transaction; it says how many changed.
+func (t *tx) updateWithEvents(typ store.EventType, timeColumn, q string, args ...any) (int, error) {
+	rows, err := t.Query(t.ctx, q, args...)
+	if err != nil {
+		return 0, err
+	}
+	seqs, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return 0, err
+	}
+	for _, seq := range seqs {
+		if err := t.addEvent(typ, seq, timeColumn, nil); err != nil {
+			return 0, err
+		}
+	}
+	return len(seqs), nil
+}
+
 func (t *tx) addEvent(typ store.EventType, seq int64, timeColumn string, _ any) error {
 	if !t.locked {
 		return errors.New("an event written without the event counter locked")

@@ -565,19 +565,9 @@ func (s *Store) SetStats(seq int64, stats string) error {
 func (s *Store) CancelPending(project, id string) (int, error) {
 	var n int
 	err := s.write(true, func(t *tx) error {
-		rows, err := t.Query(t.ctx, `UPDATE jobs SET outcome = 'cancelled', cancelled = true, ended = now()
-			WHERE state = 'pending' AND project = $1 AND id = $2 RETURNING seq`, project, id)
-		if err != nil {
+		if _, err := t.updateWithEvents(store.EventFinished, "ended", `UPDATE jobs SET outcome = 'cancelled', cancelled = true, ended = now()
+			WHERE state = 'pending' AND project = $1 AND id = $2 RETURNING seq`, project, id); err != nil {
 			return err
-		}
-		seqs, err := pgx.CollectRows(rows, pgx.RowTo[int64])
-		if err != nil {
-			return err
-		}
-		for _, seq := range seqs {
-			if err := t.addEvent(store.EventFinished, seq, "ended", nil); err != nil {
-				return err
-			}
 		}
 		tag, err := t.Exec(t.ctx, `DELETE FROM jobs WHERE state = 'pending' AND project = $1 AND id = $2`, project, id)
 		n = int(tag.RowsAffected())

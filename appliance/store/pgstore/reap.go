@@ -91,48 +91,26 @@ func reapNode(t *tx, name string, keep int) (Reaped, error) {
 	}
 	r.Returned = int(tag.RowsAffected())
 	if mode == LostRequeue {
-		rows, err := t.Query(t.ctx, `UPDATE jobs SET state = 'pending', started = NULL, pid = NULL, handle = NULL, node = '', epoch = 0
+		n, err := t.updateWithEvents(store.EventScheduled, "scheduled", `UPDATE jobs SET state = 'pending', started = NULL, pid = NULL, handle = NULL, node = '', epoch = 0
 			WHERE node = $1 AND state = 'running' AND NOT cancelled RETURNING seq`, name)
 		if err != nil {
 			return r, err
 		}
-		seqs, err := pgx.CollectRows(rows, pgx.RowTo[int64])
-		if err != nil {
-			return r, err
-		}
-		for _, seq := range seqs {
-			if err := t.addEvent(store.EventScheduled, seq, "scheduled", nil); err != nil {
-				return r, err
-			}
-		}
-		r.Requeued = len(seqs)
+		r.Requeued = n
 	}
 	// What is left running ends: lost, or cancelled when a cancel was
 	// sent (requeue never reruns a job a user cancelled).
-	rows, err := t.Query(t.ctx, `UPDATE jobs SET state = 'finished', ended = now(),
+	lost, err := t.updateWithEvents(store.EventFinished, "ended", `UPDATE jobs SET state = 'finished', ended = now(),
 			outcome = CASE WHEN cancelled THEN 'cancelled' ELSE 'lost' END
 		WHERE node = $1 AND state = 'running' RETURNING seq`, name)
 	if err != nil {
 		return r, err
 	}
-	seqs, err := pgx.CollectRows(rows, pgx.RowTo[int64])
-	if err != nil {
-		return r, err
-	}
-	for _, seq := range seqs {
-		if err := t.addEvent(store.EventFinished, seq, "ended", nil); err != nil {
-			return r, err
-		}
-	}
-	r.Lost = len(seqs)
-	if len(seqs) == 0 {
+	r.Lost = lost
+	if lost == 0 {
 		return r, nil
 	}
-	if keep < 0 {
-		_, err := t.Exec(t.ctx, `UPDATE job_counts SET finished = finished + $1`, len(seqs))
-		return r, err
-	}
-	if _, err := t.Exec(t.ctx, `UPDATE job_counts SET finished = finished + $1`, len(seqs)); err != nil {
+	if _, err := t.Exec(t.ctx, `UPDATE job_counts SET finished = finished + $1`, lost); err != nil || keep < 0 {
 		return r, err
 	}
 	return r, trim(t, keep)
