@@ -96,6 +96,11 @@ type Dispatcher struct {
 	active   map[int64]*slot
 	claiming int // slots reserved while a claim is in flight
 
+	// unsure, owned by the dispatch loop: a claim failed with the database
+	// away, and its COMMIT may have been made with the answer lost (see
+	// settle).
+	unsure bool
+
 	adopted chan struct{} // closed once the crawls a previous daemon left are known
 
 	delivering sync.Mutex // one DeliverCancels at a time: a request is signalled once
@@ -335,6 +340,9 @@ func (d *Dispatcher) reattach(ctx context.Context, j job.Job, first error) {
 // fill starts pending jobs while slots are free. Each start runs on its
 // own goroutine: the loop goes on while it is under way.
 func (d *Dispatcher) fill(ctx context.Context) {
+	if d.unsure {
+		d.settle(ctx)
+	}
 	for {
 		cfg := d.Config()
 		if d.MayClaim != nil && !d.MayClaim() {
@@ -355,6 +363,12 @@ func (d *Dispatcher) fill(ctx context.Context) {
 			if err != nil {
 				d.Log.Error("cannot take the next pending job", "err", err)
 			}
+			if errors.Is(err, store.ErrUnavailable) || errors.Is(err, store.ErrInDoubt) {
+				// A shared database (never SQLite) may have made the
+				// claim and lost its answer: the job would stay running
+				// on this node with no crawl.
+				d.unsure = true
+			}
 			return
 		}
 		s := &slot{j: *j, starting: true}
@@ -363,6 +377,43 @@ func (d *Dispatcher) fill(ctx context.Context) {
 		d.changed()
 		go d.start(ctx, cfg, s)
 	}
+}
+
+// settle returns to the queue, in their places, the jobs a claim whose
+// answer was lost left running on this node: running with no handle, and
+// holding no slot here. Every job this dispatcher claimed holds its slot
+// from the claim's answer until its end is recorded, and only this loop
+// claims and frees slots, so a job being started is never among them. It is
+// tried again at each fill until the store answers.
+func (d *Dispatcher) settle(ctx context.Context) {
+	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	jobs, err := d.Store.List(lctx, job.Running, store.Filter{})
+	if err != nil {
+		d.Log.Warn("cannot check yet for a job claimed while the job database went away", "err", err)
+		return
+	}
+	for _, j := range jobs {
+		d.mu.Lock()
+		held := d.active[j.Seq] != nil
+		d.mu.Unlock()
+		if j.Handle != "" || held {
+			continue
+		}
+		log := d.Log.With("project", j.Project, "spider", j.Spider, "job", j.ID)
+		switch err := d.Store.Requeue(j.Seq); {
+		case errors.Is(err, store.ErrFenced):
+			// The cluster reaped this node meanwhile: the job's fate is
+			// its decision.
+			log.Warn("a job claimed while the job database went away is no longer this node's", "err", err)
+		case err != nil:
+			log.Warn("cannot queue again a job claimed while the job database went away", "err", err)
+			return
+		default:
+			log.Warn("job was claimed while the job database went away and never started; queued again")
+		}
+	}
+	d.unsure = false
 }
 
 // start launches a claimed job: it stores the handle before the start
