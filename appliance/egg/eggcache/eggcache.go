@@ -383,13 +383,9 @@ func (s *Store) DeleteProject(project string) error {
 // holds (deleted, or replaced by an upload of another hash), and project
 // directories left empty. Eggs it did not fetch or store are left alone.
 func (s *Store) Reconcile(ctx context.Context) error {
-	recs, err := s.DB.EggRecords(ctx, "")
+	want, err := s.sums(ctx, "")
 	if err != nil {
 		return err
-	}
-	want := make(map[string]string, len(recs)) // project/stem → sha256
-	for _, r := range recs {
-		want[r.Project+"/"+egg.Sanitize(r.Version)] = r.SHA256
 	}
 	projects, err := os.ReadDir(s.Dir)
 	if err != nil && !os.IsNotExist(err) {
@@ -415,6 +411,17 @@ func (s *Store) Reconcile(ctx context.Context) error {
 				continue
 			}
 			unlock := s.lock(s.path(p.Name(), stem))
+			// Asked again under the egg's lock: an upload committed
+			// since the first read keeps its copy here (it writes the
+			// copy under this lock, after its commit).
+			now, err := s.sums(ctx, p.Name())
+			if err != nil || s.current(p.Name(), stem, now) {
+				if err != nil {
+					errs = append(errs, err)
+				}
+				unlock()
+				continue
+			}
 			if err := os.Remove(filepath.Join(dir, stem+".egg")); err != nil && !os.IsNotExist(err) {
 				errs = append(errs, err)
 			} else {
@@ -428,6 +435,20 @@ func (s *Store) Reconcile(ctx context.Context) error {
 		os.Remove(dir) // only when empty
 	}
 	return errors.Join(errs...)
+}
+
+// sums maps project/stem to the sha256 the database holds, for one
+// project or ("") every project.
+func (s *Store) sums(ctx context.Context, project string) (map[string]string, error) {
+	recs, err := s.DB.EggRecords(ctx, project)
+	if err != nil {
+		return nil, err
+	}
+	want := make(map[string]string, len(recs))
+	for _, r := range recs {
+		want[r.Project+"/"+egg.Sanitize(r.Version)] = r.SHA256
+	}
+	return want, nil
 }
 
 // current says whether the marked copy of project/stem holds what the

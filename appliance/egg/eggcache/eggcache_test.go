@@ -393,3 +393,50 @@ func TestEggFoundInPlaceIsAdopted(t *testing.T) {
 		t.Fatalf("after the delete node 1's eggs_dir/p holds %v, want only the egg the cluster does not know", ents)
 	}
 }
+
+// stale answers the first EggRecords of every project as it was before
+// any upload: a reconcile that read the database just before an upload
+// committed.
+type stale struct {
+	eggcache.DB
+	first sync.Once
+}
+
+func (s *stale) EggRecords(ctx context.Context, project string) ([]egg.Record, error) {
+	if project == "" {
+		var before bool
+		s.first.Do(func() { before = true })
+		if before {
+			return nil, nil
+		}
+	}
+	return s.DB.EggRecords(ctx, project)
+}
+
+// A reconcile that read the database before an upload committed (the one
+// a node runs when its listener connects, racing the first upload after
+// its start) keeps the upload's copy: it asks again under the egg's lock
+// before it removes anything.
+func TestReconcileKeepsAnUploadItMissed(t *testing.T) {
+	db := open(t)
+	one := &eggcache.Store{DB: db, Dir: t.TempDir()}
+	upload(t, one, "p", "1.0", "egg bytes", egg.Details{Spiders: []string{"s"}}, "")
+	copy := filepath.Join(one.Dir, "p", "1_0.egg")
+	late := &eggcache.Store{DB: &stale{DB: db}, Dir: one.Dir}
+	if err := late.Reconcile(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(t, copy); got != "egg bytes" {
+		t.Fatalf("the upload's copy after a late reconcile: %q", got)
+	}
+	// A version the database does not hold still goes.
+	if err := db.DeleteEgg(t.Context(), "p", "1.0"); err != nil {
+		t.Fatal(err)
+	}
+	if err := late.Reconcile(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(copy); !os.IsNotExist(err) {
+		t.Fatalf("the deleted version's copy: %v", err)
+	}
+}
