@@ -247,3 +247,30 @@ func TestWakeTimer(t *testing.T) {
 		t.Errorf("wake timer properties:\n got %v\nwant %v", got, want)
 	}
 }
+
+// TestRanAndExited: a failed start job whose unit shows the process's own
+// exit status is a crawl that ran (it exited before systemd saw its exec
+// succeed); systemd's setup codes (203/EXEC: a wrong python path) and a
+// unit that never ran are start failures.
+func TestRanAndExited(t *testing.T) {
+	failed := map[string]any{"ActiveState": "failed", "SubState": "failed"}
+	for _, tc := range []struct {
+		name   string
+		result string
+		code   int32
+		status int32
+		want   bool
+	}{
+		{"exit 3", "exit-code", 1, 3, true},
+		{"exit 1", "exit-code", 1, 1, true},
+		{"203/EXEC", "exit-code", 1, 203, false},
+		{"200/CHDIR", "exit-code", 1, 200, false},
+		{"killed", "signal", 2, 9, false},
+		{"never ran", "resources", 0, 0, false},
+	} {
+		st := decode(failed, map[string]any{"Result": tc.result, "ExecMainCode": tc.code, "ExecMainStatus": tc.status})
+		if got := ranAndExited(st); got != tc.want {
+			t.Errorf("%s: ranAndExited = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

@@ -273,11 +273,19 @@ func (l *Launcher) startUnit(ctx context.Context, unit string, props []sddbus.Pr
 }
 
 // startFailed explains a failed start job (typically exit status 203/EXEC:
-// a wrong python path) and releases the failed unit.
+// a wrong python path) and releases the failed unit. A crawl that ran and
+// exited before systemd saw its exec succeed also fails its start job
+// (Type=exec: the process's exit is handled first, seen in CI under load
+// with a crawl exiting at once): its exit status is then its own, not one
+// of systemd's setup codes, and it counts as started, its unit left for
+// the watch to read the exit from.
 func (l *Launcher) startFailed(ctx context.Context, unit, result string) error {
 	st, err := l.state(ctx, unit)
 	if err != nil {
 		return fmt.Errorf("systemd: start %s: job %s", unit, result)
+	}
+	if ranAndExited(st) {
+		return nil
 	}
 	l.release(ctx, unit, st, false)
 	return fmt.Errorf("systemd: start %s: job %s (unit result %s, %s)", unit, result, st.result, st.exit)
@@ -595,6 +603,14 @@ func decode(u, s map[string]any) unitState {
 		st.exit = exitOf(code, status)
 	}
 	return st
+}
+
+// ranAndExited: the unit's main process ran and exited by itself. Exit
+// statuses 200-243 are systemd's own for a process it could not set up
+// (systemd.exec(5), "Process Exit Codes"), so they are not taken as the
+// crawl's.
+func ranAndExited(st unitState) bool {
+	return st.ended && st.result == "exit-code" && st.exit.Code != nil && (*st.exit.Code < 200 || *st.exit.Code > 243)
 }
 
 // si_code values of ExecMainCode (waitid(2)).
