@@ -87,6 +87,13 @@ func Open(dir string) (*Store, error) {
 	for _, p := range []string{"journal_mode(WAL)", "busy_timeout(10000)", "synchronous(NORMAL)"} {
 		q.Add("_pragma", p)
 	}
+	// Write transactions begin IMMEDIATE: they take SQLite's write lock at
+	// BEGIN, where busy_timeout applies. A deferred one that has read
+	// first and then finds the lock held gets SQLITE_BUSY at once, without
+	// waiting (SQLite does not wait there, to avoid a deadlock): seen once
+	// in CI as a schedule.json refused under 50 concurrent clients.
+	// Read-only transactions stay deferred.
+	q.Set("_txlock", "immediate")
 	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
