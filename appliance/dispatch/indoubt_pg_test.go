@@ -5,8 +5,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
-	neturl "net/url"
 	"testing"
 	"time"
 
@@ -48,16 +46,9 @@ func (s claimWatch) Claim(now time.Time, caps store.Caps) (*job.Job, error) {
 func TestLostClaimAnswerOnPostgres(t *testing.T) {
 	t.Parallel()
 	url := pgtest.DB(t)
-	u, err := neturl.Parse(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := faultproxy.Start(t, net.JoinHostPort("127.0.0.1", u.Port()))
-	q := u.Query()
-	q.Del("host")
-	u.Host, u.RawQuery = proxy.Addr, q.Encode()
+	proxy := faultproxy.Start(t, pgtest.Addr(t, url))
 	ctx := context.Background()
-	st, err := pgstore.Open(ctx, u.String(), pgstore.Options{Node: "n1", ServerClock: true, Lease: 5 * time.Minute})
+	st, err := pgstore.Open(ctx, pgtest.Via(t, url, proxy.Addr), pgstore.Options{Node: "n1", ServerClock: true, Lease: 5 * time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}

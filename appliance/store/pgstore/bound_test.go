@@ -3,8 +3,6 @@ package pgstore_test
 import (
 	"context"
 	"errors"
-	"net"
-	neturl "net/url"
 	"testing"
 	"time"
 
@@ -19,15 +17,8 @@ import (
 // store.
 func proxied(t *testing.T, url string) (*faultproxy.Proxy, string) {
 	t.Helper()
-	u, err := neturl.Parse(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := faultproxy.Start(t, net.JoinHostPort("127.0.0.1", u.Port()))
-	q := u.Query()
-	q.Del("host")
-	u.Host, u.RawQuery = proxy.Addr, q.Encode()
-	return proxy, u.String()
+	proxy := faultproxy.Start(t, pgtest.Addr(t, url))
+	return proxy, pgtest.Via(t, url, proxy.Addr)
 }
 
 // A node cut off from the database (a black hole: its connections stay

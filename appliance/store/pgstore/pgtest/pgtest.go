@@ -6,6 +6,8 @@ package pgtest
 import (
 	"context"
 	"fmt"
+	"net"
+	neturl "net/url"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -68,4 +70,31 @@ func withDatabase(url, name string) string {
 		query = "?" + query
 	}
 	return rest + "/" + name + query
+}
+
+// Via is url (a test database's) with its connection made over TCP to
+// addr, a fault proxy in front of the server, instead of through the
+// server's socket directory; Addr is where such a proxy forwards to.
+func Via(t testing.TB, url, addr string) string {
+	t.Helper()
+	u := parse(t, url)
+	q := u.Query()
+	q.Del("host")
+	u.Host, u.RawQuery = addr, q.Encode()
+	return u.String()
+}
+
+// Addr is the TCP address of the server a test database's url names.
+func Addr(t testing.TB, url string) string {
+	t.Helper()
+	return net.JoinHostPort("127.0.0.1", parse(t, url).Port())
+}
+
+func parse(t testing.TB, url string) *neturl.URL {
+	t.Helper()
+	u, err := neturl.Parse(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
 }
